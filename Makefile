@@ -1,0 +1,57 @@
+# Two commands for a fresh machine: `make demo` and `make test`. Everything else is optional.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+# make data inputs (see DatasetPrep.md)
+SQUAD_CSV ?=
+MODEL ?= models/llama3-2-3b-instruct
+OUT ?= outputs/data
+NQ_DIR ?=
+LIMIT ?= -1
+SPACY_MODEL ?= auto
+
+.PHONY: help setup test demo data reproduce lint bench clean
+
+help:
+	@echo "make test       set up .venv (CPU torch) and run the test suite"
+	@echo "make demo       set up .venv and run the whole pipeline on tiny models and real data (outputs/demo)"
+	@echo "make data SQUAD_CSV=f MODEL=dir OUT=dir [NQ_DIR=dir] [LIMIT=n]   curriculum pairs (DatasetPrep.md)"
+	@echo "make reproduce  the study's profile on a GPU machine with the models in models/"
+	@echo "make lint       ruff"
+	@echo "make bench      speed/memory benchmarks against straightforward implementations"
+
+$(STAMP): requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+	$(PIP) install torch==2.13.0
+	$(PIP) install -r requirements.txt
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+demo: $(STAMP)
+	$(PY) scripts/run_pipeline.py --profile demo --output_dir outputs/demo
+
+data: $(STAMP)
+	$(PY) scripts/make_data.py --squad_csv "$(SQUAD_CSV)" --model_path "$(MODEL)" --output_dir "$(OUT)" \
+		--nq_dir "$(NQ_DIR)" --limit $(LIMIT) --spacy_model $(SPACY_MODEL)
+
+reproduce: $(STAMP)
+	$(PY) scripts/run_pipeline.py --profile study --output_dir outputs/study
+
+lint: $(STAMP)
+	$(PY) -m ruff check aligner scripts evaluation first_improvement further_improvement old_training tests benchmarks
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_train.py
+	$(PY) benchmarks/bench_eval.py
+
+clean:
+	rm -rf outputs .pytest_cache

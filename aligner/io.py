@@ -1,0 +1,329 @@
+"""Data I/O: validated JSONL/JSON/CSV/parquet reading, atomic writes, append-with-resume.
+
+Every reader reports problems as ``DataError`` naming the file and the 1-based line (or row)
+number, or, when the caller asks for ``skip_invalid=True``, skips the line, counts it and logs
+the count once.  Nothing here returns a silently shortened dataset.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+class DataError(ValueError):
+    """A problem with an input file; the message always names the file and, when known, the line."""
+
+    def __init__(self, path: str | os.PathLike, message: str, line: int | None = None):
+        self.path = str(path)
+        self.line = line
+        where = f"{self.path}, line {line}" if line is not None else self.path
+        super().__init__(f"{where}: {message}")
+
+
+@dataclass
+class ReadStats:
+    """Filled by the readers when given: how many records were kept and which lines were skipped."""
+
+    n_read: int = 0
+    n_skipped: int = 0
+    skipped_lines: list[int] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+
+
+def _validate(record: Any, required: Sequence[str], path: str | os.PathLike, line: int,
+              allow_empty: bool) -> None:
+    if not isinstance(record, dict):
+        raise DataError(path, f"expected a JSON object, got {type(record).__name__}", line)
+    missing = [k for k in required if k not in record]
+    if missing:
+        raise DataError(path, f"missing required field(s) {missing}", line)
+    if not allow_empty:
+        empty = [k for k in required if record[k] is None or (isinstance(record[k], str) and not record[k].strip())]
+        if empty:
+            raise DataError(path, f"empty value for required field(s) {empty}", line)
+
+
+def iter_jsonl(path: str | os.PathLike, required: Sequence[str] = (), *, skip_invalid: bool = False,
+               allow_empty: bool = False, stats: ReadStats | None = None) -> Iterator[dict]:
+    """Yield the records of a JSON-lines file, validating each against ``required`` fields.
+
+    Blank lines are ignored.  A malformed line raises ``DataError`` with its line number, or is
+    skipped and counted in ``stats`` when ``skip_invalid`` is true.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "file not found")
+    stats = stats if stats is not None else ReadStats()
+    with path.open("r", encoding="utf-8") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            if not raw.strip():
+                continue
+            try:
+                try:
+                    record = json.loads(raw)
+                except json.JSONDecodeError as exc:
+                    raise DataError(path, f"invalid JSON ({exc.msg} at column {exc.colno})", lineno) from None
+                _validate(record, required, path, lineno, allow_empty)
+            except DataError as err:
+                if not skip_invalid:
+                    raise
+                stats.n_skipped += 1
+                stats.skipped_lines.append(lineno)
+                stats.reasons.append(str(err))
+                continue
+            stats.n_read += 1
+            yield record
+    if stats.n_skipped:
+        shown = ", ".join(map(str, stats.skipped_lines[:10]))
+        more = " ..." if stats.n_skipped > 10 else ""
+        logger.warning("%s: skipped %d malformed line(s) (lines %s%s)", path, stats.n_skipped, shown, more)
+
+
+def read_jsonl(path: str | os.PathLike, required: Sequence[str] = (), *, skip_invalid: bool = False,
+               allow_empty: bool = False, limit: int | None = None,
+               stats: ReadStats | None = None) -> list[dict]:
+    """Read a JSON-lines file into a list (see ``iter_jsonl``); ``limit`` < 0 or None means all."""
+    out: list[dict] = []
+    for rec in iter_jsonl(path, required, skip_invalid=skip_invalid, allow_empty=allow_empty, stats=stats):
+        if limit is not None and limit >= 0 and len(out) >= limit:
+            break
+        out.append(rec)
+    return out
+
+
+def read_records(path: str | os.PathLike, required: Sequence[str] = (), *, skip_invalid: bool = False,
+                 allow_empty: bool = False, limit: int | None = None,
+                 stats: ReadStats | None = None) -> list[dict]:
+    """Read records from .jsonl, .json (a JSON array, or JSON lines as HaluEval ships it), .csv or .parquet."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(path, "file not found")
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        with path.open("r", encoding="utf-8") as fh:
+            head = fh.read(1 << 16).lstrip()
+        if head.startswith("["):
+            try:
+                rows = json.loads(path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as exc:
+                raise DataError(path, f"invalid JSON ({exc.msg})", exc.lineno) from None
+            return _validate_rows(rows, path, required, skip_invalid, allow_empty, limit, stats, "element")
+        return read_jsonl(path, required, skip_invalid=skip_invalid, allow_empty=allow_empty, limit=limit,
+                          stats=stats)
+    if suffix == ".csv":
+        return read_csv(path, required, limit=limit)
+    if suffix == ".parquet":
+        import pandas as pd
+
+        rows = pd.read_parquet(path).to_dict(orient="records")
+        return _validate_rows(rows, path, required, skip_invalid, allow_empty, limit, stats, "row")
+    return read_jsonl(path, required, skip_invalid=skip_invalid, allow_empty=allow_empty, limit=limit,
+                      stats=stats)
+
+
+def _validate_rows(rows: Any, path: Path, required: Sequence[str], skip_invalid: bool, allow_empty: bool,
+                   limit: int | None, stats: ReadStats | None, unit: str) -> list[dict]:
+    if not isinstance(rows, list):
+        raise DataError(path, "expected a list of records")
+    stats = stats if stats is not None else ReadStats()
+    out = []
+    for i, rec in enumerate(rows, start=1):
+        if limit is not None and limit >= 0 and len(out) >= limit:
+            break
+        try:
+            _validate(rec, required, path, i, allow_empty)
+        except DataError as err:
+            if not skip_invalid:
+                raise DataError(path, str(err).split(": ", 1)[-1] + f" ({unit} {i})", i) from None
+            stats.n_skipped += 1
+            stats.skipped_lines.append(i)
+            continue
+        stats.n_read += 1
+        out.append(rec)
+    return out
+
+
+def read_csv(path: str | os.PathLike, required_columns: Sequence[str] = (), *, limit: int | None = None) -> list[dict]:
+    """Read a CSV with a header into dicts; a missing column is an error naming the file and the columns."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "file not found")
+    with path.open("r", encoding="utf-8", newline="") as fh:
+        reader = csv.DictReader(fh)
+        header = reader.fieldnames or []
+        missing = [c for c in required_columns if c not in header]
+        if missing:
+            raise DataError(path, f"missing column(s) {missing}; the header has {header}", 1)
+        rows = []
+        for row in reader:
+            if limit is not None and limit >= 0 and len(rows) >= limit:
+                break
+            rows.append(row)
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# Atomic writes
+# ---------------------------------------------------------------------------------------------
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename.
+
+    A crash leaves either the old file or the new one, never half a file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int = 2) -> Path:
+    return atomic_write_text(path, json.dumps(obj, indent=indent, ensure_ascii=False, default=_json_default) + "\n")
+
+
+def write_jsonl_atomic(path: str | os.PathLike, records: Iterable[dict]) -> Path:
+    lines = [json.dumps(r, ensure_ascii=False, default=_json_default) for r in records]
+    return atomic_write_text(path, "".join(line + "\n" for line in lines))
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "file not found")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataError(path, f"invalid JSON ({exc.msg})", exc.lineno) from None
+
+
+def _json_default(obj: Any) -> Any:
+    # numpy / torch scalars show up in metric dicts; store them as plain numbers.
+    if hasattr(obj, "item"):
+        return obj.item()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Append-with-resume for per-sample outputs
+# ---------------------------------------------------------------------------------------------
+
+class ResumableJsonlWriter:
+    """Per-sample output file that is appended to as work is done and can be resumed after a crash.
+
+    With ``resume=True`` the existing records are loaded (``records``, and their keys in ``done``);
+    a torn last line, left by a crash in the middle of a write, is dropped and the file truncated to
+    the last complete record.  With ``resume=False`` an existing file is started afresh.
+    Every ``append`` is flushed and fsync'd so a crash loses at most the record being written.
+    """
+
+    def __init__(self, path: str | os.PathLike, key: str | Callable[[dict], Any] | None = None,
+                 resume: bool = False, fsync: bool = True):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._key = (lambda r: r[key]) if isinstance(key, str) else key
+        self.fsync = fsync
+        self.records: list[dict] = []
+        self.done: set = set()
+        if resume and self.path.exists():
+            self._load_existing()
+            mode = "a"
+        else:
+            mode = "w"
+        self._fh = self.path.open(mode, encoding="utf-8")
+
+    def _load_existing(self) -> None:
+        data = self.path.read_bytes()
+        good_end = 0
+        pos = 0
+        lineno = 0
+        while pos < len(data):
+            nl = data.find(b"\n", pos)
+            if nl == -1:
+                logger.warning("%s: dropping a torn last line (%d bytes) left by an interrupted run",
+                               self.path, len(data) - pos)
+                break
+            lineno += 1
+            raw = data[pos:nl]
+            if raw.strip():
+                try:
+                    rec = json.loads(raw)
+                except json.JSONDecodeError:
+                    if data.find(b"\n", nl + 1) == -1 and not data[nl + 1:].strip():
+                        logger.warning("%s: dropping a torn last line %d", self.path, lineno)
+                        break
+                    raise DataError(self.path, "invalid JSON in an earlier output; cannot resume safely",
+                                    lineno) from None
+                self.records.append(rec)
+                if self._key is not None:
+                    self.done.add(self._key(rec))
+            pos = nl + 1
+            good_end = pos
+        if good_end != len(data):
+            with self.path.open("r+b") as fh:
+                fh.truncate(good_end)
+
+    def append(self, record: dict) -> None:
+        self._fh.write(json.dumps(record, ensure_ascii=False, default=_json_default) + "\n")
+        self._fh.flush()
+        if self.fsync:
+            os.fsync(self._fh.fileno())
+        self.records.append(record)
+        if self._key is not None:
+            self.done.add(self._key(record))
+
+    def extend(self, records: Iterable[dict]) -> None:
+        for rec in records:
+            self._fh.write(json.dumps(rec, ensure_ascii=False, default=_json_default) + "\n")
+            self.records.append(rec)
+            if self._key is not None:
+                self.done.add(self._key(rec))
+        self._fh.flush()
+        if self.fsync:
+            os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()
+
+    def __enter__(self) -> ResumableJsonlWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while True:
+            block = fh.read(chunk)
+            if not block:
+                break
+            h.update(block)
+    return h.hexdigest()

@@ -1,0 +1,80 @@
+"""Run records: every stage writes ``run_config.json`` (flags, versions, git commit, host, time) beside its outputs."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import importlib.metadata
+import logging
+import os
+import platform
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from aligner.io import write_json_atomic
+from aligner.paths import REPO_ROOT
+
+TRACKED_PACKAGES = (
+    "torch", "transformers", "peft", "trl", "accelerate", "tokenizers", "datasets", "sentence-transformers",
+    "bert-score", "sacrebleu", "rouge-score", "faiss-cpu", "spacy", "vllm", "bitsandbytes", "numpy",
+)
+
+
+def package_versions(names: tuple[str, ...] = TRACKED_PACKAGES) -> dict[str, str | None]:
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in names:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def git_commit(repo: Path = REPO_ROOT) -> dict[str, Any]:
+    """The checkout's HEAD and whether the tree has uncommitted changes (None when not a git checkout)."""
+    def run(*args: str) -> str | None:
+        try:
+            return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=10,
+                                  check=True).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return None
+
+    commit = run("rev-parse", "HEAD")
+    status = run("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+
+
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def run_record(args: argparse.Namespace | dict | None = None, extra: dict | None = None) -> dict:
+    flags = vars(args) if isinstance(args, argparse.Namespace) else dict(args or {})
+    record = {
+        "flags": flags,
+        "argv": list(sys.argv),
+        "start_time": now_iso(),
+        "hostname": socket.gethostname(),
+        "git": git_commit(),
+        "versions": package_versions(),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+    }
+    if extra:
+        record.update(extra)
+    return record
+
+
+def write_run_config(output_dir: str | os.PathLike, args: argparse.Namespace | dict | None = None,
+                     extra: dict | None = None, filename: str = "run_config.json") -> Path:
+    """Write the run record next to a stage's outputs, atomically; returns its path."""
+    path = Path(output_dir) / filename
+    write_json_atomic(path, run_record(args, extra))
+    return path
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")

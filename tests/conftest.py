@@ -1,0 +1,67 @@
+"""Shared fixtures: tiny models built once per session, and the real benchmark data by path."""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from aligner.paths import halueval_path, minilm_model_path, truthfulqa_csv_path  # noqa: E402
+from aligner.tiny import TinyModelConfig, build_tiny_model  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """The tiny causal policy model (seed 0)."""
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-llama"), TinyModelConfig(kind="causal", seed=0))
+
+
+@pytest.fixture(scope="session")
+def tiny_truth_judge_dir(tmp_path_factory) -> Path:
+    """A second tiny causal LM standing in for the TruthfulQA truth judge."""
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-truth-judge"), TinyModelConfig(kind="causal", seed=1))
+
+
+@pytest.fixture(scope="session")
+def tiny_judge_dir(tmp_path_factory) -> Path:
+    """The tiny 2-label sequence classifier standing in for HHEM / NLI judges."""
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-seq-cls"), TinyModelConfig(kind="seq_cls", seed=0))
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    return minilm_model_path()
+
+
+@pytest.fixture(scope="session")
+def halueval_file() -> Path:
+    p = halueval_path()
+    if not p.is_file():
+        pytest.skip(f"shared HaluEval data not found at {p}")
+    return p
+
+
+@pytest.fixture(scope="session")
+def truthfulqa_csv() -> Path:
+    p = truthfulqa_csv_path()
+    if not p.is_file():
+        pytest.skip(f"shared TruthfulQA CSV not found at {p}")
+    return p
+
+
+def run_script(script: str, *args: str, cwd: Path = REPO, timeout: int = 600):
+    """Run a stage script as a user would, with the test interpreter; fail with its output."""
+    import subprocess
+
+    cmd = [sys.executable, str(REPO / script), *map(str, args)]
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
