@@ -94,10 +94,13 @@ def read_jsonl(path: str | os.PathLike, required: Sequence[str] = (), *, skip_in
                stats: ReadStats | None = None) -> list[dict]:
     """Read a JSON-lines file into a list (see ``iter_jsonl``); ``limit`` < 0 or None means all."""
     out: list[dict] = []
+    if limit is not None and limit == 0:
+        return out
     for rec in iter_jsonl(path, required, skip_invalid=skip_invalid, allow_empty=allow_empty, stats=stats):
+        out.append(rec)
+        # stop before reading (and validating) the line after the last one wanted
         if limit is not None and limit >= 0 and len(out) >= limit:
             break
-        out.append(rec)
     return out
 
 

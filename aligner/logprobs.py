@@ -88,6 +88,8 @@ def response_mask(starts: Sequence[int], ends: Sequence[int], width: int,
 
 
 def _accepts_logits_to_keep(model) -> bool:
+    while hasattr(model, "module") and isinstance(model.module, torch.nn.Module):
+        model = model.module  # DDP / FSDP / DeepSpeed wrappers hide the signature behind forward(*args, **kwargs)
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     cached = getattr(base, "_aligner_logits_to_keep", None)
     if cached is None:

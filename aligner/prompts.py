@@ -66,3 +66,113 @@ def render_chat(tokenizer, messages: Sequence[dict], add_generation_prompt: bool
     if not getattr(tokenizer, "chat_template", None):
         raise ValueError("the tokenizer has no chat template; pass a model with one (instruct models do)")
     return tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=add_generation_prompt)
+
+
+# --- Data preparation: hard-fake "poison" prompts (first_improvement) --------------------------
+# Three kinds of plausible-but-wrong answer, two wordings each; one wording is drawn per item with the
+# stage's seeded RNG.  Each ends with the answer header the model is asked to complete.
+POISON_TYPES = ("logical_flaw", "causal_error", "unverifiable")
+
+POISON_PROMPT_TEMPLATES: dict[str, tuple[str, ...]] = {
+    "logical_flaw": (
+        "Read the passage and the question below. Write an answer that sounds correct but rests on a subtle "
+        "logical flaw. Do not repeat the correct answer and do not explain anything. Reply with the flawed "
+        "answer only.\n\nContext:\n{context}\n\nQuestion: {question}\nCorrect Answer: {ideal_answer}\n\n"
+        "Flawed Answer:",
+        "Given the context, give a short answer that seems reasonable yet hides a faulty inference. Do not copy "
+        "the correct answer. No explanations: output only the flawed answer.\n\nContext:\n{context}\n\n"
+        "Question: {question}\nCorrect Answer: {ideal_answer}\n\nFlawed Answer:",
+    ),
+    "causal_error": (
+        "Using the passage below, restate the correct answer but give it a wrong cause-and-effect link. Keep "
+        "it believable. No explanations: output only the answer with the causal error.\n\nContext:\n{context}"
+        "\n\nQuestion: {question}\nCorrect Answer: {ideal_answer}\n\nCausal Error Answer:",
+        "From the context, write a short, confident answer that swaps or confuses cause and effect. Do not "
+        "explain. Output only that answer.\n\nContext:\n{context}\n\nQuestion: {question}\n"
+        "Correct Answer: {ideal_answer}\n\nCausal Error Answer:",
+    ),
+    "unverifiable": (
+        "Based on the context, write an answer that states a specific detail nobody could check (a private "
+        "remark, an unpublished figure, an undocumented event) as if it were fact. Do not explain. Output "
+        "only the answer.\n\nContext:\n{context}\n\nQuestion: {question}\nCorrect Answer: {ideal_answer}\n\n"
+        "Unverifiable Answer:",
+        "Using the context, give a realistic answer that presents a speculative detail as established fact. "
+        "No explanations: output only the answer.\n\nContext:\n{context}\n\nQuestion: {question}\n"
+        "Correct Answer: {ideal_answer}\n\nUnverifiable Answer:",
+    ),
+}
+
+# Headers a model may echo before its answer; the text after the first one found is the answer.
+POISON_ANSWER_MARKERS = (
+    "Flawed Answer:", "Causal Error Answer:", "Unverifiable Answer:", "Incorrectly Reasoned Answer:",
+    "Answer with Causal Error:", "Answer with Unverifiable Detail:", "Speculative Answer:",
+)
+POISON_LOOSE_MARKERS = ("Final Answer:", "Generated Answer:", "Answer:", "Response:", "Output:")
+
+
+def poison_prompt(question: str, ideal_answer: str, context: str, poison_type: str, variant: int = 0) -> str:
+    """The plain-text poison prompt of one type and wording (``variant`` indexes the wordings)."""
+    if poison_type not in POISON_PROMPT_TEMPLATES:
+        raise ValueError(f"unknown poison type {poison_type!r}; use one of {list(POISON_PROMPT_TEMPLATES)}")
+    variants = POISON_PROMPT_TEMPLATES[poison_type]
+    return variants[variant % len(variants)].format(question=question.strip(), ideal_answer=ideal_answer.strip(),
+                                                    context=(context or "").strip() or "N/A")
+
+
+# --- Data preparation: teacher-guided hard pairs (further_improvement) --------------------------
+TEACHER_SYSTEM_PROMPT = (
+    "You are a data augmentor. From a raw fact you write two versions of it:\n"
+    "1. a polished truth: the raw fact as one clear, natural sentence;\n"
+    "2. a hard negative: the same sentence with exactly ONE detail changed so that it becomes false.\n"
+    "The two versions must match in length, tone and structure."
+)
+
+TEACHER_ERROR_INSTRUCTIONS = {
+    "logical_flaw": "introduce a LOGICAL FLAW (for example, claim that A led to B when they are unrelated).",
+    "causal_error": "swap the CAUSE and the EFFECT, or change who did it.",
+    "unverifiable": "add a specific UNVERIFIABLE detail (slightly change a date, a name or a quantity).",
+}
+
+TEACHER_USER_TEMPLATE = (
+    "Question: {question}\n"
+    "Raw Fact: {raw_fact}\n"
+    "Context Snippet: {context}\n"
+    "------------------\n"
+    "INSTRUCTIONS:\n"
+    "1. \"chosen_sentence\": rewrite the Raw Fact as a high-quality, natural sentence (or short paragraph).\n"
+    "2. \"rejected_sentence\": rewrite the Raw Fact in the SAME style and length, but {error_instruction}\n"
+    "\n"
+    "Answer with valid JSON only, in this form:\n"
+    "{{\n"
+    "  \"chosen_sentence\": \"the polished correct answer\",\n"
+    "  \"rejected_sentence\": \"the polished incorrect answer\"\n"
+    "}}"
+)
+TEACHER_CONTEXT_CHARS = 4000
+TEACHER_TRUNCATION_MARK = "...[TRUNCATED]"
+
+
+def teacher_messages(question: str, raw_fact: str, context: str, poison_type: str,
+                     max_context_chars: int = TEACHER_CONTEXT_CHARS) -> list[dict]:
+    """System + user turns asking the teacher for {"chosen_sentence", "rejected_sentence"}.
+
+    The context is cut to ``max_context_chars`` characters (a negative value keeps it whole).
+    """
+    if poison_type not in TEACHER_ERROR_INSTRUCTIONS:
+        raise ValueError(f"unknown poison type {poison_type!r}; use one of {list(TEACHER_ERROR_INSTRUCTIONS)}")
+    context = (context or "").strip()
+    if max_context_chars is not None and max_context_chars >= 0 and len(context) > max_context_chars:
+        context = context[:max_context_chars] + TEACHER_TRUNCATION_MARK
+    user = TEACHER_USER_TEMPLATE.format(question=question.strip(), raw_fact=raw_fact.strip(), context=context,
+                                        error_instruction=TEACHER_ERROR_INSTRUCTIONS[poison_type])
+    return [{"role": "system", "content": TEACHER_SYSTEM_PROMPT}, {"role": "user", "content": user}]
+
+
+def llama3_chat_prompt(messages: Sequence[dict], add_generation_prompt: bool = True) -> str:
+    """Messages in the Llama-3 chat format written out literally (no template engine, no date preamble)."""
+    parts = ["<|begin_of_text|>"]
+    for m in messages:
+        parts.append(f"<|start_header_id|>{m['role']}<|end_header_id|>\n\n{m['content']}<|eot_id|>")
+    if add_generation_prompt:
+        parts.append("<|start_header_id|>assistant<|end_header_id|>\n\n")
+    return "".join(parts)

@@ -1,0 +1,281 @@
+"""SFT-style question/context/answer sets: SQuAD v2 from its CSV export, the NQ RAG records, and the unified
+view every negative-sampling stage works on.
+
+SQuAD v2 exported with pandas writes the ``answers`` cell as the repr of a dict of NumPy arrays,
+``{'text': array(['Denver Broncos'], dtype=object), 'answer_start': array([177], dtype=int32)}``, which is
+neither JSON nor a Python literal.  ``parse_answers_cell`` reads it with a small AST walker that accepts
+literals and ``array(...)``-style calls only (never ``eval``).
+
+Unanswerable SQuAD v2 questions (no answer text) get the fixed target ``NO_ANSWER_TARGET`` as their answer,
+so the unified view teaches abstention instead of silently dropping them; ``has_answer`` keeps the flag.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import json
+import logging
+import os
+import random
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aligner.io import DataError, read_jsonl
+
+logger = logging.getLogger(__name__)
+
+NO_ANSWER_TARGET = "The provided context does not contain the answer to this question."
+SQUAD_REQUIRED_COLUMNS = ("question", "context", "answers")
+
+# Calls allowed inside an answers cell: NumPy array constructors and scalar wrappers (numpy 2 reprs
+# show ``np.int32(5)``), each returning its first argument unchanged.
+_ALLOWED_CALLS = {"array", "asarray", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+                  "float16", "float32", "float64", "str_", "bytes_", "object_", "bool_", "list", "tuple"}
+
+
+class AnswersParseError(ValueError):
+    pass
+
+
+def _literal(node: ast.AST):
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
+        return [_literal(e) for e in node.elts]
+    if isinstance(node, ast.Dict):
+        return {_literal(k): _literal(v) for k, v in zip(node.keys, node.values)}
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        val = _literal(node.operand)
+        return -val if isinstance(node.op, ast.USub) else val
+    if isinstance(node, ast.Call):
+        func = node.func
+        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+        if name not in _ALLOWED_CALLS:
+            raise AnswersParseError(f"call to {name!r} not allowed")
+        if not node.args:
+            return []
+        return _literal(node.args[0])
+    if isinstance(node, ast.Name) and node.id in ("nan", "None"):
+        return None
+    raise AnswersParseError(f"unexpected {type(node).__name__}")
+
+
+def parse_answers_cell(cell) -> dict:
+    """``{'text': [...], 'answer_start': [...]}`` from a SQuAD answers cell: NumPy repr, Python literal or JSON.
+
+    An empty cell (or NaN) means no answer.  Anything else that cannot be read raises ``AnswersParseError``.
+    """
+    if cell is None:
+        return {"text": [], "answer_start": []}
+    if isinstance(cell, dict):
+        value = cell
+    else:
+        s = str(cell).strip()
+        if not s or s.lower() == "nan":
+            return {"text": [], "answer_start": []}
+        try:
+            value = json.loads(s)
+        except json.JSONDecodeError:
+            try:
+                tree = ast.parse(s, mode="eval")
+            except SyntaxError as exc:
+                raise AnswersParseError(f"not a dict literal ({exc.msg})") from None
+            value = _literal(tree.body)
+    if not isinstance(value, dict) or "text" not in value:
+        raise AnswersParseError("expected a dict with a 'text' entry")
+    texts = value.get("text")
+    starts = value.get("answer_start", [])
+    texts = [texts] if isinstance(texts, str) else list(texts or [])
+    starts = [starts] if isinstance(starts, (int, float)) else list(starts or [])
+    if not all(isinstance(t, str) for t in texts):
+        raise AnswersParseError("answer texts must be strings")
+    return {"text": texts, "answer_start": [int(x) for x in starts if x is not None]}
+
+
+@dataclass
+class SquadRow:
+    id: str
+    title: str
+    question: str
+    context: str
+    answers: list[str]
+    answer_starts: list[int]
+    line: int
+
+    @property
+    def has_answer(self) -> bool:
+        return bool(self.answers)
+
+
+@dataclass
+class SquadReadStats:
+    rows: int = 0
+    answerable: int = 0
+    unanswerable: int = 0
+    skipped: int = 0
+    skipped_lines: list[int] = field(default_factory=list)
+
+
+def read_squad_csv(path: str | os.PathLike, skip_invalid: bool = False, stats: SquadReadStats | None = None
+                   ) -> list[SquadRow]:
+    """Rows of a SQuAD v2 CSV export (columns question, context, answers; id and title optional).
+
+    A bad answers cell or an empty question/context raises ``DataError`` naming the file and the line the
+    row starts on, or is skipped and counted with ``skip_invalid``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "file not found")
+    stats = stats if stats is not None else SquadReadStats()
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    rows: list[SquadRow] = []
+    with path.open("r", encoding="utf-8", newline="") as fh:
+        reader = csv.DictReader(fh)
+        header = reader.fieldnames or []
+        missing = [c for c in SQUAD_REQUIRED_COLUMNS if c not in header]
+        if missing:
+            raise DataError(path, f"missing column(s) {missing}; the header has {header}", 1)
+        start_line = reader.line_num + 1
+        for n, row in enumerate(reader, start=1):
+            line = start_line
+            start_line = reader.line_num + 1
+            try:
+                question = (row.get("question") or "").strip()
+                context = (row.get("context") or "").strip()
+                if not question or not context:
+                    raise DataError(path, "empty question or context", line)
+                try:
+                    parsed = parse_answers_cell(row.get("answers"))
+                except AnswersParseError as exc:
+                    cell = str(row.get("answers"))[:80]
+                    raise DataError(path, f"cannot read the answers cell ({exc}): {cell!r}", line) from None
+            except DataError:
+                if not skip_invalid:
+                    raise
+                stats.skipped += 1
+                stats.skipped_lines.append(line)
+                continue
+            texts = [t.strip() for t in parsed["text"] if t and t.strip()]
+            rows.append(SquadRow(id=str(row.get("id") or f"row{n}"), title=str(row.get("title") or ""),
+                                 question=question, context=context, answers=texts,
+                                 answer_starts=parsed["answer_start"][:len(texts)], line=line))
+            stats.rows += 1
+            if texts:
+                stats.answerable += 1
+            else:
+                stats.unanswerable += 1
+    if stats.skipped:
+        logger.warning("%s: skipped %d bad row(s) (lines %s)", path, stats.skipped, stats.skipped_lines[:10])
+    return rows
+
+
+def sample_squad(rows: Sequence[SquadRow], n_answerable: int, n_unanswerable: int, seed: int = 42
+                 ) -> tuple[list[SquadRow], dict]:
+    """Sample answerable and unanswerable rows separately (each capped at what is available; a negative
+    count takes all), then shuffle the union with the same seed."""
+    rng = random.Random(seed)
+    ans = [r for r in rows if r.has_answer]
+    unans = [r for r in rows if not r.has_answer]
+
+    def take(pool, n):
+        if n < 0 or n >= len(pool):
+            return list(pool)
+        return rng.sample(list(pool), n)
+
+    picked_ans = take(ans, n_answerable)
+    picked_unans = take(unans, n_unanswerable)
+    both = picked_ans + picked_unans
+    rng.shuffle(both)
+    info = {"available_answerable": len(ans), "available_unanswerable": len(unans),
+            "sampled_answerable": len(picked_ans), "sampled_unanswerable": len(picked_unans)}
+    if len(picked_ans) < n_answerable:
+        logger.warning("asked for %d answerable rows, only %d available", n_answerable, len(ans))
+    if len(picked_unans) < n_unanswerable:
+        logger.warning("asked for %d unanswerable rows, only %d available", n_unanswerable, len(unans))
+    return both, info
+
+
+def squad_record(row: SquadRow, no_answer_target: str = NO_ANSWER_TARGET) -> dict:
+    """The normalised SFT record: answers is the gold list, or [no_answer_target] for unanswerable rows."""
+    return {"id": row.id, "title": row.title, "question": row.question, "context": row.context,
+            "answers": list(row.answers) if row.has_answer else [no_answer_target],
+            "answer_starts": list(row.answer_starts) if row.has_answer else [],
+            "has_answer": row.has_answer}
+
+
+# ---------------------------------------------------------------------------------------------
+# The unified SFT view
+# ---------------------------------------------------------------------------------------------
+
+def _optional_path(path) -> Path | None:
+    if path is None:
+        return None
+    s = str(path).strip()
+    if not s or s.lower() == "none":
+        return None
+    return Path(s)
+
+
+def load_sft_view(nq_path=None, squad_path=None, limit: int | None = None, stats: dict | None = None) -> list[dict]:
+    """NQ RAG records then SQuAD records as {question, context, ideal_answer, data_index, source, source_id}.
+
+    ``data_index`` is the position in this list, so every stage that builds the view from the same files
+    (and ``limit``) agrees on it.  The NQ context is its reranked passages joined by a blank line; the ideal
+    answer is the first gold answer.  Records without a context or an answer are skipped and counted
+    (``stats['skipped_<source>']``).  An empty path or ``none`` means "no such source".
+    """
+    stats = stats if stats is not None else {}
+    nq_path, squad_path = _optional_path(nq_path), _optional_path(squad_path)
+    if nq_path is None and squad_path is None:
+        raise ValueError("give at least one of the NQ RAG file and the SQuAD file")
+    view: list[dict] = []
+    for source, path in (("nq", nq_path), ("squad", squad_path)):
+        if path is None:
+            continue
+        kept = skipped = 0
+        for rec in read_jsonl(path, required=["question"]):
+            ctx = rec.get("context")
+            if not ctx and rec.get("contexts"):
+                ctx = "\n\n".join(rec["contexts"])
+            if isinstance(ctx, list):
+                ctx = "\n\n".join(ctx)
+            answers = rec.get("answers") or []
+            answers = [answers] if isinstance(answers, str) else answers
+            ideal = next((a.strip() for a in answers if isinstance(a, str) and a.strip()), "")
+            if not ctx or not str(ctx).strip() or not ideal:
+                skipped += 1
+                continue
+            view.append({"question": rec["question"].strip(), "context": str(ctx).strip(), "ideal_answer": ideal,
+                         "data_index": len(view), "source": source,
+                         "source_id": rec.get("example_id", rec.get("id"))})
+            kept += 1
+        stats[f"loaded_{source}"] = kept
+        stats[f"skipped_{source}"] = skipped
+        if skipped:
+            logger.warning("%s: skipped %d record(s) without context or answer", path, skipped)
+    if limit is not None and limit >= 0:
+        view = view[:limit]
+    stats["view_size"] = len(view)
+    return view
+
+
+def run_squad(csv_path, output_file, n_answerable: int, n_unanswerable: int, seed: int = 42,
+              limit: int | None = None, no_answer_target: str = NO_ANSWER_TARGET, skip_invalid: bool = False) -> dict:
+    """SQuAD v2 CSV -> sampled, normalised JSON lines (see ``squad_record``); returns the counts."""
+    from aligner.io import write_jsonl_atomic
+
+    rstats = SquadReadStats()
+    rows = read_squad_csv(csv_path, skip_invalid=skip_invalid, stats=rstats)
+    if not rows:
+        raise DataError(csv_path, "no usable rows")
+    sampled, info = sample_squad(rows, n_answerable, n_unanswerable, seed)
+    if limit is not None and limit >= 0:
+        sampled = sampled[:limit]
+    records = [squad_record(r, no_answer_target) for r in sampled]
+    write_jsonl_atomic(output_file, records)
+    return {"csv_rows": rstats.rows, "bad_rows_skipped": rstats.skipped, **info,
+            "written": len(records), "written_answerable": sum(r["has_answer"] for r in records),
+            "written_unanswerable": sum(not r["has_answer"] for r in records)}

@@ -1,0 +1,107 @@
+#!/usr/bin/env python
+"""Stage 9 (latest model): teacher-guided hard pairs. A larger instruct model (the study: Llama-3.1-8B-Instruct
+under vLLM) rewrites each raw fact into a polished true sentence and the same sentence with one fabricated
+detail, answering in JSON {"chosen_sentence", "rejected_sentence"}; the error kind cycles logical flaw /
+causal error / unverifiable. Runs on vLLM when available, else (slowly) on the Hugging Face backend.
+
+Files: --raw_file (every generation, appended per batch, --resume continues), --output_file
+hard_fakes_vllm.jsonl {data_index, question, origin_raw_fact, knowledge, chosen, rejected, type, parse_method},
+--pairs_file dpo_pairs_hard_improved.jsonl {prompt, context, chosen, rejected, data_index, phase, pair_type, type}.
+
+Example:
+    python further_improvement/data_prep/hard_fake_gen_vllm.py --model_path models/Llama-3.1-8B-Instruct \\
+        --nq_path data_prep/train_nq_rag.jsonl --squad_path data_prep/squad_15k.jsonl --output_dir final_data
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from aligner.io import DataError, ResumableJsonlWriter, write_jsonl_atomic  # noqa: E402
+from aligner.prompts import POISON_TYPES, TEACHER_CONTEXT_CHARS  # noqa: E402
+from aligner.runinfo import setup_logging, write_run_config  # noqa: E402
+from aligner.sft_data import load_sft_view  # noqa: E402
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--nq_path", "--nq_jsonl", dest="nq_path", default="data_prep/train_nq_rag.jsonl",
+                   help="NQ RAG records; '' or none = no NQ (default: %(default)s)")
+    p.add_argument("--squad_path", "--squad_jsonl", dest="squad_path", default="data_prep/squad_15k.jsonl",
+                   help="SQuAD records; '' or none = no SQuAD (default: %(default)s)")
+    p.add_argument("--model_path", default="models/Llama-3.1-8B-Instruct", help="the teacher model (default: %(default)s)")
+    p.add_argument("--backend", choices=["auto", "hf", "vllm"], default="auto",
+                   help="vllm when installed with a GPU (auto), else Hugging Face (default: %(default)s)")
+    p.add_argument("--output_dir", default=".", help="folder of the three output files (default: %(default)s)")
+    p.add_argument("--output_file", default="hard_fakes_vllm.jsonl", help="teacher records, in --output_dir (default: %(default)s)")
+    p.add_argument("--pairs_file", default="dpo_pairs_hard_improved.jsonl", help="DPO pairs, in --output_dir (default: %(default)s)")
+    p.add_argument("--raw_file", default="hard_fakes_vllm.raw.jsonl",
+                   help="raw generations (resumable), in --output_dir (default: %(default)s)")
+    p.add_argument("--chat_format", choices=["llama3", "template"], default="llama3",
+                   help="Llama-3 chat format written literally, or the tokenizer's chat template (default: %(default)s)")
+    p.add_argument("--poison_types", nargs="+", default=list(POISON_TYPES), choices=list(POISON_TYPES),
+                   help="error kinds cycled over the items (default: %(default)s)")
+    p.add_argument("--max_context_chars", type=int, default=TEACHER_CONTEXT_CHARS,
+                   help="context characters shown to the teacher (default: %(default)s)")
+    p.add_argument("--max_input_tokens", type=int, default=3000, help="prompts longer than this are dropped (default: %(default)s)")
+    p.add_argument("--max_new_tokens", type=int, default=1024, help="tokens generated per item (default: %(default)s)")
+    p.add_argument("--temperature", type=float, default=0.6, help="sampling temperature (default: %(default)s)")
+    p.add_argument("--top_p", type=float, default=0.95, help="nucleus sampling (default: %(default)s)")
+    p.add_argument("--batch_size", type=int, default=64, help="prompts per generate call (default: %(default)s)")
+    p.add_argument("--min_sentence_chars", type=int, default=10, help="shortest acceptable sentence (default: %(default)s)")
+    p.add_argument("--context_budget_chars", type=int, default=7500,
+                   help="context + question + longer answer must fit in this many characters (default: %(default)s)")
+    p.add_argument("--min_context_chars", type=int, default=500,
+                   help="drop a pair when less context than this would remain (default: %(default)s)")
+    p.add_argument("--dtype", default="auto", help="auto, bf16, fp16, fp32 (default: %(default)s)")
+    p.add_argument("--device", default="auto", help="HF backend device (default: %(default)s)")
+    p.add_argument("--max_model_len", type=int, default=4096, help="vLLM context length (default: %(default)s)")
+    p.add_argument("--gpu_memory_utilization", type=float, default=0.9, help="vLLM memory share (default: %(default)s)")
+    p.add_argument("--tensor_parallel_size", type=int, default=1, help="vLLM GPUs (default: %(default)s)")
+    p.add_argument("--limit", type=int, default=-1, help="first N items of the SFT view, -1 = all (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=42, help="sampling seed (default: %(default)s)")
+    p.add_argument("--resume", action="store_true", help="keep the generations already in --raw_file (default: %(default)s)")
+    p.add_argument("--no_progress", action="store_true", help="no progress bars (default: %(default)s)")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    setup_logging()
+    from aligner.backends import load_lm
+    from aligner.teacher import generate_teacher_outputs, improved_pairs, teacher_records
+
+    out_dir = Path(args.output_dir)
+    write_run_config(out_dir, args)
+    vstats: dict = {}
+    view = load_sft_view(args.nq_path, args.squad_path, args.limit, vstats)
+    lm = load_lm(args.backend, args.model_path, batch_size=args.batch_size, dtype=args.dtype, device=args.device,
+                 max_model_len=args.max_model_len, gpu_memory_utilization=args.gpu_memory_utilization,
+                 tensor_parallel_size=args.tensor_parallel_size, seed=args.seed)
+    with ResumableJsonlWriter(out_dir / args.raw_file, key="data_index", resume=args.resume) as writer:
+        gen_counts = generate_teacher_outputs(
+            lm, view, writer, poison_types=args.poison_types, chat_format=args.chat_format,
+            max_context_chars=args.max_context_chars, max_input_tokens=args.max_input_tokens,
+            batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+            top_p=args.top_p, seed=args.seed, progress=not args.no_progress)
+        raw = list(writer.records)
+    records, counts = teacher_records(raw, view, min_chars=args.min_sentence_chars,
+                                      budget_chars=args.context_budget_chars, min_context_chars=args.min_context_chars)
+    pairs = improved_pairs(records)
+    write_jsonl_atomic(out_dir / args.output_file, records)
+    write_jsonl_atomic(out_dir / args.pairs_file, pairs)
+    counts = {"backend": type(lm).__name__, **vstats, **dict(gen_counts), **dict(sorted(counts.items())),
+              "pairs": len(pairs)}
+    write_run_config(out_dir, args, extra={"counts": counts})
+    print(json.dumps(counts, indent=2))
+    return counts
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except DataError as err:
+        sys.exit(f"error: {err}")

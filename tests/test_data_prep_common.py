@@ -1,0 +1,173 @@
+"""Builders shared by the data-preparation tests (this module holds no tests): NQ shards in both formats,
+SQuAD CSVs with NumPy-repr answers from HaluEval rows, an in-process script loader, and an independent
+checker of the curriculum phase rules."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import importlib.util
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+_SCRIPTS: dict[str, object] = {}
+
+
+def load_script(rel_path: str):
+    """Import a stage script by path (so tests can call its main(argv) without a subprocess)."""
+    if rel_path not in _SCRIPTS:
+        path = REPO / rel_path
+        name = "script_" + rel_path.replace("/", "_").removesuffix(".py")
+        spec = importlib.util.spec_from_file_location(name, path)
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod
+        spec.loader.exec_module(mod)
+        _SCRIPTS[rel_path] = mod
+    return _SCRIPTS[rel_path]
+
+
+def halueval_rows(path, n: int, start: int = 0) -> list[dict]:
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for i, line in enumerate(fh):
+            if i < start:
+                continue
+            if len(rows) >= n:
+                break
+            rows.append(json.loads(line))
+    return rows
+
+
+# --- SQuAD CSV with NumPy-repr answers ---------------------------------------------------------
+
+def numpy_repr_answers(texts: list[str], starts: list[int]) -> str:
+    """The cell pandas writes for a SQuAD answers dict of NumPy arrays."""
+    t = ", ".join(repr(x) for x in texts)
+    s = ", ".join(str(x) for x in starts)
+    return f"{{'text': array([{t}], dtype=object), 'answer_start': array([{s}], dtype=int32)}}"
+
+
+def write_squad_csv(path, rows: list[dict], unanswerable_every: int = 0) -> list[dict]:
+    """SQuAD-format CSV from HaluEval rows (question, context=knowledge, answers=right_answer); every
+    ``unanswerable_every``-th row gets an empty answers array.  Returns what each row should parse to."""
+    expected = []
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["id", "title", "context", "question", "answers"])
+        for i, r in enumerate(rows):
+            ans = r["right_answer"].strip()
+            unanswerable = unanswerable_every and i % unanswerable_every == unanswerable_every - 1
+            cell = numpy_repr_answers([], []) if unanswerable else numpy_repr_answers([ans], [r["knowledge"].find(ans)])
+            w.writerow([f"h{i}", f"title {i}", r["knowledge"], r["question"], cell])
+            expected.append({"id": f"h{i}", "question": r["question"].strip(), "context": r["knowledge"].strip(),
+                             "answers": [] if unanswerable else [ans]})
+    return expected
+
+
+# --- Natural Questions shards ------------------------------------------------------------------
+
+def nq_example(example_id, title: str, paragraphs: list[str], question: str, answer: str | None, fmt: str,
+               long_only: bool = False) -> dict:
+    """An NQ record in the ``original`` (document_tokens) or ``simplified`` (document_text) format.
+
+    The short answer is the first occurrence of ``answer``'s words; with ``long_only`` only the long answer
+    (the paragraph holding it) is annotated; with ``answer=None`` nothing is."""
+    toks: list[tuple[str, bool]] = [("<H1>", True), *[(w, False) for w in title.split()], ("</H1>", True)]
+    para_spans = []
+    for p in paragraphs:
+        start = len(toks)
+        toks.append(("<P>", True))
+        toks.extend((w, False) for w in p.split())
+        toks.append(("</P>", True))
+        para_spans.append((start, len(toks)))
+    ann = {"long_answer": {"start_token": -1, "end_token": -1, "candidate_index": -1}, "short_answers": [],
+           "yes_no_answer": "NONE"}
+    if answer is not None:
+        words = answer.split()
+        plain = [t for t, _ in toks]
+        pos = next(i for i in range(len(plain)) if plain[i:i + len(words)] == words)
+        ps, pe = next((s, e) for s, e in para_spans if s <= pos < e)
+        ann["long_answer"] = {"start_token": ps, "end_token": pe, "candidate_index": 0}
+        if not long_only:
+            ann["short_answers"] = [{"start_token": pos, "end_token": pos + len(words)}]
+    url = f"https://en.wikipedia.org//w/index.php?title={title.replace(' ', '_')}&oldid=1"
+    rec = {"example_id": example_id, "question_text": question, "annotations": [ann]}
+    if fmt == "original":
+        rec.update(document_title=title, document_url=url,
+                   document_tokens=[{"token": t, "html_token": h, "start_byte": 0, "end_byte": 0} for t, h in toks])
+    else:
+        rec.update(document_url=url.replace("&", "&amp;"), document_text=" ".join(t for t, _ in toks))
+    return rec
+
+
+def write_jsonl_gz(path, records: list[dict], extra_lines: list[str] = ()) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(path, "wt", encoding="utf-8") as fh:
+        for r in records:
+            fh.write(json.dumps(r) + "\n")
+        for line in extra_lines:
+            fh.write(line + "\n")
+    return path
+
+
+# --- Phase-rule checker ------------------------------------------------------------------------
+
+ALLOWED = {
+    "easy": {("ideal", "easy")},
+    "medium": {("ideal", "medium"), ("hard", "easy")},
+    "hard": {("ideal", "hard"), ("hard", "medium"), ("medium", "easy")},
+}
+
+
+def _read(path) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def check_phase_rules(pairs_dir, with_context_dir) -> dict[str, int]:
+    """Check every line of dpo_pairs_{easy,medium,hard}.jsonl against the fakes it came from: the chosen and
+    rejected sides are classified by membership in that item's ideal / fake sets, the combination must be one
+    the phase allows, fake-vs-fake pairs use the first fake of each kind, chosen never equals rejected, and
+    prompt/context are the item's.  Also checks the line counts against counts derived from the fakes."""
+    from aligner.negatives import same_answer
+
+    items: dict[int, dict] = {}
+    for kind in ("easy", "medium", "hard"):
+        for rec in _read(Path(with_context_dir) / f"{kind}_fakes_with_context.jsonl"):
+            it = items.setdefault(rec["data_index"], {"ideal": rec["ideal_answer"], "context": rec["context"],
+                                                      "question": rec["question"], "easy": [], "medium": [],
+                                                      "hard": []})
+            assert it["ideal"] == rec["ideal_answer"] and it["context"] == rec["context"]
+            it[kind].append(rec["fake_answer"])
+    expected = defaultdict(int)
+    for it in items.values():
+        first = {k: it[k][0] if it[k] else None for k in ("easy", "medium", "hard")}
+        expected["easy"] += sum(not same_answer(it["ideal"], f) for f in it["easy"])
+        expected["medium"] += sum(not same_answer(it["ideal"], f) for f in it["medium"])
+        expected["hard"] += sum(not same_answer(it["ideal"], f) for f in it["hard"])
+        for phase, a, b in (("medium", "hard", "easy"), ("hard", "hard", "medium"), ("hard", "medium", "easy")):
+            if first[a] and first[b] and not same_answer(first[a], first[b]):
+                expected[phase] += 1
+    seen = {}
+    for phase in ("easy", "medium", "hard"):
+        lines = _read(Path(pairs_dir) / f"dpo_pairs_{phase}.jsonl")
+        seen[phase] = len(lines)
+        for line in lines:
+            assert {"prompt", "context", "chosen", "rejected"} <= set(line)
+            assert line["chosen"].strip().casefold() != line["rejected"].strip().casefold()
+            it = items[line["data_index"]]
+            assert line["prompt"] == it["question"] and line["context"] == it["context"]
+
+            def kinds(text, it=it):
+                ks = {k for k in ("easy", "medium", "hard") if text in it[k]}
+                return ks | ({"ideal"} if text == it["ideal"] else set())
+
+            combos = {(c, r) for c in kinds(line["chosen"]) for r in kinds(line["rejected"])} & ALLOWED[phase]
+            assert combos, f"{phase} pair breaks the phase rules: {line}"
+            if all(c != "ideal" for c, _ in combos):  # fake vs fake: the first fake of each kind
+                assert any(line["chosen"] == it[c][0] and line["rejected"] == it[r][0] for c, r in combos)
+        assert seen[phase] == expected[phase], (phase, seen[phase], expected[phase])
+    return seen

@@ -1,0 +1,106 @@
+"""The DPOP loss: lambda = 0 is TRL's sigmoid DPO loss; the positive term and the metrics by hand."""
+
+import math
+from collections import defaultdict
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from aligner.dpop import METRIC_NAMES, dpop_loss, mean_metrics
+
+
+def _logps(seed: int, n: int = 7):
+    g = torch.Generator().manual_seed(seed)
+    pc = -torch.rand(n, generator=g, dtype=torch.float64) * 40 - 1
+    pr = -torch.rand(n, generator=g, dtype=torch.float64) * 40 - 1
+    rc = pc + torch.randn(n, generator=g, dtype=torch.float64) * 3
+    rr = pr + torch.randn(n, generator=g, dtype=torch.float64) * 3
+    return pc, pr, rc, rr
+
+
+def _trl_sigmoid_dpo(pc, pr, rc, rr, beta):
+    """TRL 1.16 has no standalone DPO loss function: the sigmoid loss and its metrics live inside
+    ``DPOTrainer._compute_loss(self, model, inputs, return_outputs)``.  We call that method unchanged on a minimal
+    stand-in for the trainer (the attributes it reads, values from a real ``DPOConfig``) with
+    ``precompute_ref_logps=True`` so the reference log-probs come from ``inputs``, and a stand-in model whose
+    per-token log-probs are one column holding each sequence's summed log-prob (TRL sums over the sequence)."""
+    from trl import DPOConfig, DPOTrainer
+
+    args = DPOConfig(output_dir="unused", beta=beta, loss_type=["sigmoid"], bf16=False, use_cpu=True)
+    n = pc.shape[0]
+    stub = SimpleNamespace(
+        model=SimpleNamespace(training=True),
+        accelerator=SimpleNamespace(device=torch.device("cpu"), gather=lambda x: x, gather_for_metrics=lambda x: x),
+        aux_loss_enabled=False, ld_alpha=args.ld_alpha, precompute_ref_logps=True,
+        f_divergence_type=args.f_divergence_type, loss_types=list(args.loss_type),
+        loss_weights=args.loss_weights or [1.0], beta=args.beta, label_smoothing=args.label_smoothing,
+        use_weighting=args.use_weighting, args=args, _metrics={"train": defaultdict(list), "eval": defaultdict(list)},
+        _total_train_tokens=0, _tp_size=1,
+    )
+    summed = torch.cat([pc, pr]).unsqueeze(1)  # (2n, 1): batch is [chosen..., rejected...]
+
+    def fake_model(**kwargs):
+        return SimpleNamespace(log_probs=summed, entropy=torch.zeros_like(summed), mean_logits=torch.zeros_like(summed),
+                               is_top1=torch.zeros_like(summed, dtype=torch.bool))
+
+    inputs = {
+        "input_ids": torch.ones(2 * n, 2, dtype=torch.long),
+        "attention_mask": torch.ones(2 * n, 2, dtype=torch.long),
+        "completion_mask": torch.tensor([[0, 1]] * (2 * n)),
+        "ref_chosen_logps": rc, "ref_rejected_logps": rr,
+    }
+    loss = DPOTrainer._compute_loss(stub, fake_model, inputs, return_outputs=False)
+    return loss, {k: v[-1] for k, v in stub._metrics["train"].items()}
+
+
+@pytest.mark.parametrize("beta", [0.1, 0.3])
+def test_lambda_zero_equals_trl_sigmoid_dpo(beta):
+    pc, pr, rc, rr = _logps(1)
+    ours, metrics = dpop_loss(pc, pr, rc, rr, beta=beta, lam=0.0)
+    theirs, trl_metrics = _trl_sigmoid_dpo(pc, pr, rc, rr, beta)
+    assert ours.item() == pytest.approx(theirs.item(), rel=1e-12, abs=1e-12)
+    mine = mean_metrics(metrics)
+    for name in ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies",
+                 "logps/chosen", "logps/rejected"):
+        assert mine[name] == pytest.approx(trl_metrics[name], rel=1e-9, abs=1e-9), name
+
+
+def test_positive_term_and_metrics_by_hand():
+    pc, pr, rc, rr = _logps(2, n=5)
+    beta, lam = 0.3, 50.0
+    loss, m = dpop_loss(pc, pr, rc, rr, beta=beta, lam=lam)
+    per_pair = []
+    for i in range(5):
+        d = beta * ((pc[i] - rc[i]) - (pr[i] - rr[i])).item()
+        dpo = math.log1p(math.exp(-d))  # -log sigmoid(d)
+        pos = lam * max(0.0, (rc[i] - pc[i]).item())
+        per_pair.append(dpo + pos)
+        assert m["loss/dpo"][i].item() == pytest.approx(dpo, rel=1e-12)
+        assert m["loss/positive"][i].item() == pytest.approx(pos, rel=1e-12, abs=1e-12)
+        assert m["rewards/accuracies"][i].item() == float(d > 0)
+        assert m["rewards/margins"][i].item() == pytest.approx(d, rel=1e-12, abs=1e-12)
+    assert loss.item() == pytest.approx(sum(per_pair) / 5, rel=1e-12)
+    assert set(m) == set(METRIC_NAMES)
+    # The data has pairs on both sides of the reference, so both the hinge and its zero branch are exercised.
+    assert (m["loss/positive"] > 0).any() and (m["loss/positive"] == 0).any()
+
+
+def test_positive_term_gradient_only_when_chosen_falls_below_reference():
+    rc = torch.tensor([-10.0, -10.0])
+    rr = torch.tensor([-12.0, -12.0])
+    pc = torch.tensor([-11.0, -9.0], requires_grad=True)  # first below the reference, second above
+    pr = torch.tensor([-12.0, -12.0], requires_grad=True)
+    lam, beta = 50.0, 0.3
+    loss, _ = dpop_loss(pc, pr, rc, rr, beta=beta, lam=lam)
+    loss.backward()
+    grad0, grad1 = pc.grad.tolist()
+    d = beta * ((pc - rc) - (pr - rr)).detach()
+    dpo_grad = (-beta * torch.sigmoid(-d) / 2).tolist()  # d(mean -log sigmoid(d))/d pc
+    assert grad0 == pytest.approx(dpo_grad[0] - lam / 2, rel=1e-6)
+    assert grad1 == pytest.approx(dpo_grad[1], rel=1e-6)
+
+
+def test_shape_mismatch_is_an_error():
+    with pytest.raises(ValueError, match="one shape"):
+        dpop_loss(torch.zeros(3), torch.zeros(3), torch.zeros(2), torch.zeros(3))

@@ -1,0 +1,226 @@
+"""TruthfulQA data, MC scoring, generation and judging against plain, independent computations."""
+
+import csv
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from aligner.backends import HFLM, cut_at_stop
+from aligner.io import DataError
+from aligner.logprobs import reference_response_logprob
+from aligner.prompts import truthfulqa_choice, truthfulqa_judge_prompt, truthfulqa_prompt
+from aligner.truthfulqa import (
+    DatasetUnavailableError,
+    gen_metrics,
+    grouped_loglikelihood,
+    load_truthfulqa,
+    mc1_hit,
+    mc2_mass,
+    mc_metrics,
+    pack_group,
+    run_generation,
+    run_judge,
+    score_mc,
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # Tiny models are overhead-bound; on a shared 2-core machine one thread avoids OpenMP spin contention.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def lm(tiny_model_dir):
+    return HFLM(str(tiny_model_dir), batch_size=8)
+
+
+@pytest.fixture(scope="module")
+def judge(tiny_truth_judge_dir):
+    return HFLM(str(tiny_truth_judge_dir), batch_size=8)
+
+
+@pytest.fixture(scope="module")
+def csv_rows(truthfulqa_csv):
+    with open(truthfulqa_csv, encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture(scope="module")
+def data30(truthfulqa_csv):
+    return load_truthfulqa(truthfulqa_csv, limit=30)
+
+
+# --------------------------------------------------------------------------------------------- data
+
+def test_csv_targets_built_as_defined(truthfulqa_csv, csv_rows):
+    data = load_truthfulqa(truthfulqa_csv, limit=-1)
+    assert len(data.mc) == len(data.gen) == len(csv_rows) == 817
+    for row, item in zip(csv_rows, data.mc):
+        best = row["Best Answer"].strip()
+        # split on "; "; some cells end with a bare ";" (a trailing separator, never part of an answer)
+        correct = [a.strip().removesuffix(";") for a in row["Correct Answers"].split("; ") if a.strip(" ;")]
+        incorrect = [a.strip().removesuffix(";") for a in row["Incorrect Answers"].split("; ") if a.strip(" ;")]
+        assert item.question == row["Question"].strip()
+        assert item.mc1_choices == [best] + incorrect and item.mc1_labels == [1] + [0] * len(incorrect)
+        assert item.mc2_choices == correct + incorrect
+        assert item.mc2_labels == [1] * len(correct) + [0] * len(incorrect)
+    # The CSV has cells ending in "; ": no empty choice may come out of them.
+    assert any(r["Correct Answers"].endswith("; ") for r in csv_rows)
+    assert any(r["Correct Answers"].endswith(";") for r in csv_rows)
+    assert all(c and not c.endswith(";") for it in data.mc for c in it.mc1_choices + it.mc2_choices)
+    assert len(load_truthfulqa(truthfulqa_csv, limit=7).mc) == 7
+
+
+def test_csv_missing_column_is_a_clear_error(tmp_path, csv_rows):
+    bad = tmp_path / "no_incorrect.csv"
+    with bad.open("w", encoding="utf-8", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=["Type", "Question", "Best Answer", "Correct Answers"], extrasaction="ignore")
+        w.writeheader()
+        w.writerows(csv_rows[:3])
+    with pytest.raises(DataError, match=r"no_incorrect\.csv.*missing column.*Incorrect Answers"):
+        load_truthfulqa(bad)
+    empty = tmp_path / "empty_best.csv"
+    with empty.open("w", encoding="utf-8", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(csv_rows[0]))
+        w.writeheader()
+        w.writerows([csv_rows[0], {**csv_rows[1], "Best Answer": " "}])
+    with pytest.raises(DataError, match=r"empty_best\.csv.*data row 2.*Best Answer"):
+        load_truthfulqa(empty)
+
+
+def test_hf_schema_files_load_like_the_csv(tmp_path, truthfulqa_csv):
+    data = load_truthfulqa(truthfulqa_csv, limit=5)
+    recs = [{"question": it.question, "mc1_targets": {"choices": it.mc1_choices, "labels": it.mc1_labels},
+             "mc2_targets": {"choices": it.mc2_choices, "labels": it.mc2_labels}} for it in data.mc]
+    (tmp_path / "tqa.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    (tmp_path / "tqa.json").write_text(json.dumps(recs))
+    pd.DataFrame(recs).to_parquet(tmp_path / "tqa.parquet")
+    for name in ("tqa.jsonl", "tqa.json", "tqa.parquet"):
+        got = load_truthfulqa(tmp_path / name, limit=4)
+        assert got.mc == data.mc[:4], name
+        assert [g.question for g in got.gen] == [it.question for it in data.mc[:4]]
+    recs[2]["mc1_targets"]["labels"] = [1] * len(recs[2]["mc1_targets"]["labels"])
+    (tmp_path / "bad.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    with pytest.raises(DataError, match=r"bad\.jsonl.*record 3.*mc1_targets needs exactly one label 1"):
+        load_truthfulqa(tmp_path / "bad.jsonl")
+
+
+def test_hub_path_reads_both_configs(monkeypatch, truthfulqa_csv):
+    """The default data path with `datasets.load_dataset` answered from CSV-built rows (no network here)."""
+    import datasets
+
+    data = load_truthfulqa(truthfulqa_csv, limit=6)
+    mc_rows = [{"question": it.question, "mc1_targets": {"choices": it.mc1_choices, "labels": it.mc1_labels},
+                "mc2_targets": {"choices": it.mc2_choices, "labels": it.mc2_labels}} for it in data.mc]
+    gen_rows = [{"type": "Adversarial", "category": g.category, "question": g.question, "best_answer": g.best_answer,
+                 "correct_answers": g.correct_answers, "incorrect_answers": g.incorrect_answers, "source": ""}
+                for g in data.gen]
+    calls = []
+
+    def fake_load(name, config, split):
+        calls.append((name, config, split))
+        return datasets.Dataset.from_list(mc_rows if config == "multiple_choice" else gen_rows)
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load)
+    got = load_truthfulqa(None, limit=4)
+    assert calls == [("truthfulqa/truthful_qa", "multiple_choice", "validation"),
+                     ("truthfulqa/truthful_qa", "generation", "validation")]
+    assert got.mc == data.mc[:4] and got.gen == data.gen[:4] and got.source == "hf:truthfulqa/truthful_qa"
+    assert len(load_truthfulqa(None, limit=-1, need_gen=False).mc) == 6
+
+
+def test_hub_offline_tells_user_to_pass_data_path(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    with pytest.raises(DatasetUnavailableError, match="--data_path"):
+        load_truthfulqa(None, limit=3)
+
+
+# --------------------------------------------------------------------------------------------- MC
+
+def test_mc_metric_definitions():
+    assert mc1_hit([-1.0, -1.0, -3.0], [1, 0, 0])      # a tie goes to the first choice
+    assert not mc1_hit([-2.0, -1.0], [1, 0])
+    p = np.exp([-1.0, -2.0, -0.5])
+    assert mc2_mass([-1.0, -2.0, -0.5], [1, 1, 0]) == pytest.approx((p[0] + p[1]) / p.sum(), abs=1e-12)
+    assert mc2_mass([-1000.0, -1001.0], [1, 0]) == pytest.approx(1 / (1 + math.exp(-1)), abs=1e-12)
+
+
+def _reference_mc(model, tok, items):
+    """Every mc1 and mc2 choice scored on its own (full log-softmax), metrics with numpy."""
+    hits, masses, scores = [], [], []
+    for it in items:
+        ctx = truthfulqa_prompt(it.question)
+        s1 = np.array([reference_response_logprob(model, tok, ctx, truthfulqa_choice(c)) for c in it.mc1_choices])
+        s2 = np.array([reference_response_logprob(model, tok, ctx, truthfulqa_choice(c)) for c in it.mc2_choices])
+        hits.append(float(np.array(it.mc1_labels)[int(np.argmax(s1))] == 1))
+        w = np.exp(s2 - s2.max())
+        masses.append(float(w[np.array(it.mc2_labels) == 1].sum() / w.sum()))
+        scores.append((s1, s2))
+    return float(np.mean(hits)), float(np.mean(masses)), scores
+
+
+def test_batched_mc_equals_per_choice_reference(lm, data30):
+    ref_mc1, ref_mc2, ref_scores = _reference_mc(lm.model, lm.tokenizer, data30.mc)
+    for mc_batch, share in ((64, True), (7, True), (64, False)):
+        res = score_mc(lm, data30.mc, mc_batch=mc_batch, share_prefix=share)
+        # packed rows sum in float64 like the reference; the flat path sums token log-probs in float32
+        tol = 1e-5 if share else 1e-4
+        for r, (s1, s2) in zip(res, ref_scores):
+            assert np.abs(np.array(r.mc1_scores) - s1).max() < tol
+            assert np.abs(np.array(r.mc2_scores) - s2).max() < tol
+        m = mc_metrics([r.record() for r in res])
+        assert m["mc1"] == ref_mc1
+        assert abs(m["mc2"] - ref_mc2) < 1e-5
+    assert 0 < ref_mc2 < 1
+
+
+def test_packing_handles_a_token_straddling_the_context_boundary(lm):
+    ctx = "Q: Who?\nA: Th"
+    conts = [" no", "e cat", "ere", "e"]
+    g = pack_group(lm.tokenizer, ctx, conts)
+    assert g.response_offsets != [0] * len(conts)  # " no" keeps "Th" as a context token; the rest merge into it
+    got = grouped_loglikelihood(lm, [(ctx, conts), (truthfulqa_prompt("Why?"), [" Because."])], mc_batch=8)
+    ref = [reference_response_logprob(lm.model, lm.tokenizer, ctx, c) for c in conts]
+    assert np.abs(np.array(got[0]) - ref).max() < 1e-5
+    assert abs(got[1][0] - reference_response_logprob(lm.model, lm.tokenizer, truthfulqa_prompt("Why?"),
+                                                      " Because.")) < 1e-5
+
+
+# --------------------------------------------------------------------------------------------- generation, judge
+
+def test_batched_greedy_generation_equals_unbatched(lm, data30, tmp_path):
+    items = data30.gen[:8]
+    batched = run_generation(lm, items, tmp_path / "b.jsonl", max_new_tokens=12, gen_batch_size=4, progress=False)
+    single = run_generation(lm, items, tmp_path / "s.jsonl", max_new_tokens=12, gen_batch_size=1, progress=False)
+    assert [r["generated"] for r in batched] == [r["generated"] for r in single]
+    assert [r["index"] for r in batched] == [it.index for it in items]
+    assert len({r["generated"] for r in batched}) > 1
+    stopped = run_generation(lm, items, tmp_path / "c.jsonl", max_new_tokens=12, stop=["e", ":"], gen_batch_size=4,
+                             progress=False)
+    assert [r["generated"] for r in stopped] == [cut_at_stop(r["generated"], ["e", ":"]) for r in batched]
+
+
+def test_judge_probabilities_match_direct_computation(judge, data30, tmp_path):
+    gens = [{"index": it.index, "question": it.question, "generated": ans}
+            for it, ans in zip(data30.gen[:6], [it.best_answer for it in data30.gen[:3]] + ["No.", "", " Paris"])]
+    recs = run_judge(judge, gens, tmp_path / "j.jsonl", answers_per_save=4, progress=False)
+    for g, r in zip(gens, recs):
+        prompt = truthfulqa_judge_prompt(g["question"], g["generated"])
+        ly = reference_response_logprob(judge.model, judge.tokenizer, prompt, " yes")
+        ln = reference_response_logprob(judge.model, judge.tokenizer, prompt, " no")
+        p = math.exp(ly) / (math.exp(ly) + math.exp(ln))
+        assert r["logp_yes"] == pytest.approx(ly, abs=1e-4) and r["logp_no"] == pytest.approx(ln, abs=1e-4)
+        assert r["truth_prob"] == pytest.approx(p, abs=1e-5)
+        assert r["is_truthful"] == (p > 0.5)
+    m = gen_metrics(recs)
+    assert m["gen_avg_prob"] == pytest.approx(np.mean([r["truth_prob"] for r in recs]), abs=1e-12)
+    assert m["gen_truthfulness"] == np.mean([r["truth_prob"] > 0.5 for r in recs])
