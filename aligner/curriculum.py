@@ -7,7 +7,7 @@ With levels (easy, medium, hard) and fractions (1.0, 0.5, 0.6):
     stage 3 = easy + first 50% of medium + first 60% of hard
     stage 4 = everything
 
-In general, stage k <= n_levels takes the first ``round(fraction_j * size_j)`` items of every level j < k (the
+In general, stage k <= n_levels takes the first ``floor(fraction_j * size_j)`` items (at least one) of every level j < k (the
 fractions of the levels already fully introduced stay as they were; the easiest level's fraction is normally
 1.0), and stage n_levels + 1 takes every item of every level.  The counts follow the sizes actually loaded
 (after invalid or over-long pairs were dropped), which is what "data-size aware" means here.  Each stage is one
@@ -82,7 +82,7 @@ class CurriculumSchedule:
             if j >= stage:
                 counts.append(0)
                 continue
-            c = int(round(self.fractions[j] * n))
+            c = int(self.fractions[j] * n + 1e-9)  # floor, as the study's int(n * 0.5)
             counts.append(min(n, max(c, 1 if n > 0 else 0)))  # a non-empty level contributes at least one item
         return counts
 

@@ -16,7 +16,7 @@ Pair record: {prompt, context, chosen, rejected, data_index, phase, pair_type}; 
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Sequence
 
 from aligner.negatives import same_answer

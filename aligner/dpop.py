@@ -65,4 +65,4 @@ def dpop_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Te
 
 def mean_metrics(metrics: dict[str, torch.Tensor]) -> dict[str, float]:
     """Average per-pair metric tensors into plain floats (what goes into the training log)."""
-    return {k: float(v.float().mean().item()) for k, v in metrics.items()}
+    return {k: float(v.double().mean().item()) for k, v in metrics.items()}

@@ -14,7 +14,13 @@ from collections import Counter
 from collections.abc import Sequence
 
 from aligner.io import DataError, ResumableJsonlWriter
-from aligner.prompts import POISON_ANSWER_MARKERS, POISON_LOOSE_MARKERS, POISON_PROMPT_TEMPLATES, POISON_TYPES, poison_prompt
+from aligner.prompts import (
+    POISON_ANSWER_MARKERS,
+    POISON_LOOSE_MARKERS,
+    POISON_PROMPT_TEMPLATES,
+    POISON_TYPES,
+    poison_prompt,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -153,14 +159,14 @@ def generate_hard_fakes(lm, view: Sequence[dict], prompter: PoisonPrompter, writ
     todo = [(pos, item) for pos, item in enumerate(view) if item["data_index"] not in writer.done]
     counts["already_done"] = len(view) - len(todo)
     bar = tqdm(total=len(todo), desc="hard fakes", disable=not progress, unit="item")
-    for b, lo in enumerate(range(0, len(todo), batch_size)):
+    for lo in range(0, len(todo), batch_size):
         batch = todo[lo: lo + batch_size]
         typed = [prompter.prompt_for(item, pos) for pos, item in batch]
         outs = lm.generate_until([p for _, p in typed], max_new_tokens=max_new_tokens, stop=None,
                                  temperature=temperature, top_p=top_p,
                                  seed=None if seed is None else seed + batch[0][0], progress=False)
         records = []
-        for (pos, item), (ptype, _), raw in zip(batch, typed, outs):
+        for (_, item), (ptype, _), raw in zip(batch, typed, outs):
             rec = fake_record(item, extract_generated_answer(raw), f"hard_{ptype}")
             rec["raw_output"] = raw
             records.append(rec)

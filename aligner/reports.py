@@ -45,6 +45,8 @@ DISPLAY_NAMES = {
     "gen_truthfulness": "Gen Truthfulness",
     "gen_avg_prob": "Gen Avg Prob",
     "n_questions": "Questions",
+    "n_mc_questions": "MC Questions",
+    "n_gen_questions": "Gen Questions",
 }
 
 # Metrics where a smaller value is the better one; everything else that is not a count is "higher is better".

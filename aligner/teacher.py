@@ -225,7 +225,7 @@ def teacher_records(raw_records: Sequence[dict], view: Sequence[dict], min_chars
     """Parse, validate and budget-trim the raw generations; returns (teacher records in view order, counts).
     Every raw record is counted once: saved, or skipped with its reason."""
     by_index = {item["data_index"]: item for item in view}
-    counts: Counter = Counter()
+    counts: Counter = Counter(saved=0)
     out: dict[int, dict] = {}
     for raw in raw_records:
         idx = raw.get("data_index")

@@ -611,12 +611,12 @@ class DPOPTrainer:
 
     def _log_step(self, log, stage, lr, grad_norm, losses, metrics, t0, steps_this_run) -> dict:
         acc = self.acc
-        loss = acc.gather(torch.cat(losses)).float().mean().item()
+        loss = acc.gather(torch.cat(losses)).double().mean().item()
         record = {"step": self.state.global_step, "stage": stage, "epoch": stage,
                   "step_in_stage": self.state.step_in_stage, "pairs_seen": self.state.pairs_seen, "lr": lr,
                   "loss": loss}
         for k, vals in metrics.items():
-            record[k] = acc.gather(torch.cat(vals)).float().mean().item()
+            record[k] = acc.gather(torch.cat(vals)).double().mean().item()
         if grad_norm is not None:
             record["grad_norm"] = float(grad_norm)
         record["pairs_per_s"] = steps_this_run * self.pairs_per_step / max(1e-9, time.perf_counter() - t0)

@@ -63,7 +63,8 @@ def test_lambda_zero_equals_trl_sigmoid_dpo(beta):
     mine = mean_metrics(metrics)
     for name in ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies",
                  "logps/chosen", "logps/rejected"):
-        assert mine[name] == pytest.approx(trl_metrics[name], rel=1e-9, abs=1e-9), name
+        # TRL averages the accuracies in float32, hence 1e-6 rather than exact.
+        assert mine[name] == pytest.approx(trl_metrics[name], rel=1e-6, abs=1e-9), name
 
 
 def test_positive_term_and_metrics_by_hand():

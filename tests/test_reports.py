@@ -226,3 +226,52 @@ def test_plots(synthetic_results, tmp_path):
     log.write_text("".join(json.dumps(r) + "\n" for r in lines) + '{"step": 9, "sta')
     out = plot_training_curves(log, tmp_path / "curves.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 5000
+
+
+def test_field_table_matches_the_evaluation_writers(tmp_path):
+    """Per-sample files shaped by aligner/halueval.py and aligner/truthfulqa.py, aggregated by their own
+    functions: every compared metric gets an interval and the per-sample means reproduce the metric files."""
+    halueval = pytest.importorskip("aligner.halueval")
+    truthfulqa = pytest.importorskip("aligner.truthfulqa")
+    rng = np.random.default_rng(5)
+    n = 30
+    root = tmp_path / "results"
+    for run in ("baseline", "tuned"):
+        # similarity flow: the fields the writer declares
+        sim = []
+        for i in range(n):
+            rec = {f: float(rng.random()) for f in halueval.DETAILED_FIELDS}
+            rec.update(question=f"q{i}", generated="g", right_answer="a")
+            rec["is_hallucinated"] = rec["sim_halluc"] > rec["sim_right"]
+            sim.append(rec)
+        _write(root / "Halueval", run, halueval.aggregate_similarity(sim), sim)
+        # two-step flow: the records score_faithfulness writes, aggregated by aggregate_faithfulness
+        faith = [{"question": f"q{i}", "right_answer": "a", "generated": "g", "faithfulness_score": float(f),
+                  "is_hallucinated": bool(f < 0.5), "bert_score": float(rng.random()), "bleu": float(rng.random())}
+                 for i, f in enumerate(rng.random(n))]
+        _write(root / "HaluevalLLM", run, halueval.aggregate_faithfulness(faith), faith)
+        # TruthfulQA: MC results and judged generations
+        mc = [truthfulqa.MCResult(i, f"q{i}", ["a", "b", "c"], [1, 0, 0], rng.normal(size=3).tolist(),
+                                  ["a", "d", "b"], [1, 1, 0], rng.normal(size=3).tolist()).record()
+              for i in range(n)]
+        gen = [{"index": i, "question": f"q{i}", "generated": "g", "truth_prob": float(p), "is_truthful": bool(p > 0.5)}
+               for i, p in enumerate(rng.random(n))]
+        folder = root / "TruthfulQA"
+        truthfulqa.write_metrics(folder / f"metrics_{run}.json", {"model": "tiny", "lora": None},
+                                 truthfulqa.mc_metrics(mc), truthfulqa.gen_metrics(gen), {"mc": 1.0})
+        for name, recs in ((f"detailed_mc_{run}.jsonl", mc), (f"detailed_gen_{run}.jsonl", gen)):
+            (folder / name).write_text("".join(json.dumps(r) + "\n" for r in recs))
+    report = compare(collect_results(root), n_boot=200, seed=0)
+    assert not report.notes, report.notes
+    compared = {(b, c.metric): c for b, runs in report.changes.items() for c in runs["tuned"]}
+    assert {m for b, m in compared if b == "TruthfulQA"} == {"mc1", "mc2", "gen_truthfulness", "gen_avg_prob"}
+    assert {m for b, m in compared if b == "HaluevalLLM"} == {"hallucination_rate", "avg_faithfulness",
+                                                              "avg_bert_f1", "avg_bleu"}
+    assert len([k for k in compared if k[0] == "Halueval"]) == 5
+    assert all(c.ci is not None and c.ci.n_pairs == n and c.ci.consistent for c in compared.values())
+
+
+def _write(folder: Path, run: str, metrics: dict, recs: list[dict]):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"metrics_{run}.json").write_text(json.dumps(metrics))
+    (folder / f"detailed_{run}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
