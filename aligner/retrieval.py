@@ -23,6 +23,8 @@ from urllib.parse import parse_qs, unquote, urlparse
 from aligner.io import DataError
 
 logger = logging.getLogger(__name__)
+# faiss logs its failed AVX-512/AVX2 imports at INFO before falling back; that is not news to our users.
+logging.getLogger("faiss.loader").setLevel(logging.WARNING)
 
 DEFAULT_EMBED_MODEL = "multi-qa-MiniLM-L6-cos-v1"
 DEFAULT_RERANK_MODEL = "cross-encoder/ms-marco-MiniLM-L-6-v2"
@@ -211,14 +213,16 @@ def collect_articles(paths: Sequence[str | os.PathLike], min_chars: int = 200, s
 
 
 def find_nq_shards(nq_dir: str | os.PathLike, split: str = "all") -> list[Path]:
-    """NQ shards (*.jsonl.gz, else *.jsonl) under ``nq_dir``; ``split`` train/dev picks the files whose
-    name contains it (all files when none does)."""
+    """NQ shards (*.jsonl.gz, else *.jsonl) under ``nq_dir``, train shards first; ``split`` train/dev picks the
+    files whose name contains it (all files when none does)."""
     nq_dir = Path(nq_dir)
     if not nq_dir.is_dir():
         raise DataError(nq_dir, "NQ folder not found")
     files = sorted(nq_dir.rglob("*.jsonl.gz")) or sorted(nq_dir.rglob("*.jsonl"))
     if not files:
         raise DataError(nq_dir, "no *.jsonl.gz (or *.jsonl) NQ shards in this folder")
+    # Train shards first (the study's order), so a --limit run indexes the articles its questions come from.
+    files.sort(key=lambda f: ("train" not in f.name, str(f)))
     if split != "all":
         picked = [f for f in files if split in f.name]
         if picked:

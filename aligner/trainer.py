@@ -676,7 +676,8 @@ def add_training_args(p, d: DPOPTrainingConfig) -> None:
     g.add_argument("--seed", type=int, default=d.seed, help="seed for LoRA init, shuffles and dropout (default: %(default)s)")
     g = p.add_argument_group("curriculum and data")
     g.add_argument("--epochs", type=int, default=d.epochs,
-                   help="run the first K curriculum stages (default: %(default)s)")
+                   help="run the first K curriculum stages (default: " +
+                        ("%(default)s)" if d.epochs is not None else "1 mixed stage; every stage with --curriculum)"))
     g.add_argument("--stage_fractions", default=",".join(str(f) for f in d.stage_fractions),
                    help="fraction of each level used from the stage that introduces it (default: %(default)s)")
     g.add_argument("--max_length", type=int, default=d.max_length,

@@ -722,6 +722,12 @@ def _load_judge(cfg: TruthfulQAEvalConfig) -> LM:
     return HFLM(cfg.judge_model_path, dtype=cfg.dtype, device=cfg.device, batch_size=cfg.judge_batch_size)
 
 
+def _check_adapter(expected: str, loaded: str | None) -> None:
+    # File names are fixed before the model loads; the backend must have named the adapter the same way.
+    if (loaded or "base") != expected:
+        raise RuntimeError(f"adapter order mismatch: expected {expected!r}, the backend has {loaded!r}")
+
+
 def run_truthfulqa_eval(cfg: TruthfulQAEvalConfig) -> dict[str, dict]:
     """MC1/MC2 and judged generation for the base model and/or each adapter; returns metrics per adapter.
 
@@ -738,11 +744,11 @@ def run_truthfulqa_eval(cfg: TruthfulQAEvalConfig) -> dict[str, dict]:
     if not cfg.model_path:
         raise EvalConfigError("--model_path is required (unless --judge_only)")
     adapter_paths = parse_adapter_paths(cfg.lora_path)
-    names: list[str] = []
+    if cfg.skip_mc and cfg.skip_generation:
+        raise EvalConfigError("--skip_mc and --skip_generation together leave nothing to do")
+    names: list[str] = []  # as the backends name them: the folder name, made unique; "base" for none
     for p in adapter_paths:
         names.append(adapter_name(p, [n for n in names if n != "base"]))
-    if len(set(names)) != len(names):
-        raise EvalConfigError(f"--lora_path lists the same adapter twice: {names}")
     several = len(adapter_paths) > 1
     paths = {n: output_paths(out_dir, cfg.run_name, n if several else None) for n in names}
     do_judge = not cfg.skip_generation and bool(cfg.judge_model_path)
@@ -762,7 +768,8 @@ def run_truthfulqa_eval(cfg: TruthfulQAEvalConfig) -> dict[str, dict]:
         if not cfg.skip_mc:
             with shared("load_model"):
                 lm = _load_policy(cfg, "hf")
-            for name, lm_name in zip(names, lm.adapter_names):
+            for name, lm_name in zip(names, lm.adapter_names, strict=True):
+                _check_adapter(name, lm_name)
                 lm.set_adapter(lm_name)
                 logger.info("MC scoring: %s, %d questions", name, len(data.mc))
                 with timer[name]("mc"):
@@ -777,7 +784,8 @@ def run_truthfulqa_eval(cfg: TruthfulQAEvalConfig) -> dict[str, dict]:
             if lm is None:
                 with shared("load_generation_model"):
                     lm = _load_policy(cfg, gen_backend)
-            for name, lm_name in zip(names, lm.adapter_names):
+            for name, lm_name in zip(names, lm.adapter_names, strict=True):
+                _check_adapter(name, lm_name)
                 lm.set_adapter(lm_name)
                 logger.info("generation: %s, %d questions (%s)", name, len(data.gen), gen_backend)
                 with timer[name]("generation"):
@@ -794,9 +802,10 @@ def run_truthfulqa_eval(cfg: TruthfulQAEvalConfig) -> dict[str, dict]:
 
     # Metrics now, so nothing is lost if the judge fails.  Fresh answers not judged yet have no numbers
     # (an earlier file's would describe other answers); a phase skipped now keeps the earlier file's.
-    unjudged = None if cfg.skip_generation else {k: None for k in GEN_KEYS}
     results = {}
     for name, p in zip(names, adapter_paths):
+        unjudged = None if cfg.skip_generation else {"gen_truthfulness": None, "gen_avg_prob": None,
+                                                     "n_gen_questions": len(generations_by[name])}
         results[name] = write_metrics(paths[name].metrics, base_fields(name, p), mc_metrics_by.get(name), unjudged,
                                       {**shared.seconds, **timer[name].seconds})
     if do_judge:

@@ -4,7 +4,6 @@ import importlib.util
 
 import pytest
 import torch
-
 from conftest import REPO
 
 

@@ -337,16 +337,17 @@ def test_make_data_on_halueval_squad_csv(tmp_path, halueval_file, tiny_model_dir
     out = tmp_path / "data"
     proc = subprocess.run([sys.executable, str(REPO / "scripts/make_data.py"), "--squad_csv", str(tmp_path / "squad.csv"),
                            "--model_path", str(tiny_model_dir), "--output_dir", str(out), "--nq_dir", "",
-                           "--limit", "18", "--spacy_model", "auto", "--max_new_tokens", "12", "--no_progress"],
+                           "--limit", "14", "--n_answerable", "10", "--n_unanswerable", "4", "--spacy_model", "auto",
+                           "--max_new_tokens", "8", "--no_progress"],
                           cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "NER pipeline:" in proc.stdout
     seen = check_phase_rules(out, out / "with_context")
-    assert seen["easy"] == 18 and seen["medium"] > 0 and seen["hard"] > 0
+    assert seen["easy"] == 14 and seen["medium"] > 0 and seen["hard"] > 0
     run = json.loads((out / "make_data_run.json").read_text())
     assert [s["name"] for s in run["stages"]] == ["3_squad", "4_easy_fakes", "5_medium_fakes", "6a_hard_fakes",
                                                   "6b_clean_hard_fakes", "7_fix_fakes", "8_create_dataset"]
     assert all(s["rc"] == 0 for s in run["stages"])
     assert {f"pairs_{p}": seen[p] for p in seen}.items() <= run["summary"].items()
     squad = [json.loads(x) for x in (out / "squad" / "squad_15k.jsonl").read_text().splitlines()]
-    assert len(squad) == 18 and any(r["answers"] == [NO_ANSWER_TARGET] for r in squad)
+    assert len(squad) == 14 and sum(r["answers"] == [NO_ANSWER_TARGET] for r in squad) == 4

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import run_script
 
 from aligner.backends import HFLM, LM
 from aligner.halueval import (
@@ -22,7 +23,6 @@ from aligner.io import DataError, read_jsonl
 from aligner.metrics import EmbeddingSimilarity, rouge_l, sentence_bleu
 from aligner.models import load_causal_lm
 from aligner.prompts import HALUEVAL_STEP1_SYSTEM
-from conftest import run_script
 
 N_ROWS = 20
 METRICS_KEYS = {"model", "lora_path", "method", "hallucination_rate", "avg_confidence_margin", "avg_bert_score",

@@ -105,7 +105,7 @@ def _nq_fixture(tmp_path, halueval_file):
 def test_nq_reading_both_formats(tmp_path, halueval_file):
     nq_dir, original, simplified, q = _nq_fixture(tmp_path, halueval_file)
     shards = find_nq_shards(nq_dir)
-    assert [p.name for p in shards] == ["nq-dev-00.jsonl.gz", "nq-train-00.jsonl.gz"]
+    assert [p.name for p in shards] == ["nq-train-00.jsonl.gz", "nq-dev-00.jsonl.gz"]
     assert [p.name for p in find_nq_shards(nq_dir, "train")] == ["nq-train-00.jsonl.gz"]
     # The two formats of the same article give the same title, tokens and plain text.
     o, s = original[1], simplified[0]

@@ -22,7 +22,7 @@ from aligner.trainer import DPOPTrainingConfig, add_training_args  # noqa: E402
 
 DEFAULTS = DPOPTrainingConfig(model_path="models/llama3-2-3b-instruct", output_dir="outputs/further_improvement/dpop",
                               beta=0.1, lam=1.0, lr=2e-5, warmup_steps=50, lr_scheduler="cosine",
-                              per_device_batch_size=1, grad_accum_steps=16, epochs=1, save_every_steps=500,
+                              per_device_batch_size=1, grad_accum_steps=16, epochs=None, save_every_steps=500,
                               logging_steps=10, prompt_format="chat",
                               lora_target_modules=("q_proj", "k_proj", "v_proj", "o_proj"))
 HARD_FILE = "hard_fakes_vllm.jsonl"
@@ -44,9 +44,7 @@ def parse_args(argv=None):
     p.add_argument("--prompt_format", choices=["chat", "plain"], default=DEFAULTS.prompt_format,
                    help="chat template + EOS, or the plain context+question format (default: %(default)s)")
     add_training_args(p, DEFAULTS)
-    p.set_defaults(epochs=None)
-    args = p.parse_args(argv)
-    return args
+    return p.parse_args(argv)
 
 
 def main(argv=None):
