@@ -8,6 +8,11 @@ For a pair (x, y_w, y_l) with s(y) = sum_t log pi(y_t | x, y_<t) over the respon
 With ``lam = 0`` this is the sigmoid DPO loss of Rafailov et al. (TRL's ``loss_type="sigmoid"``, no label
 smoothing).  The positive term is what keeps the chosen answer's likelihood from falling below the
 reference's, the failure mode DPOP was introduced to fix.
+
+This is the study's form (its training scripts add the penalty outside the sigmoid, unscaled by beta).  The
+DPOP paper puts ``- lambda * max(0, ...)`` inside the sigmoid's argument, where it is scaled by beta and
+saturates; the additive form here is much stronger at lambda = 50 (its gradient on s_theta(y_w) is lambda,
+against at most beta for the DPO term), so the penalty dominates whenever it is active.
 """
 
 from __future__ import annotations

@@ -279,3 +279,38 @@ def run_squad(csv_path, output_file, n_answerable: int, n_unanswerable: int, see
     return {"csv_rows": rstats.rows, "bad_rows_skipped": rstats.skipped, **info,
             "written": len(records), "written_answerable": sum(r["has_answer"] for r in records),
             "written_unanswerable": sum(not r["has_answer"] for r in records)}
+
+
+# --- HaluEval rows in SQuAD format (demo and tests: real text, no SQuAD download) ----------------
+
+def numpy_repr_answers(texts: Sequence[str], starts: Sequence[int]) -> str:
+    """The cell pandas writes for a SQuAD answers dict of NumPy arrays (what ``parse_answers_cell`` reads)."""
+    t = ", ".join(repr(x) for x in texts)
+    s = ", ".join(str(x) for x in starts)
+    return f"{{'text': array([{t}], dtype=object), 'answer_start': array([{s}], dtype=int32)}}"
+
+
+def halueval_to_squad_csv(rows: Sequence[dict], out_csv: str | os.PathLike, unanswerable_every: int = 0,
+                          id_prefix: str = "h") -> list[dict]:
+    """Write HaluEval rows as a SQuAD v2 CSV (question, context = knowledge, answers = right_answer).
+
+    Every ``unanswerable_every``-th row gets an empty answers array (SQuAD v2's unanswerable case).
+    Returns, per row, what the SQuAD reader should parse it to.
+    """
+    import io as _io
+
+    from aligner.io import atomic_write_text
+
+    buf = _io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["id", "title", "context", "question", "answers"])
+    expected = []
+    for i, r in enumerate(rows):
+        ans = r["right_answer"].strip()
+        unanswerable = bool(unanswerable_every) and i % unanswerable_every == unanswerable_every - 1
+        cell = numpy_repr_answers([], []) if unanswerable else numpy_repr_answers([ans], [r["knowledge"].find(ans)])
+        w.writerow([f"{id_prefix}{i}", f"title {i}", r["knowledge"], r["question"], cell])
+        expected.append({"id": f"{id_prefix}{i}", "question": r["question"].strip(),
+                         "context": r["knowledge"].strip(), "answers": [] if unanswerable else [ans]})
+    atomic_write_text(out_csv, buf.getvalue())
+    return expected

@@ -4,7 +4,6 @@ checker of the curriculum phase rules."""
 
 from __future__ import annotations
 
-import csv
 import gzip
 import importlib.util
 import json
@@ -41,30 +40,15 @@ def halueval_rows(path, n: int, start: int = 0) -> list[dict]:
     return rows
 
 
-# --- SQuAD CSV with NumPy-repr answers ---------------------------------------------------------
+# --- SQuAD CSV with NumPy-repr answers (the library builds it; re-exported for the tests) ----------
 
-def numpy_repr_answers(texts: list[str], starts: list[int]) -> str:
-    """The cell pandas writes for a SQuAD answers dict of NumPy arrays."""
-    t = ", ".join(repr(x) for x in texts)
-    s = ", ".join(str(x) for x in starts)
-    return f"{{'text': array([{t}], dtype=object), 'answer_start': array([{s}], dtype=int32)}}"
+from aligner.sft_data import numpy_repr_answers  # noqa: E402,F401
 
 
 def write_squad_csv(path, rows: list[dict], unanswerable_every: int = 0) -> list[dict]:
-    """SQuAD-format CSV from HaluEval rows (question, context=knowledge, answers=right_answer); every
-    ``unanswerable_every``-th row gets an empty answers array.  Returns what each row should parse to."""
-    expected = []
-    with open(path, "w", encoding="utf-8", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["id", "title", "context", "question", "answers"])
-        for i, r in enumerate(rows):
-            ans = r["right_answer"].strip()
-            unanswerable = unanswerable_every and i % unanswerable_every == unanswerable_every - 1
-            cell = numpy_repr_answers([], []) if unanswerable else numpy_repr_answers([ans], [r["knowledge"].find(ans)])
-            w.writerow([f"h{i}", f"title {i}", r["knowledge"], r["question"], cell])
-            expected.append({"id": f"h{i}", "question": r["question"].strip(), "context": r["knowledge"].strip(),
-                             "answers": [] if unanswerable else [ans]})
-    return expected
+    from aligner.sft_data import halueval_to_squad_csv
+
+    return halueval_to_squad_csv(rows, path, unanswerable_every=unanswerable_every)
 
 
 # --- Natural Questions shards ------------------------------------------------------------------

@@ -1,9 +1,9 @@
 import hashlib
 
+from conftest import run_script
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
 from aligner.tiny import TinyModelConfig, build_tiny_model, count_parameters
-from conftest import run_script
 
 
 def _digest(folder):
