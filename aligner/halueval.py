@@ -143,12 +143,11 @@ def score_similarity(rows: Sequence[dict], generated: Sequence[str], embedder: E
     right = [r["right_answer"] for r in rows]
     halluc = [r["hallucinated_answer"] for r in rows]
     gen = list(generated)
-    sims = embedder.pairwise_cosine(gen + gen, right + halluc)
-    n = len(gen)
-    bert = bertscorer.score(gen, right) if bertscorer is not None else [None] * n
+    sim_right, sim_halluc = embedder.cosine_to_each(gen, right, halluc)
+    bert = bertscorer.score(gen, right) if bertscorer is not None else [None] * len(gen)
     records = []
     for i, row in enumerate(rows):
-        s_right, s_halluc = sims[i], sims[n + i]
+        s_right, s_halluc = sim_right[i], sim_halluc[i]
         records.append({
             "question": row["question"],
             "generated": gen[i],

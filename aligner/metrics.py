@@ -145,12 +145,21 @@ class EmbeddingSimilarity:
 
     def pairwise_cosine(self, texts_a: Sequence[str], texts_b: Sequence[str]) -> list[float]:
         """cos(a_i, b_i) for each i; all texts go through one batched encode."""
-        _check_lengths(texts_a, texts_b)
-        n = len(texts_a)
+        return self.cosine_to_each(texts_a, texts_b)[0]
+
+    def cosine_to_each(self, texts: Sequence[str], *others: Sequence[str]) -> list[list[float]]:
+        """For each list in ``others``: [cos(texts_i, other_i) for each i]; ``texts`` is encoded once."""
+        for o in others:
+            _check_lengths(texts, o)
+        n = len(texts)
         if n == 0:
-            return []
-        emb = self.encode(list(texts_a) + list(texts_b)).float()
-        return (emb[:n] * emb[n:]).sum(-1).tolist()
+            return [[] for _ in others]
+        flat = list(texts)
+        for o in others:
+            flat.extend(o)
+        emb = self.encode(flat).float()
+        anchor = emb[:n]
+        return [(anchor * emb[n * (k + 1): n * (k + 2)]).sum(-1).tolist() for k in range(len(others))]
 
 
 class BertScoreF1:

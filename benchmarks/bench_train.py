@@ -212,9 +212,11 @@ def main(argv=None):
     fast, slow = results["trainer"], results["straightforward"]
     # Same init, same data: the log-probs of the first step and the loss after one update must agree, or the
     # comparison is between different computations.
-    pairs_of_values = list(zip(fast["first_chosen_logps"], slow["first_chosen_logps"])) + [(fast["losses"][1],
-                                                                                           slow["losses"][1])]
-    same = all(abs(a - b) <= 1e-4 * max(1.0, abs(b)) for a, b in pairs_of_values)
+    # (Adam's first update is close to lr * sign(grad), so fp32 noise in near-zero gradients shows up in the
+    # loss after it at the 1e-4 level: a looser bound there.)
+    same = all(abs(a - b) <= 1e-4 * max(1.0, abs(b))
+               for a, b in zip(fast["first_chosen_logps"], slow["first_chosen_logps"]))
+    same = same and abs(fast["losses"][1] - slow["losses"][1]) <= 1e-3 * max(1.0, abs(slow["losses"][1]))
     speed_ratio = fast["pairs_per_s"] / slow["pairs_per_s"]
     mem_ratio = fast["peak_bytes"] / max(1, slow["peak_bytes"])
     print(f"model vocab rows: {fast['vocab_rows']}, device: {fast['device']}, threads: {fast['threads']}, "

@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aligner.io import DataError, atomic_write_text  # noqa: E402
-from aligner.reports import collect_results, compare, plot_results, render  # noqa: E402
+from aligner.reports import collect_results, compare, plot_results, plot_training_curves, render  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -35,6 +35,10 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
     p.add_argument("--plot", default=None, help="write a grouped bar chart to this PNG (default: none)")
     p.add_argument("--output", default=None, help="also write the tables to this file (default: stdout only)")
+    p.add_argument("--train_log", action="append", default=[], metavar="NAME=PATH",
+                   help="a train_log.jsonl to plot as training curves (loss, reward accuracy and margin per stage) "
+                        "into --train_plot_dir/training_NAME.png; repeatable (default: none)")
+    p.add_argument("--train_plot_dir", default=".", help="folder for the training-curve PNGs (default: %(default)s)")
     return p.parse_args(argv)
 
 
@@ -58,6 +62,12 @@ def main(argv=None):
     if args.plot:
         out = plot_results(report, args.plot)
         print(f"bar chart written to {out}", file=sys.stderr)
+    for item in args.train_log:
+        name, sep, path = item.partition("=")
+        if not sep:
+            raise SystemExit(f"error: --train_log takes NAME=PATH, got {item!r}")
+        out = plot_training_curves(path, Path(args.train_plot_dir) / f"training_{name}.png")
+        print(f"training curves written to {out}", file=sys.stderr)
     return report
 
 

@@ -21,7 +21,7 @@ def test_bench_eval_agrees_with_one_at_a_time(tiny_model_dir, truthfulqa_csv, tm
     spec.loader.exec_module(bench)
     out = tmp_path / "bench.json"
     res = bench.main(["--model_path", str(tiny_model_dir), "--data_path", str(truthfulqa_csv), "--n_questions", "4",
-                      "--mc_batch", "16", "--gen_batch_size", "4", "--max_new_tokens", "4",
+                      "--mc_batch", "16", "--gen_batch_size", "4", "--max_new_tokens", "4", "--repeats", "1",
                       "--output_json", str(out)])
     printed = capsys.readouterr().out
     assert "speed-up" in printed and "generation batched" in printed

@@ -5,6 +5,7 @@ bitwise resume, the reference cache, 2-process DDP through `accelerate launch`, 
 import importlib.util
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -241,8 +242,11 @@ def test_two_process_accelerate_launch_matches_one_process(tiny_model_dir, data,
             str(MAX_LENGTH), "--lr", "5e-3", "--warmup_steps", "0", "--grad_accum_steps", "2", "--lora_dropout", "0",
             "--device", "cpu", "--no_progress"]
     accelerate = Path(sys.executable).with_name("accelerate")
+    with socket.socket() as sock:  # a free port: other test runs may share the machine
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
     cmd = [str(accelerate), "launch", "--config_file", str(REPO / "configs/accelerate/ddp.yaml"),
-           "--num_processes", "2", "--mixed_precision", "no", "--main_process_port", "29517",
+           "--num_processes", "2", "--mixed_precision", "no", "--main_process_port", str(port),
            str(REPO / "first_improvement/training/train_dpop.py"), *args,
            "--output_dir", str(tmp_path / "ddp"), "--per_device_batch_size", "1"]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300,
