@@ -253,7 +253,7 @@ def build_stages(p: Profile) -> list[Stage]:
             outputs=[prep / n for n in PAIR_NAMES], inputs=[squad_csv, policy / "config.json"]))
         teacher_input = prep / "squad" / "squad_15k.jsonl"
         stages.append(Stage(
-            "teacher_pairs", ["python", "further_improvement/data_prep/hard_fake_gen_vllm.py", "--squad_path",
+            "teacher_pairs", ["python", "further_improvement/data_prep/hard_fake_gen_vllm.py", "--nq_path", "none", "--squad_path",
                               teacher_input, "--model_path", teacher, "--backend", "hf" if p.name == "demo" else p.backend,
                               "--output_dir", data / "teacher", "--limit", str(p.teacher_limit),
                               "--max_new_tokens", "96" if p.name == "demo" else "1024"],

@@ -100,12 +100,13 @@ def normalize_pair(record, path: str | os.PathLike, line: int) -> PreferencePair
 
 
 def load_pairs(path: str | os.PathLike, limit: int | None = None, skip_invalid: bool = False,
-               stats: LoadStats | None = None) -> list[PreferencePair]:
+               stats: LoadStats | None = None, allow_empty: bool = False) -> list[PreferencePair]:
     """Read preference pairs from a JSON-lines file (or a .json array).
 
     ``limit`` keeps the first N valid pairs (None or < 0: all).  A malformed line raises ``DataError`` naming
     the file and line, or is counted and skipped with ``skip_invalid``.  Pairs whose chosen and rejected
-    answers are identical carry no preference and are always skipped (counted, logged).
+    answers are identical carry no preference and are always skipped (counted, logged).  A file with no usable
+    pair is a ``DataError`` unless ``allow_empty`` (then a logged warning).
     """
     path = Path(path)
     if not path.is_file():
@@ -136,7 +137,9 @@ def load_pairs(path: str | os.PathLike, limit: int | None = None, skip_invalid: 
         logger.warning("%s: skipped %d pair(s) whose chosen and rejected answers are identical", path,
                        stats.n_identical)
     if not out:
-        raise DataError(path, "no usable preference pairs in the file")
+        if not allow_empty:
+            raise DataError(path, "no usable preference pairs in the file")
+        logger.warning("%s: no usable preference pairs", path)
     return out
 
 

@@ -27,6 +27,7 @@ import math
 import os
 import shutil
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -146,9 +147,9 @@ class TrainResult:
 # ---------------------------------------------------------------------------------------------
 
 def load_level(path: str | os.PathLike, name: str | None = None, limit: int | None = None,
-               skip_invalid: bool = False) -> PairLevel:
+               skip_invalid: bool = False, allow_empty: bool = False) -> PairLevel:
     stats = LoadStats()
-    pairs = load_pairs(path, limit=limit, skip_invalid=skip_invalid, stats=stats)
+    pairs = load_pairs(path, limit=limit, skip_invalid=skip_invalid, stats=stats, allow_empty=allow_empty)
     return PairLevel(name or Path(path).stem, pairs, Path(path), stats_dict(stats))
 
 
@@ -345,7 +346,9 @@ class DPOPTrainer:
         self.stage_steps: dict[int, int] = {}
         for s in self.stages:
             order = self.schedule.stage_order(s)
-            n_steps = max(1, math.ceil(len(order) / self.pairs_per_step))
+            if not order:
+                logger.warning("stage %d has no pairs (its levels are empty); it is skipped", s)
+            n_steps = math.ceil(len(order) / self.pairs_per_step)
             pad = n_steps * self.pairs_per_step - len(order)
             order = order + [order[i % len(order)] for i in range(pad)]
             self.stage_orders[s], self.stage_steps[s] = order, n_steps
@@ -500,8 +503,10 @@ class DPOPTrainer:
             self.state.stage, self.state.step_in_stage = cfg.start_epoch, done_in_stage
             self.state.global_step = before + done_in_stage
             self.state.pairs_seen = self.state.global_step * self.pairs_per_step
-            for _ in range(self.state.global_step):
-                self.scheduler.step()
+            with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()" is intended here
+                warnings.simplefilter("ignore", UserWarning)
+                for _ in range(self.state.global_step):
+                    self.scheduler.step()
             logger.info("starting at stage %d, optimizer step %d of it (global step %d)", cfg.start_epoch,
                         done_in_stage, self.state.global_step)
         return False

@@ -305,6 +305,11 @@ def test_improved_and_further_scripts(tiny_model_dir, data, tmp_path):
     m, h = (cfg["levels"][k]["tokenize"]["n_kept"] for k in ("medium", "hard"))
     assert [s["per_level"] for s in cfg["curriculum"]] == [{"medium": m, "hard": 0}, {"medium": m, "hard": h // 2},
                                                           {"medium": m, "hard": h}]
+    # A teacher that produced no usable pair (the demo's tiny teacher) leaves the medium pairs to train on.
+    hard.write_text("", encoding="utf-8")
+    further.main([*common, "--output_dir", str(tmp_path / "nohard")])
+    cfg = json.loads((tmp_path / "nohard" / "run_config.json").read_text())
+    assert cfg["levels"]["mix"]["load"]["hard"]["n_read"] == 0 and cfg["levels"]["mix"]["tokenize"]["n_in"] == 3
 
 
 def test_one_concatenated_forward_matches_the_straightforward_four(tiny_model_dir, data):
@@ -341,3 +346,23 @@ def test_accelerate_configs_parse():
     fsdp = load_config_from_file(str(REPO / "configs/accelerate/fsdp.yaml")).fsdp_config
     assert fsdp["fsdp_use_orig_params"] is True  # frozen base + trainable LoRA in one flat parameter
     assert load_config_from_file(str(REPO / "configs/accelerate/deepspeed_zero2.yaml")).deepspeed_config["zero_stage"] == 2
+
+
+@pytest.mark.slow
+def test_study_style_restart_from_a_saved_adapter(readme_run, tiny_model_dir, data, tmp_path):
+    """--load-adapter-path epoch_1 --start-epoch 2 --resume-step 6: continue the saved adapter in stage 2 after
+    its first 6 micro-batches, with the LR schedule where an uninterrupted run would have it."""
+    cfg = DPOPTrainingConfig(model_path=str(tiny_model_dir), output_dir=str(tmp_path / "restart"), epochs=2,
+                             load_adapter_path=str(readme_run / "epoch_1"), start_epoch=2, resume_step=6,
+                             **{**FAST, "warmup_steps": 3})
+    result = train_dpop(cfg, load_levels(data["files"]))
+    log = [json.loads(x) for x in (tmp_path / "restart" / "train_log.jsonl").read_text().splitlines()]
+    run_cfg = json.loads((tmp_path / "restart" / "run_config.json").read_text())
+    s1, s2 = (s["optimizer_steps"] for s in run_cfg["curriculum"])
+    assert [r["step"] for r in log] == list(range(s1 + 6 + 1, s1 + s2 + 1)) and result.global_step == s1 + s2
+    assert {r["stage"] for r in log} == {2}
+    # linear schedule with 3 warmup steps over s1 + s2 steps, evaluated at the first step run here
+    k, total = s1 + 6, s1 + s2
+    assert log[0]["lr"] == pytest.approx(5e-3 * (total - k) / (total - 3), rel=1e-9)
+    # the loaded adapter is not the reference: the very first step already has non-zero rewards
+    assert log[0]["rewards/chosen"] != 0.0 and log[0]["logps/chosen"] != log[0]["logps/ref_chosen"]

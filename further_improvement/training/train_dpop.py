@@ -56,9 +56,13 @@ def main(argv=None):
     data_dir = Path(args.data_dir)
     hard_path = Path(args.hard_file) if args.hard_file else data_dir / HARD_FILE
     medium_path = Path(args.medium_file) if args.medium_file else data_dir / MEDIUM_FILE
-    hard = load_level(hard_path, "hard", limit=args.hard_limit, skip_invalid=args.skip_invalid)
-    medium = load_level(medium_path, "medium", limit=args.medium_limit, skip_invalid=args.skip_invalid)
+    # The teacher may produce no usable pair (a small teacher writing no valid JSON): train on what there is.
+    hard = load_level(hard_path, "hard", limit=args.hard_limit, skip_invalid=args.skip_invalid, allow_empty=True)
+    medium = load_level(medium_path, "medium", limit=args.medium_limit, skip_invalid=args.skip_invalid,
+                        allow_empty=True)
     print(f"selection: {len(hard.pairs)} hard + {len(medium.pairs)} medium pairs")
+    if not hard.pairs and not medium.pairs:
+        raise SystemExit(f"no usable pairs in {hard_path} or {medium_path}")
     if args.curriculum:
         levels = [medium, hard]
         if args.epochs is None:
