@@ -182,11 +182,11 @@ def demo_profile(output_dir: Path, halueval: Path, truthfulqa: Path, final_data:
     return Profile(
         name="demo", output_dir=output_dir, halueval_path=halueval, truthfulqa_path=truthfulqa,
         final_data_dir=final_data, embed_model=minilm, bertscore_model=minilm, bertscore_num_layers=6,
-        backend="hf", eval_limit=50, sft_start=1000, sft_rows=240, data_limit=240, max_new_tokens=48,
+        backend="hf", eval_limit=50, sft_start=1000, sft_rows=120, data_limit=120, max_new_tokens=48,
         fake_max_new_tokens=32, teacher_limit=40, eval_batch_size=25, mc_batch=64,
-        train_args=["--max_length", "320", "--per_device_batch_size", "8", "--grad_accum_steps", "1",
+        train_args=["--max_length", "256", "--per_device_batch_size", "4", "--grad_accum_steps", "1",
                     "--lr", "1e-3", "--warmup_steps", "10", "--logging_steps", "5", "--save_every_steps", "1000"],
-        latest_train_args=["--max_length", "320", "--per_device_batch_size", "8", "--grad_accum_steps", "1",
+        latest_train_args=["--max_length", "256", "--per_device_batch_size", "4", "--grad_accum_steps", "1",
                            "--lr", "1e-3", "--warmup_steps", "5", "--logging_steps", "5",
                            "--save_every_steps", "1000"],
     )
@@ -368,3 +368,17 @@ def write_results_md(p: Profile, pipe: Pipeline, tables_path: Path, published_di
     path = p.output_dir / "RESULTS.md"
     atomic_write_text(path, "\n".join(lines))
     return path
+
+
+def summary_sections(tables_md: str) -> str:
+    """The per-benchmark summary tables of a make_tables.py markdown output (what the driver prints last)."""
+    out, keep = [], False
+    for line in tables_md.splitlines():
+        if line.startswith("## "):
+            out.append(line)
+            keep = False
+        elif line.startswith("### "):
+            keep = line.strip() == "### Summary"
+        elif keep:
+            out.append(line)
+    return "\n".join(out).strip() + "\n"

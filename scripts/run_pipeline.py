@@ -26,7 +26,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from aligner.paths import halueval_path, seed_results_dir, truthfulqa_csv_path  # noqa: E402
-from aligner.pipeline import Pipeline, build_stages, demo_profile, study_profile, write_results_md  # noqa: E402
+from aligner.pipeline import (  # noqa: E402
+    Pipeline,
+    build_stages,
+    demo_profile,
+    study_profile,
+    summary_sections,
+    write_results_md,
+)
 
 
 def parse_args(argv=None):
@@ -91,8 +98,7 @@ def main(argv=None):
     print(f"pipeline finished in {time.perf_counter() - t0:.1f}s; manifest {pipe.manifest_path}; results {results}")
     tables = out / "tables.md"
     if tables.is_file():
-        text = tables.read_text(encoding="utf-8")
-        print("\n" + text.split("\n### ", 1)[0] if "### " in text else text)
+        print("\n" + summary_sections(tables.read_text(encoding="utf-8")))
 
 
 if __name__ == "__main__":
