@@ -146,8 +146,10 @@ def load_causal_lm(path: str | os.PathLike, dtype: str | torch.dtype = "auto", d
 
 
 def load_seq_cls(path: str | os.PathLike, dtype: str | torch.dtype = "auto", device: str | torch.device = "auto",
-                 trust_remote_code: bool = False):
-    """Load (classifier, tokenizer) for a sequence-classification judge (HHEM, NLI, the tiny judge)."""
+                 trust_remote_code: bool = False, **model_kwargs):
+    """Load (classifier, tokenizer) for a sequence-classification judge (HHEM, NLI, the tiny judge).
+
+    ``model_kwargs`` go to ``from_pretrained`` (e.g. num_labels / id2label for a classifier to fine-tune)."""
     from transformers import AutoModelForSequenceClassification
 
     dev = resolve_device(device)
@@ -155,7 +157,8 @@ def load_seq_cls(path: str | os.PathLike, dtype: str | torch.dtype = "auto", dev
     path = check_model_path(path, "judge model")
     try:
         model = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch_dtype,
-                                                                   trust_remote_code=trust_remote_code)
+                                                                   trust_remote_code=trust_remote_code,
+                                                                   **model_kwargs)
     except OSError as exc:
         raise _hub_error(path, "judge model", exc) from None
     model.to(dev)

@@ -95,7 +95,8 @@ class Pipeline:
             raise FileNotFoundError(f"stage {stage.name}: input(s) missing: {missing}")
         if self._complete(stage, argv, inputs):
             self.log(f"[{stage.name:<24}] skipped (complete, inputs unchanged)")
-            self.timings.append((stage.name, 0.0, "skipped"))
+            last = self.previous[stage.name].get("wall_seconds", 0.0)
+            self.timings.append((stage.name, 0.0, f"skipped (last run {last:.1f}s)"))
             return "skipped"
         logs = self.output_dir / "logs"
         logs.mkdir(exist_ok=True)

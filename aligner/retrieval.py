@@ -21,6 +21,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
 from aligner.io import DataError
+from aligner.runinfo import finish_stage, write_run_config
 
 logger = logging.getLogger(__name__)
 # faiss logs its failed AVX-512/AVX2 imports at INFO before falling back; that is not news to our users.
@@ -615,3 +616,55 @@ def run_nq_rag(nq_paths: Sequence[Path], output_file: str | os.PathLike, index_f
             "long_answer_fallbacks": stats.get("answer_long", 0), "skipped_no_answer": stats.get("no_answer", 0),
             "invalid_lines_skipped": stats.get("invalid", 0), "already_done": already, "written": written,
             "corpus_chunks": len(retriever.chunks) if retriever is not None else None}
+
+
+# --- the NQ RAG stage's command line (create_nq_training.py and create_nq_validation.py differ only in defaults)
+
+def add_nq_rag_args(p, split: str = "train", output_file: str = "train_nq_rag.jsonl", limit: int = -1) -> None:
+    """The flags of the NQ RAG stage; ``split``, ``output_file`` and ``limit`` are the per-set defaults."""
+    p.add_argument("--nq_files", nargs="*", default=None, help="NQ shards; overrides --nq_dir (default: %(default)s)")
+    p.add_argument("--nq_dir", default=None,
+                   help="folder of NQ shards; the ones whose name contains --split are used (default: %(default)s)")
+    p.add_argument("--split", default=split,
+                   help="shard-name filter inside --nq_dir: train, dev or all (default: %(default)s)")
+    p.add_argument("--index_file", default="retrieval/nq_wiki_index.faiss", help="FAISS index (default: %(default)s)")
+    p.add_argument("--chunks_file", default="retrieval/nq_wiki_chunks.jsonl",
+                   help="chunks behind the index (default: %(default)s)")
+    p.add_argument("--embed_model", default=DEFAULT_EMBED_MODEL,
+                   help="the index's embedding model (default: %(default)s)")
+    p.add_argument("--rerank_model", default=DEFAULT_RERANK_MODEL,
+                   help="cross-encoder or any sequence-classification model (default: %(default)s)")
+    p.add_argument("--output_file", default=output_file, help="RAG records (default: %(default)s)")
+    p.add_argument("--top_k_retrieve", type=int, default=100,
+                   help="chunks retrieved per question (default: %(default)s)")
+    p.add_argument("--top_k_rerank", type=int, default=5, help="chunks kept after reranking (default: %(default)s)")
+    p.add_argument("--retrieval_batch_size", type=int, default=64,
+                   help="questions embedded per batch (default: %(default)s)")
+    p.add_argument("--rerank_batch_size", type=int, default=32,
+                   help="(question, chunk) pairs per reranker batch (default: %(default)s)")
+    p.add_argument("--rerank_max_length", type=int, default=512,
+                   help="tokens per (question, chunk) pair given to the reranker (default: %(default)s)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda (default: %(default)s)")
+    p.add_argument("--limit", type=int, default=limit,
+                   help="read at most this many NQ records, -1 = all (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=42,
+                   help="recorded only; retrieval and reranking are deterministic (default: %(default)s)")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the records already in --output_file (default: %(default)s)")
+    p.add_argument("--skip_invalid", action="store_true",
+                   help="skip (and count) malformed NQ lines (default: %(default)s)")
+    p.add_argument("--no_progress", action="store_true", help="no progress bars (default: %(default)s)")
+
+
+def nq_rag_stage(args) -> dict:
+    """Run the NQ RAG stage from the flags of ``add_nq_rag_args``; run_config.json goes beside --output_file."""
+    paths = resolve_nq_paths(args.nq_files, args.nq_dir, args.split)
+    out_dir = Path(args.output_file).resolve().parent
+    write_run_config(out_dir, args)
+    counts = run_nq_rag(paths, args.output_file, args.index_file, args.chunks_file, args.embed_model,
+                        args.rerank_model, top_k_retrieve=args.top_k_retrieve, top_k_rerank=args.top_k_rerank,
+                        retrieval_batch_size=args.retrieval_batch_size, rerank_batch_size=args.rerank_batch_size,
+                        rerank_max_length=args.rerank_max_length,
+                        device=args.device, limit=args.limit, resume=args.resume, skip_invalid=args.skip_invalid,
+                        progress=not args.no_progress)
+    return finish_stage(out_dir, args, counts)

@@ -5,16 +5,18 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import importlib.metadata
+import json
 import logging
 import os
 import platform
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from aligner.io import write_json_atomic
+from aligner.io import DataError, write_json_atomic
 from aligner.paths import REPO_ROOT
 
 TRACKED_PACKAGES = (
@@ -73,6 +75,23 @@ def write_run_config(output_dir: str | os.PathLike, args: argparse.Namespace | d
     path = Path(output_dir) / filename
     write_json_atomic(path, run_record(args, extra))
     return path
+
+
+def finish_stage(output_dir: str | os.PathLike, args: argparse.Namespace | dict | None, counts: dict) -> dict:
+    """How a data stage ends: its counts go into run_config.json beside its outputs (scripts/make_data.py
+    treats a run_config.json with counts as a completed stage) and to stdout; returns the counts."""
+    write_run_config(output_dir, args, extra={"counts": counts})
+    print(json.dumps(counts, indent=2))
+    return counts
+
+
+def run_cli(main: Callable[[], Any]) -> None:
+    """``if __name__ == "__main__": run_cli(main)``: a bad input file ends the run with one line naming the
+    file and line (DataError) instead of a traceback."""
+    try:
+        main()
+    except DataError as err:
+        sys.exit(f"error: {err}")
 
 
 def setup_logging(level: int = logging.INFO) -> None:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aligner.io import DataError, read_jsonl
+from aligner.runinfo import finish_stage, write_run_config
 
 logger = logging.getLogger(__name__)
 
@@ -279,6 +280,66 @@ def run_squad(csv_path, output_file, n_answerable: int, n_unanswerable: int, see
     return {"csv_rows": rstats.rows, "bad_rows_skipped": rstats.skipped, **info,
             "written": len(records), "written_answerable": sum(r["has_answer"] for r in records),
             "written_unanswerable": sum(not r["has_answer"] for r in records)}
+
+
+# --- the stages' command lines ---------------------------------------------------------------------
+
+def add_squad_args(p, csv_file: str = "datasets/squad2/train.csv", output_file: str = "squad_15k.jsonl",
+                   n_answerable: int = 10000, n_unanswerable: int = 5000) -> None:
+    """The flags of the SQuAD stage (create_squad_training.py / create_squad_validation.py differ only in the
+    defaults given here)."""
+    p.add_argument("--csv_file", default=csv_file,
+                   help="SQuAD v2 CSV with columns question, context, answers (id, title optional) "
+                        "(default: %(default)s)")
+    p.add_argument("--output_file", default=output_file, help="normalised JSON lines (default: %(default)s)")
+    p.add_argument("--n_answerable", type=int, default=n_answerable,
+                   help="answerable rows sampled, -1 = all (default: %(default)s)")
+    p.add_argument("--n_unanswerable", type=int, default=n_unanswerable,
+                   help="unanswerable rows sampled, -1 = all (default: %(default)s)")
+    p.add_argument("--no_answer_target", default=NO_ANSWER_TARGET,
+                   help="answer given to unanswerable questions (default: %(default)r)")
+    p.add_argument("--limit", type=int, default=-1,
+                   help="keep at most this many of the shuffled sample, -1 = all (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=42, help="sampling and shuffling seed (default: %(default)s)")
+    p.add_argument("--skip_invalid", action="store_true",
+                   help="skip (and count) rows with unreadable answers instead of stopping (default: %(default)s)")
+
+
+def squad_stage(args) -> dict:
+    """Run the SQuAD stage from the flags of ``add_squad_args``; run_config.json goes beside --output_file."""
+    out_dir = Path(args.output_file).resolve().parent
+    write_run_config(out_dir, args)
+    counts = run_squad(args.csv_file, args.output_file, args.n_answerable, args.n_unanswerable, seed=args.seed,
+                       limit=args.limit, no_answer_target=args.no_answer_target, skip_invalid=args.skip_invalid)
+    return finish_stage(out_dir, args, counts)
+
+
+def add_sft_view_args(p, nq_default: str = "data_prep/train_nq_rag.jsonl",
+                      squad_default: str = "data_prep/squad_15k.jsonl", path_flags: bool = False) -> None:
+    """The inputs of the unified SFT view (see ``load_sft_view``): the NQ RAG and SQuAD files and --limit.
+
+    Every stage that numbers items by data_index builds the view from the same files and --limit.  With
+    ``path_flags`` the files are --nq_path / --squad_path (--nq_jsonl / --squad_jsonl kept as aliases)."""
+    names = {"nq": ["--nq_jsonl"], "squad": ["--squad_jsonl"]}
+    if path_flags:
+        names = {"nq": ["--nq_path", "--nq_jsonl"], "squad": ["--squad_path", "--squad_jsonl"]}
+    g = p.add_argument_group("SFT view")
+    g.add_argument(*names["nq"], dest=names["nq"][0][2:], default=nq_default,
+                   help="NQ RAG records; '' or none = no NQ (default: %(default)r)")
+    g.add_argument(*names["squad"], dest=names["squad"][0][2:], default=squad_default,
+                   help="SQuAD records; '' or none = no SQuAD (default: %(default)r)")
+    g.add_argument("--limit", type=int, default=-1,
+                   help="use the first N items of the SFT view, -1 = all; every stage of a run needs the same "
+                        "value (default: %(default)s)")
+
+
+def sft_view_from_args(args) -> tuple[list[dict], dict]:
+    """(view, counts) for the flags of ``add_sft_view_args``."""
+    nq = args.nq_path if hasattr(args, "nq_path") else args.nq_jsonl
+    squad = args.squad_path if hasattr(args, "squad_path") else args.squad_jsonl
+    stats: dict = {}
+    view = load_sft_view(nq, squad, args.limit, stats)
+    return view, stats
 
 
 # --- HaluEval rows in SQuAD format (demo and tests: real text, no SQuAD download) ----------------

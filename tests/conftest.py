@@ -56,6 +56,36 @@ def truthfulqa_csv() -> Path:
     return p
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models gain nothing from intra-op threads, and on a shared 2-core machine the OpenMP pool
+    spinning against other processes makes them several times slower.  Use it per module:
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+_SCRIPTS: dict[str, object] = {}
+
+
+def load_script(rel_path: str):
+    """Import a stage script by path, once (so tests can call its main(argv) without a subprocess)."""
+    import importlib.util
+
+    if rel_path not in _SCRIPTS:
+        name = "script_" + rel_path.replace("/", "_").removesuffix(".py")
+        spec = importlib.util.spec_from_file_location(name, REPO / rel_path)
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod
+        spec.loader.exec_module(mod)
+        _SCRIPTS[rel_path] = mod
+    return _SCRIPTS[rel_path]
+
+
 def run_script(script: str, *args: str, cwd: Path = REPO, timeout: int = 600):
     """Run a stage script as a user would, with the test interpreter; fail with its output."""
     import subprocess

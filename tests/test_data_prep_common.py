@@ -5,27 +5,11 @@ checker of the curriculum phase rules."""
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
-import sys
 from collections import defaultdict
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-_SCRIPTS: dict[str, object] = {}
-
-
-def load_script(rel_path: str):
-    """Import a stage script by path (so tests can call its main(argv) without a subprocess)."""
-    if rel_path not in _SCRIPTS:
-        path = REPO / rel_path
-        name = "script_" + rel_path.replace("/", "_").removesuffix(".py")
-        spec = importlib.util.spec_from_file_location(name, path)
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-        _SCRIPTS[rel_path] = mod
-    return _SCRIPTS[rel_path]
+from conftest import REPO, load_script  # noqa: F401  (re-exported for the data-prep tests)
 
 
 def halueval_rows(path, n: int, start: int = 0) -> list[dict]:

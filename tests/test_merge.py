@@ -1,11 +1,10 @@
 """scripts/merge_adapter.py: a LoRA adapter made on the tiny model, merged, gives the adapter-applied logits."""
 
-import importlib.util
 import json
 
 import pytest
 import torch
-from conftest import REPO
+from conftest import load_script
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -13,22 +12,7 @@ from aligner.io import read_jsonl
 from aligner.merge import MergeCheckError, check_logits, merge_lora
 from aligner.prompts import halueval_messages, render_chat
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models gain nothing from intra-op threads, and on a shared 2-core machine the OpenMP pool
-    spinning against other processes makes them several times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def load_script(rel: str):
-    spec = importlib.util.spec_from_file_location(rel.replace("/", "_")[:-3], REPO / rel)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -1,30 +1,15 @@
 """old_training/: RAG SFT with TRL (loss on the answer only) and the faithfulness classifier, on tiny models."""
 
-import importlib.util
 import json
 
 import pytest
 import torch
-from conftest import REPO
+from conftest import load_script
 
+from aligner.faithfulness_classifier import build_examples, split_by_group
 from aligner.io import read_jsonl
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models gain nothing from intra-op threads, and on a shared 2-core machine the OpenMP pool
-    spinning against other processes makes them several times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def load_script(rel: str):
-    spec = importlib.util.spec_from_file_location(rel.replace("/", "_")[:-3], REPO / rel)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -97,8 +82,8 @@ def test_faithfulness_classifier(tiny_judge_dir, halueval_rows, tmp_path):
     assert {int(k): v for k, v in cfg["id2label"].items()} == {0: "hallucinated", 1: "consistent"}
 
     # the split is by data_index, ideal answers are label 1 and fakes label 0
-    examples, counts = script.build_examples(sorted(data_dir.glob("*.jsonl")))
-    train, held = script.split_by_group(examples, 0.25, 42)
+    examples, counts = build_examples(sorted(data_dir.glob("*.jsonl")))
+    train, held = split_by_group(examples, 0.25, 42)
     assert not {e["data_index"] for e in train} & {e["data_index"] for e in held}
     assert all((e["label"] == 1) == (e["answer"] == rows[int(e["data_index"])]["right_answer"]) for e in examples)
     assert counts["faithful"] == 24
