@@ -1,12 +1,10 @@
-"""Fine-tune a sequence classifier to tell faithful from hallucinated answers given their context.
+"""A faithfulness judge fine-tuned from the curriculum fakes (old_training/fine_tune_deberta.py is its command).
 
-Data: the *_fakes_with_context.jsonl files of the data preparation ({data_index, question, context,
-ideal_answer, fake_answer}).  Every distinct (context, ideal_answer) is a faithful example (label 1,
-"consistent"), every distinct (context, fake_answer) a hallucinated one (label 0, "hallucinated").  The
-held-out split is made by data_index, so no context is in both splits.  The model reads the pair
-(context, answer) - the order the HaluEval step-2 judge uses for (knowledge, answer) - with the context cut
-first when too long.  Saved with id2label {0: hallucinated, 1: consistent}, so the output folder works as
-``evaluation/eval_haleval_llm_step2.py --judge_model_path``.
+Examples come from *_fakes_with_context.jsonl: (context, ideal_answer) is label 1 "consistent",
+(context, fake_answer) label 0 "hallucinated", each distinct pair once.  Train and held-out sets are split by
+data_index so that they share no context.  The input is the pair (context, answer), as the HaluEval step-2
+judge reads (knowledge, answer), and truncation cuts the context first.  The saved id2label
+{0: hallucinated, 1: consistent} lets ``evaluation/eval_haleval_llm_step2.py --judge_model_path`` use it.
 """
 
 from __future__ import annotations

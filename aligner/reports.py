@@ -632,6 +632,10 @@ def plot_results(report: Report, out_png: str | os.PathLike) -> Path:
         ax.set_title(bench.name)
         ax.legend(fontsize=8)
         ax.grid(axis="y", alpha=0.3)
+    return _save_figure(plt, fig, out_png)
+
+
+def _save_figure(plt, fig, out_png: str | os.PathLike) -> Path:
     fig.tight_layout()
     out = Path(out_png)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -690,9 +694,4 @@ def plot_training_curves(train_log_path: str | os.PathLike, out_png: str | os.Pa
         axes[0].legend(fontsize=8, ncol=min(4, len(stage_names)))
     axes[-1].set_xlabel("optimizer step" if monotone else "logging step")
     fig.suptitle(f"training curves: {Path(train_log_path).parent.name or Path(train_log_path).name}")
-    fig.tight_layout()
-    out = Path(out_png)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return _save_figure(plt, fig, out_png)

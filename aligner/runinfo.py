@@ -77,6 +77,14 @@ def write_run_config(output_dir: str | os.PathLike, args: argparse.Namespace | d
     return path
 
 
+def start_stage(output_dir: str | os.PathLike, args: argparse.Namespace | dict | None) -> Path:
+    """How a data stage starts: logging set up and a first run_config.json beside its outputs (flags, no
+    counts yet: scripts/make_data.py does not take the stage as done until ``finish_stage``); returns the folder."""
+    setup_logging()
+    write_run_config(output_dir, args)
+    return Path(output_dir)
+
+
 def finish_stage(output_dir: str | os.PathLike, args: argparse.Namespace | dict | None, counts: dict) -> dict:
     """How a data stage ends: its counts go into run_config.json beside its outputs (scripts/make_data.py
     treats a run_config.json with counts as a completed stage) and to stdout; returns the counts."""

@@ -1,10 +1,9 @@
-"""Supervised fine-tuning on RAG records (the study's older approach): LoRA with TRL's SFTTrainer.
+"""RAG supervised fine-tuning, the study's older approach (old_training/train_rag_sft.py is its command).
 
-Each {question, context (or contexts), answers} record becomes a conversational prompt-completion example:
-the DPO chat prompt of ``aligner.prompts`` (system + "Context: ...\\n\\nQuestion: ...") and the first non-empty
-answer as the assistant turn.  TRL renders it with the model's chat template and, for prompt-completion data,
-puts the loss on the completion (answer + end-of-turn) only.  Contexts are cut, by tokens, so that the whole
-example fits ``max_length``; the answer is never cut.
+A LoRA adapter is trained with TRL's SFTTrainer on prompt-completion examples: the prompt is
+``aligner.prompts.dpo_chat_messages(context, question)``, the completion the record's first non-empty answer.
+As the data is prompt-completion, TRL computes the loss on the completion (answer and end of turn) only.
+``fit_context`` shortens the context, token-wise, until the example fits ``max_length``; answers stay whole.
 """
 
 from __future__ import annotations

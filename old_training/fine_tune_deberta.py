@@ -25,8 +25,7 @@ from aligner.faithfulness_classifier import (  # noqa: E402
     fakes_files,
     train_faithfulness_classifier,
 )
-from aligner.io import DataError  # noqa: E402
-from aligner.runinfo import setup_logging  # noqa: E402
+from aligner.runinfo import run_cli, setup_logging  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -75,12 +74,8 @@ def main(argv=None):
         print("error: no input: pass --data_files or a --data_dir holding *_fakes_with_context.jsonl",
               file=sys.stderr)
         raise SystemExit(1)
-    try:
-        return train_faithfulness_classifier(FaithfulnessClassifierConfig.from_args(args), files, run_args=args)
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(1) from None
+    return train_faithfulness_classifier(FaithfulnessClassifierConfig.from_args(args), files, run_args=args)
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -21,8 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aligner.io import DataError  # noqa: E402
-from aligner.runinfo import setup_logging  # noqa: E402
+from aligner.runinfo import run_cli, setup_logging  # noqa: E402
 from aligner.sft_train import RagSFTConfig, train_rag_sft  # noqa: E402
 
 
@@ -67,12 +66,8 @@ def main(argv=None):
     args = parse_args(argv)
     setup_logging()
     files = [f.strip() for f in args.data_files.split(",") if f.strip()]
-    try:
-        return train_rag_sft(RagSFTConfig.from_args(args), files, run_args=args)
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(1) from None
+    return train_rag_sft(RagSFTConfig.from_args(args), files, run_args=args)
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

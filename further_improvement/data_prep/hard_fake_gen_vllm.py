@@ -14,24 +14,19 @@ Example:
 """
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from aligner.io import DataError, ResumableJsonlWriter, write_jsonl_atomic  # noqa: E402
+from aligner.io import ResumableJsonlWriter, write_jsonl_atomic  # noqa: E402
 from aligner.prompts import POISON_TYPES, TEACHER_CONTEXT_CHARS  # noqa: E402
-from aligner.runinfo import setup_logging, write_run_config  # noqa: E402
-from aligner.sft_data import load_sft_view  # noqa: E402
+from aligner.runinfo import finish_stage, run_cli, start_stage  # noqa: E402
+from aligner.sft_data import add_sft_view_args, sft_view_from_args  # noqa: E402
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--nq_path", "--nq_jsonl", dest="nq_path", default="data_prep/train_nq_rag.jsonl",
-                   help="NQ RAG records; '' or none = no NQ (default: %(default)s)")
-    p.add_argument("--squad_path", "--squad_jsonl", dest="squad_path", default="data_prep/squad_15k.jsonl",
-                   help="SQuAD records; '' or none = no SQuAD (default: %(default)s)")
     p.add_argument("--model_path", default="models/Llama-3.1-8B-Instruct", help="the teacher model (default: %(default)s)")
     p.add_argument("--backend", choices=["auto", "hf", "vllm"], default="auto",
                    help="vllm when installed with a GPU (auto), else Hugging Face (default: %(default)s)")
@@ -61,23 +56,20 @@ def parse_args(argv=None):
     p.add_argument("--max_model_len", type=int, default=4096, help="vLLM context length (default: %(default)s)")
     p.add_argument("--gpu_memory_utilization", type=float, default=0.9, help="vLLM memory share (default: %(default)s)")
     p.add_argument("--tensor_parallel_size", type=int, default=1, help="vLLM GPUs (default: %(default)s)")
-    p.add_argument("--limit", type=int, default=-1, help="first N items of the SFT view, -1 = all (default: %(default)s)")
     p.add_argument("--seed", type=int, default=42, help="sampling seed (default: %(default)s)")
     p.add_argument("--resume", action="store_true", help="keep the generations already in --raw_file (default: %(default)s)")
     p.add_argument("--no_progress", action="store_true", help="no progress bars (default: %(default)s)")
+    add_sft_view_args(p, path_flags=True)
     return p.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    setup_logging()
     from aligner.backends import load_lm
     from aligner.teacher import generate_teacher_outputs, improved_pairs, teacher_records
 
-    out_dir = Path(args.output_dir)
-    write_run_config(out_dir, args)
-    vstats: dict = {}
-    view = load_sft_view(args.nq_path, args.squad_path, args.limit, vstats)
+    out_dir = start_stage(args.output_dir, args)
+    view, vstats = sft_view_from_args(args)
     lm = load_lm(args.backend, args.model_path, batch_size=args.batch_size, dtype=args.dtype, device=args.device,
                  max_model_len=args.max_model_len, gpu_memory_utilization=args.gpu_memory_utilization,
                  tensor_parallel_size=args.tensor_parallel_size, seed=args.seed)
@@ -95,13 +87,8 @@ def main(argv=None):
     write_jsonl_atomic(out_dir / args.pairs_file, pairs)
     counts = {"backend": type(lm).__name__, **vstats, **dict(gen_counts), **dict(sorted(counts.items())),
               "pairs": len(pairs)}
-    write_run_config(out_dir, args, extra={"counts": counts})
-    print(json.dumps(counts, indent=2))
-    return counts
+    return finish_stage(out_dir, args, counts)
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except DataError as err:
-        sys.exit(f"error: {err}")
+    run_cli(main)

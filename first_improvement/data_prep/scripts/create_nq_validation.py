@@ -1,13 +1,10 @@
 #!/usr/bin/env python
-"""Stage 2 (NQ validation set): per NQ question, the gold short answer (else the long answer), the top-k chunks
-from the FAISS index, reranked by a cross-encoder, the best few kept.
-
-Output, one JSON object per line: {example_id, question, contexts[k], context (joined by a blank line),
-answers, chunk_ids, rerank_scores}. Questions without any gold answer are skipped and counted.
+"""Stage 2 (NQ validation set): create_nq_training.py run on the dev shards with the validation defaults
+(--split dev, --output_file val_nq_rag.jsonl, --limit 1000); the flags and the record format are the same.
 
 Example:
     python first_improvement/data_prep/scripts/create_nq_validation.py --nq_dir datasets/nq \\
-        --index_file retrieval/nq_wiki_index.faiss --chunks_file retrieval/nq_wiki_chunks.jsonl --output_file val_nq_rag.jsonl
+        --index_file retrieval/nq_wiki_index.faiss --chunks_file retrieval/nq_wiki_chunks.jsonl
 """
 
 import argparse

@@ -1,12 +1,10 @@
 #!/usr/bin/env python
-"""Stage 3 (SQuAD v2 validation set): CSV export -> answers cells repaired (NumPy reprs such as
-`{'text': array([...], dtype=object), ...}`) -> answerable / unanswerable split -> 667 + 333 sampled
-(seeded) -> normalised JSON lines {id, title, question, context, answers, answer_starts, has_answer}.
-
-Unanswerable questions get answers = [NO_ANSWER_TARGET] (see DatasetPrep.md) and has_answer = false.
+"""Stage 3 (SQuAD v2 validation set): create_squad_training.py with the validation defaults (--csv_file
+datasets/squad2/validation.csv, 667 answerable + 333 unanswerable rows, --output_file val_squad.jsonl); the
+repair, sampling and record format are the same.
 
 Example:
-    python first_improvement/data_prep/scripts/create_squad_validation.py --csv_file datasets/squad2/validation.csv --output_file val_squad.jsonl
+    python first_improvement/data_prep/scripts/create_squad_validation.py --csv_file datasets/squad2/validation.csv
 """
 
 import argparse

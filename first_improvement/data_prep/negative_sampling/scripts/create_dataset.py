@@ -14,15 +14,14 @@ Example:
 """
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[4]))
 
 from aligner.curriculum_pairs import PHASES, build_curriculum_pairs  # noqa: E402
-from aligner.io import DataError, read_jsonl, write_jsonl_atomic  # noqa: E402
-from aligner.runinfo import setup_logging, write_run_config  # noqa: E402
+from aligner.io import read_jsonl, write_jsonl_atomic  # noqa: E402
+from aligner.runinfo import finish_stage, run_cli, start_stage  # noqa: E402
 
 REQUIRED = ["data_index", "question", "context", "ideal_answer", "fake_answer"]
 
@@ -41,9 +40,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    setup_logging()
-    out_dir = Path(args.output_dir)
-    write_run_config(out_dir, args)
+    out_dir = start_stage(args.output_dir, args)
     inputs = {}
     for kind in ("easy", "medium", "hard"):
         path = getattr(args, f"{kind}_file") or str(Path(args.input_dir) / f"{kind}_fakes_with_context.jsonl")
@@ -54,14 +51,10 @@ def main(argv=None):
         write_jsonl_atomic(out_dir / f"dpo_pairs_{phase}.jsonl", rows)
         counts[f"written_{phase}"] = len(rows)
     counts = {**{f"fakes_{k}": len(v) for k, v in inputs.items()}, **dict(sorted(counts.items()))}
-    write_run_config(out_dir, args, extra={"counts": counts})
-    print(json.dumps(counts, indent=2))
+    finish_stage(out_dir, args, counts)
     print("phase summary: " + ", ".join(f"{p}={counts[f'written_{p}']}" for p in PHASES))
     return counts
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except DataError as err:
-        sys.exit(f"error: {err}")
+    run_cli(main)

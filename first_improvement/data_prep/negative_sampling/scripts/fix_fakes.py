@@ -15,43 +15,34 @@ Example:
 """
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[4]))
 
-from aligner.io import DataError, read_jsonl, write_jsonl_atomic  # noqa: E402
+from aligner.io import read_jsonl, write_jsonl_atomic  # noqa: E402
 from aligner.negatives import restore_context  # noqa: E402
-from aligner.runinfo import setup_logging, write_run_config  # noqa: E402
-from aligner.sft_data import load_sft_view  # noqa: E402
+from aligner.runinfo import finish_stage, run_cli, start_stage  # noqa: E402
+from aligner.sft_data import add_sft_view_args, sft_view_from_args  # noqa: E402
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--nq_jsonl", default="data_prep/train_nq_rag.jsonl",
-                   help="NQ RAG records; '' or none = no NQ (default: %(default)s)")
-    p.add_argument("--squad_jsonl", default="data_prep/squad_15k.jsonl",
-                   help="SQuAD records; '' or none = no SQuAD (default: %(default)s)")
     p.add_argument("--easy_file", default="easy_fakes.jsonl", help="easy fakes ('' = skip) (default: %(default)s)")
     p.add_argument("--medium_file", default="medium_fakes.jsonl", help="medium fakes ('' = skip) (default: %(default)s)")
     p.add_argument("--hard_file", default="cleaned_hard_fakes.jsonl", help="cleaned hard fakes ('' = skip) (default: %(default)s)")
     p.add_argument("--output_dir", default=".", help="where <kind>_fakes_with_context.jsonl go (default: %(default)s)")
-    p.add_argument("--limit", type=int, default=-1,
-                   help="the --limit the fakes were made with (first N view items), -1 = all (default: %(default)s)")
     p.add_argument("--seed", type=int, default=42, help="recorded only; the restore is deterministic (default: %(default)s)")
     p.add_argument("--skip_mismatched", action="store_true",
                    help="count and skip fakes that do not match the view instead of stopping (default: %(default)s)")
+    add_sft_view_args(p)
     return p.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    setup_logging()
-    out_dir = Path(args.output_dir)
-    write_run_config(out_dir, args)
-    vstats: dict = {}
-    view = load_sft_view(args.nq_jsonl, args.squad_jsonl, args.limit, vstats)
+    out_dir = start_stage(args.output_dir, args)
+    view, vstats = sft_view_from_args(args)
     counts: dict = dict(vstats)
     for kind, path in (("easy", args.easy_file), ("medium", args.medium_file), ("hard", args.hard_file)):
         if not path:
@@ -61,13 +52,8 @@ def main(argv=None):
         write_jsonl_atomic(out_dir / f"{kind}_fakes_with_context.jsonl", restored)
         counts.update({f"{kind}_{k}": v for k, v in c.items()})
         counts[f"{kind}_read"] = len(fakes)
-    write_run_config(out_dir, args, extra={"counts": counts})
-    print(json.dumps(counts, indent=2))
-    return counts
+    return finish_stage(out_dir, args, counts)
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except DataError as err:
-        sys.exit(f"error: {err}")
+    run_cli(main)

@@ -13,24 +13,19 @@ Example:
 """
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[4]))
 
-from aligner.io import DataError, ResumableJsonlWriter  # noqa: E402
+from aligner.io import ResumableJsonlWriter  # noqa: E402
 from aligner.prompts import POISON_TYPES  # noqa: E402
-from aligner.runinfo import setup_logging, write_run_config  # noqa: E402
-from aligner.sft_data import load_sft_view  # noqa: E402
+from aligner.runinfo import finish_stage, run_cli, start_stage  # noqa: E402
+from aligner.sft_data import add_sft_view_args, sft_view_from_args  # noqa: E402
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--nq_jsonl", default="data_prep/train_nq_rag.jsonl",
-                   help="NQ RAG records; '' or none = no NQ (default: %(default)s)")
-    p.add_argument("--squad_jsonl", default="data_prep/squad_15k.jsonl",
-                   help="SQuAD records; '' or none = no SQuAD (default: %(default)s)")
     p.add_argument("--model_path", "--base_model_dir", dest="model_path", default="models/llama3-2-3b-instruct",
                    help="the instruct model that writes the fakes (default: %(default)s)")
     p.add_argument("--backend", choices=["auto", "hf", "vllm"], default="auto",
@@ -50,26 +45,21 @@ def parse_args(argv=None):
     p.add_argument("--device", default="auto", help="HF backend device (default: %(default)s)")
     p.add_argument("--max_model_len", type=int, default=4096, help="vLLM context length (default: %(default)s)")
     p.add_argument("--gpu_memory_utilization", type=float, default=0.9, help="vLLM memory share (default: %(default)s)")
-    p.add_argument("--limit", type=int, default=-1,
-                   help="use the first N items of the SFT view, -1 = all (same value as the other stages) "
-                        "(default: %(default)s)")
     p.add_argument("--seed", type=int, default=42, help="prompt wording and sampling seed (default: %(default)s)")
     p.add_argument("--resume", action="store_true",
                    help="keep the fakes already in --output_file and generate only the rest (default: %(default)s)")
     p.add_argument("--no_progress", action="store_true", help="no progress bars (default: %(default)s)")
+    add_sft_view_args(p)
     return p.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    setup_logging()
     from aligner.backends import load_lm
     from aligner.negatives import PoisonPrompter, generate_hard_fakes
 
-    out_dir = Path(args.output_file).resolve().parent
-    write_run_config(out_dir, args)
-    vstats: dict = {}
-    view = load_sft_view(args.nq_jsonl, args.squad_jsonl, args.limit, vstats)
+    out_dir = start_stage(Path(args.output_file).resolve().parent, args)
+    view, vstats = sft_view_from_args(args)
     lm = load_lm(args.backend, args.model_path, batch_size=args.batch_size, dtype=args.dtype, device=args.device,
                  max_model_len=args.max_model_len, gpu_memory_utilization=args.gpu_memory_utilization, seed=args.seed)
     prompter = PoisonPrompter(args.poison_types, seed=args.seed, max_context_chars=args.max_context_chars,
@@ -80,13 +70,8 @@ def main(argv=None):
                                      top_p=args.top_p, seed=args.seed, progress=not args.no_progress)
         counts["total_in_file"] = len(writer.records)
     counts = {"backend": type(lm).__name__, **vstats, **dict(counts)}
-    write_run_config(out_dir, args, extra={"counts": counts})
-    print(json.dumps(counts, indent=2))
-    return counts
+    return finish_stage(out_dir, args, counts)
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except DataError as err:
-        sys.exit(f"error: {err}")
+    run_cli(main)

@@ -13,57 +13,42 @@ Example:
 """
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[4]))
 
-from aligner.io import DataError, write_jsonl_atomic  # noqa: E402
+from aligner.io import write_jsonl_atomic  # noqa: E402
 from aligner.ner import DEFAULT_SPACY_MODEL, NERSwapper, load_ner_pipeline, make_medium_fakes  # noqa: E402
-from aligner.runinfo import setup_logging, write_run_config  # noqa: E402
-from aligner.sft_data import load_sft_view  # noqa: E402
+from aligner.runinfo import finish_stage, run_cli, start_stage  # noqa: E402
+from aligner.sft_data import add_sft_view_args, sft_view_from_args  # noqa: E402
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--nq_jsonl", default="data_prep/train_nq_rag.jsonl",
-                   help="NQ RAG records; '' or none = no NQ (default: %(default)s)")
-    p.add_argument("--squad_jsonl", default="data_prep/squad_15k.jsonl",
-                   help="SQuAD records; '' or none = no SQuAD (default: %(default)s)")
     p.add_argument("--output_file", default="medium_fakes.jsonl", help="medium fakes (default: %(default)s)")
     p.add_argument("--spacy_model", default=DEFAULT_SPACY_MODEL,
                    help="spaCy model, 'rule' (offline fallback) or 'auto' (default: %(default)s)")
     p.add_argument("--batch_size", type=int, default=64, help="texts per spaCy batch (default: %(default)s)")
     p.add_argument("--prefer_gpu", action="store_true", help="let spaCy use the GPU (default: %(default)s)")
-    p.add_argument("--limit", type=int, default=-1,
-                   help="use the first N items of the SFT view, -1 = all (same value as the other stages) "
-                        "(default: %(default)s)")
     p.add_argument("--seed", type=int, default=42, help="seed of the replacement draws (default: %(default)s)")
     p.add_argument("--no_progress", action="store_true", help="no progress bars (default: %(default)s)")
+    add_sft_view_args(p)
     return p.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    setup_logging()
-    out_dir = Path(args.output_file).resolve().parent
-    write_run_config(out_dir, args)
-    vstats: dict = {}
-    view = load_sft_view(args.nq_jsonl, args.squad_jsonl, args.limit, vstats)
+    out_dir = start_stage(Path(args.output_file).resolve().parent, args)
+    view, vstats = sft_view_from_args(args)
     nlp, used = load_ner_pipeline(args.spacy_model, prefer_gpu=args.prefer_gpu)
     print(f"NER pipeline: {used}" + (" (rule-based offline fallback)" if used == "rule" else ""))
     fakes, counts = make_medium_fakes(view, NERSwapper(nlp, seed=args.seed), batch_size=args.batch_size,
                                       progress=not args.no_progress)
     write_jsonl_atomic(args.output_file, fakes)
     counts = {"spacy_model_used": used, **vstats, **dict(counts)}
-    write_run_config(out_dir, args, extra={"counts": counts})
-    print(json.dumps(counts, indent=2))
-    return counts
+    return finish_stage(out_dir, args, counts)
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except DataError as err:
-        sys.exit(f"error: {err}")
+    run_cli(main)

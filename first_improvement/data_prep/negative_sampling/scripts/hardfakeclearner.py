@@ -8,15 +8,14 @@ Example:
 """
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[4]))
 
-from aligner.io import DataError, read_jsonl, write_jsonl_atomic  # noqa: E402
+from aligner.io import ReadStats, read_jsonl, write_jsonl_atomic  # noqa: E402
 from aligner.negatives import clean_hard_fakes  # noqa: E402
-from aligner.runinfo import setup_logging, write_run_config  # noqa: E402
+from aligner.runinfo import finish_stage, run_cli, start_stage  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -32,11 +31,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    setup_logging()
-    from aligner.io import ReadStats
-
-    out_dir = Path(args.output_file).resolve().parent
-    write_run_config(out_dir, args)
+    out_dir = start_stage(Path(args.output_file).resolve().parent, args)
     rstats = ReadStats()
     records = read_jsonl(args.input_file, required=["data_index", "fake_answer"], allow_empty=True,
                          skip_invalid=args.skip_invalid, limit=args.limit, stats=rstats)
@@ -44,13 +39,8 @@ def main(argv=None):
     write_jsonl_atomic(args.output_file, kept)
     counts = {"read": len(records), "invalid_lines_skipped": rstats.n_skipped, "kept": len(kept),
               **{f"dropped_{k}" if k != "ok" else "clean_ok": v for k, v in counts.items()}}
-    write_run_config(out_dir, args, extra={"counts": counts})
-    print(json.dumps(counts, indent=2))
-    return counts
+    return finish_stage(out_dir, args, counts)
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except DataError as err:
-        sys.exit(f"error: {err}")
+    run_cli(main)

@@ -17,9 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[4]))
 
-from aligner.io import DataError, read_jsonl, write_jsonl_atomic  # noqa: E402
+from aligner.io import read_jsonl, write_jsonl_atomic  # noqa: E402
 from aligner.ner import DEFAULT_SPACY_MODEL, NERSwapper, load_ner_pipeline  # noqa: E402
-from aligner.runinfo import setup_logging, write_run_config  # noqa: E402
+from aligner.runinfo import run_cli, setup_logging, write_run_config  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -81,7 +81,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except DataError as err:
-        sys.exit(f"error: {err}")
+    run_cli(main)

@@ -10,17 +10,16 @@ Example:
 """
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[4]))
 
-from aligner.io import DataError, write_jsonl_atomic  # noqa: E402
+from aligner.io import write_jsonl_atomic  # noqa: E402
 from aligner.negatives import PoisonPrompter  # noqa: E402
 from aligner.prompts import POISON_TYPES  # noqa: E402
-from aligner.runinfo import setup_logging, write_run_config  # noqa: E402
-from aligner.sft_data import load_sft_view  # noqa: E402
+from aligner.runinfo import finish_stage, run_cli, setup_logging  # noqa: E402
+from aligner.sft_data import add_sft_view_args, sft_view_from_args  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -28,15 +27,13 @@ def parse_args(argv=None):
     p.add_argument("--question", default=None, help="one question to show prompts for (default: %(default)s)")
     p.add_argument("--ideal_answer", default="", help="its correct answer (default: %(default)r)")
     p.add_argument("--context", default="", help="its context (default: %(default)r)")
-    p.add_argument("--nq_jsonl", default="", help="NQ RAG records for the view ('' = none) (default: %(default)r)")
-    p.add_argument("--squad_jsonl", default="", help="SQuAD records for the view ('' = none) (default: %(default)r)")
     p.add_argument("--output_file", default=None,
                    help="write {data_index, type, prompt} lines for the view here (default: %(default)s)")
     p.add_argument("--poison_types", nargs="+", default=list(POISON_TYPES), choices=list(POISON_TYPES),
                    help="poison types (default: %(default)s)")
     p.add_argument("--max_context_chars", type=int, default=4000, help="context characters kept, -1 = all (default: %(default)s)")
-    p.add_argument("--limit", type=int, default=-1, help="first N items of the view, -1 = all (default: %(default)s)")
     p.add_argument("--seed", type=int, default=42, help="seed of the wording choice (default: %(default)s)")
+    add_sft_view_args(p, nq_default="", squad_default="")
     return p.parse_args(argv)
 
 
@@ -51,21 +48,15 @@ def main(argv=None):
         return {"shown": len(args.poison_types)}
     if not args.output_file:
         raise SystemExit("error: give --question, or --output_file with --squad_jsonl/--nq_jsonl")
-    vstats: dict = {}
-    view = load_sft_view(args.nq_jsonl, args.squad_jsonl, args.limit, vstats)
+    view, vstats = sft_view_from_args(args)
     rows = []
     for pos, item in enumerate(view):
         ptype, prompt = prompter.prompt_for(item, pos)
         rows.append({"data_index": item["data_index"], "type": f"hard_{ptype}", "prompt": prompt})
     write_jsonl_atomic(args.output_file, rows)
     counts = {**vstats, "prompts": len(rows)}
-    write_run_config(Path(args.output_file).resolve().parent, args, extra={"counts": counts})
-    print(json.dumps(counts, indent=2))
-    return counts
+    return finish_stage(Path(args.output_file).resolve().parent, args, counts)
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except DataError as err:
-        sys.exit(f"error: {err}")
+    run_cli(main)

@@ -11,15 +11,13 @@ Example:
 """
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[4]))
 
-from aligner.io import DataError  # noqa: E402
 from aligner.retrieval import DEFAULT_EMBED_MODEL, resolve_nq_paths, run_index_creation  # noqa: E402
-from aligner.runinfo import setup_logging, write_run_config  # noqa: E402
+from aligner.runinfo import finish_stage, run_cli, setup_logging, write_run_config  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -63,13 +61,8 @@ def main(argv=None):
         chunk_overlap=args.chunk_overlap, min_chars=args.min_chars, batch_size=args.batch_size,
         gpu_index=args.gpu_index, nlist=args.nlist, nprobe=args.nprobe, device=args.device, limit=args.limit,
         skip_invalid=args.skip_invalid, seed=args.seed, progress=not args.no_progress)
-    write_run_config(args.output_dir, args, extra={"counts": counts})
-    print(json.dumps(counts, indent=2))
-    return counts
+    return finish_stage(args.output_dir, args, counts)
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except DataError as err:
-        sys.exit(f"error: {err}")
+    run_cli(main)
