@@ -63,10 +63,15 @@ def one_torch_thread():
     ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
     import torch
 
-    before = torch.get_num_threads()
+    before, env = torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
     torch.set_num_threads(1)
+    os.environ["OMP_NUM_THREADS"] = "1"  # and for the stage scripts the tests start as subprocesses
     yield
     torch.set_num_threads(before)
+    if env is None:
+        os.environ.pop("OMP_NUM_THREADS", None)
+    else:
+        os.environ["OMP_NUM_THREADS"] = env
 
 
 _SCRIPTS: dict[str, object] = {}

@@ -2,20 +2,10 @@
 
 import importlib.util
 
-import pytest
-import torch
 from conftest import REPO
 
 
-@pytest.fixture()
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def test_bench_eval_agrees_with_one_at_a_time(tiny_model_dir, truthfulqa_csv, tmp_path, one_thread, capsys):
+def test_bench_eval_agrees_with_one_at_a_time(tiny_model_dir, truthfulqa_csv, tmp_path, one_torch_thread, capsys):
     spec = importlib.util.spec_from_file_location("bench_eval", REPO / "benchmarks" / "bench_eval.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)

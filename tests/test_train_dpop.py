@@ -33,18 +33,7 @@ FAST = dict(lr=5e-3, warmup_steps=0, per_device_batch_size=4, grad_accum_steps=1
             progress=False)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Two shared cores: one thread per process avoids oversubscription (and makes runs much faster)."""
-    old_threads, old_env = torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
-    torch.set_num_threads(1)
-    os.environ["OMP_NUM_THREADS"] = "1"
-    yield
-    torch.set_num_threads(old_threads)
-    if old_env is None:
-        os.environ.pop("OMP_NUM_THREADS", None)
-    else:
-        os.environ["OMP_NUM_THREADS"] = old_env
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _halueval_pair(row):

@@ -7,7 +7,6 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from aligner.backends import HFLM, cut_at_stop
 from aligner.io import DataError
@@ -27,14 +26,7 @@ from aligner.truthfulqa import (
     score_mc,
 )
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Tiny models are overhead-bound; on a shared 2-core machine one thread avoids OpenMP spin contention.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

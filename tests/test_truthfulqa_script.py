@@ -22,17 +22,7 @@ LIMIT = 5
 FAST = ["--limit", str(LIMIT), "--mc_batch", "4", "--gen_batch_size", "2", "--max_new_tokens", "6",
         "--judge_batch_size", "4", "--no_progress", "--backend", "hf"]
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Tiny models are overhead-bound; on a shared 2-core machine one thread avoids OpenMP spin contention.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 def _script():
     spec = importlib.util.spec_from_file_location("eval_truthfulqa", REPO / SCRIPT)
@@ -40,17 +30,14 @@ def _script():
     spec.loader.exec_module(mod)
     return mod
 
-
 @pytest.fixture(scope="module")
 def script():
     return _script()
-
 
 @pytest.fixture(scope="module")
 def common(tiny_model_dir, tiny_truth_judge_dir, truthfulqa_csv):
     return ["--model_path", str(tiny_model_dir), "--judge_model_path", str(tiny_truth_judge_dir),
             "--data_path", str(truthfulqa_csv), *FAST]
-
 
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory, script, common):
@@ -58,7 +45,6 @@ def full_run(tmp_path_factory, script, common):
     out = tmp_path_factory.mktemp("tqa-full")
     script.main([*common, "--run_name", "full", "--output_dir", str(out)])
     return out
-
 
 def _independent_mc(model, tok, data):
     hits, masses = [], []
@@ -70,7 +56,6 @@ def _independent_mc(model, tok, data):
         w = np.exp(s2 - s2.max())
         masses.append(w[np.array(it.mc2_labels) == 1].sum() / w.sum())
     return float(np.mean(hits)), float(np.mean(masses))
-
 
 def test_readme_command_runs_and_metrics_match_definitions(tmp_path, tiny_model_dir, tiny_truth_judge_dir,
                                                            truthfulqa_csv, monkeypatch):
@@ -107,7 +92,6 @@ def test_readme_command_runs_and_metrics_match_definitions(tmp_path, tiny_model_
     assert abs(m["gen_avg_prob"] - np.mean(probs)) < 1e-5
     assert m["gen_truthfulness"] == np.mean([p > 0.5 for p in probs])
 
-
 def _same_results(a_dir, a_name, b_dir, b_name):
     a_mc, b_mc = read_jsonl(a_dir / f"detailed_mc_{a_name}.jsonl"), read_jsonl(b_dir / f"detailed_mc_{b_name}.jsonl")
     assert sorted(r["index"] for r in b_mc) == [r["index"] for r in a_mc]
@@ -125,10 +109,8 @@ def _same_results(a_dir, a_name, b_dir, b_name):
     assert ma["mc1"] == mb["mc1"] and ma["gen_truthfulness"] == mb["gen_truthfulness"]
     assert abs(ma["mc2"] - mb["mc2"]) < 1e-6 and abs(ma["gen_avg_prob"] - mb["gen_avg_prob"]) < 1e-6
 
-
 class Crash(RuntimeError):
     pass
-
 
 def test_resume_after_crashes_in_each_phase(tmp_path, script, common, full_run, monkeypatch):
     out = tmp_path / "crashy"
@@ -182,7 +164,6 @@ def test_resume_after_crashes_in_each_phase(tmp_path, script, common, full_run, 
     with pytest.raises(SystemExit, match="different question"):
         script.main([*argv_other, "--resume", "--skip_generation"])
 
-
 def _make_adapter(base_dir, path, seed):
     from peft import LoraConfig, get_peft_model
 
@@ -191,7 +172,6 @@ def _make_adapter(base_dir, path, seed):
     cfg = LoraConfig(r=4, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
     get_peft_model(model, cfg).save_pretrained(path)
     return path
-
 
 def test_several_adapters_on_one_base_and_judge_only(tmp_path, script, common, full_run, tiny_model_dir,
                                                       truthfulqa_csv):
@@ -235,7 +215,6 @@ def test_several_adapters_on_one_base_and_judge_only(tmp_path, script, common, f
         script.main(["--judge_only", str(full_run / "detailed_gen_full.jsonl"), "--judge_model_path",
                      common[common.index("--judge_model_path") + 1], "--run_name", "full", "--output_dir",
                      str(full_run), "--no_progress"])
-
 
 def test_missing_column_fails_cleanly_before_loading_models(tmp_path, script, tiny_model_dir):
     bad = tmp_path / "bad.csv"
