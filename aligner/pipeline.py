@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aligner.io import read_json, sha256_file, write_json_atomic
+from aligner.paths import REPO_ROOT
 from aligner.runinfo import git_commit, now_iso, package_versions
 
 
@@ -33,11 +34,28 @@ class Stage:
     when: Callable[[], bool] | None = None  # evaluated at run time; False skips the stage ("not applicable")
 
 
+LARGE_FILE = 256 << 20  # bigger inputs (NQ shards, model weights) get a cheap fingerprint, not a full hash
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of the file; for files over LARGE_FILE, sha256 of (size, first and last MiB) instead, so a
+    re-run does not read tens of GB of Natural Questions shards just to decide it can skip a stage."""
+    size = path.stat().st_size
+    if size <= LARGE_FILE:
+        return sha256_file(path)
+    h = hashlib.sha256(f"large:{size}:".encode())
+    with open(path, "rb") as fh:
+        h.update(fh.read(1 << 20))
+        fh.seek(size - (1 << 20))
+        h.update(fh.read(1 << 20))
+    return h.hexdigest()
+
+
 def path_digest(path: Path) -> str | None:
     """sha256 of a file, or of a folder's files (names and contents, sorted); None when missing."""
     path = Path(path)
     if path.is_file():
-        return sha256_file(path)
+        return file_digest(path)
     if path.is_dir():
         h = hashlib.sha256()
         for p in sorted(q for q in path.rglob("*") if q.is_file()):
@@ -45,19 +63,21 @@ def path_digest(path: Path) -> str | None:
             if p.name == "run_config.json" or any(part.startswith("checkpoint") for part in rel.parts):
                 continue  # run records hold times; checkpoints are scratch
             h.update(str(rel).encode())
-            h.update(sha256_file(p).encode())
+            h.update(file_digest(p).encode())
         return h.hexdigest()
     return None
 
 
 class Pipeline:
-    def __init__(self, output_dir: Path, force: bool = False, log=print, env: dict | None = None):
+    def __init__(self, output_dir: Path, force: bool = False, log=print, env: dict | None = None,
+                 manifest_name: str = "manifest.json", echo: bool = False):
         self.output_dir = Path(output_dir)
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        self.manifest_path = self.output_dir / "manifest.json"
+        self.manifest_path = self.output_dir / manifest_name
         self.force = force
         self.log = log
         self.env = env
+        self.echo = echo  # also stream each stage's output to stdout (make data), not only to its log file
         old = read_json(self.manifest_path) if self.manifest_path.is_file() else {}
         self.previous: dict = old.get("stages", {}) if isinstance(old, dict) else {}
         self.manifest = {
@@ -70,6 +90,10 @@ class Pipeline:
         argv = [str(c) for c in cmd]
         if argv and argv[0] == "python":
             argv[0] = sys.executable
+            # Stage scripts are named relative to the repository; the caller's folder stays the cwd so
+            # that relative data paths keep their meaning.
+            if len(argv) > 1 and not Path(argv[1]).is_absolute() and (REPO_ROOT / argv[1]).is_file():
+                argv[1] = str(REPO_ROOT / argv[1])
         return argv
 
     def _complete(self, stage: Stage, argv: list[str], inputs: dict) -> bool:
@@ -106,14 +130,23 @@ class Pipeline:
             fh.write("$ " + " ".join(argv) + "\n")
             fh.flush()
             env = dict(os.environ, **(self.env or {}))
-            proc = subprocess.run(argv, stdout=fh, stderr=subprocess.STDOUT, env=env)
+            if self.echo:
+                proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
+                                        bufsize=1)
+                for line in proc.stdout:
+                    fh.write(line)
+                    sys.stdout.write(line)
+                sys.stdout.flush()
+                proc.wait()
+            else:
+                proc = subprocess.run(argv, stdout=fh, stderr=subprocess.STDOUT, env=env)
         wall = time.perf_counter() - t0
         entry = {"command": argv, "inputs": inputs, "wall_seconds": round(wall, 2), "log": str(log_path),
                  "finished": now_iso()}
         if proc.returncode != 0:
             entry["status"] = "failed"
             self.manifest["stages"][stage.name] = entry
-            self._write()
+            self.write_manifest()
             tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-25:]
             raise RuntimeError(f"stage {stage.name} failed (exit {proc.returncode}); log: {log_path}\n"
                                + "\n".join(tail))
@@ -123,17 +156,17 @@ class Pipeline:
         if absent:
             entry["status"] = "failed"
             self.manifest["stages"][stage.name] = entry
-            self._write()
+            self.write_manifest()
             raise RuntimeError(f"stage {stage.name} exited 0 but did not write {absent}; log: {log_path}")
         if stage.run_config is not None and Path(stage.run_config).is_file():
             entry["run_config"] = read_json(stage.run_config)
         self.manifest["stages"][stage.name] = entry
-        self._write()
+        self.write_manifest()
         self.log(f"[{stage.name:<24}] done in {wall:6.1f}s {stage.note}".rstrip())
         self.timings.append((stage.name, wall, "done"))
         return "done"
 
-    def _write(self) -> None:
+    def write_manifest(self) -> None:
         self.manifest["updated"] = now_iso()
         write_json_atomic(self.manifest_path, self.manifest)
 
@@ -383,3 +416,81 @@ def summary_sections(tables_md: str) -> str:
         elif keep:
             out.append(line)
     return "\n".join(out).strip() + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# `make data`: the data-preparation stages 3 -> 8 (1 -> 2 first with NQ shards)
+# ---------------------------------------------------------------------------------------------
+
+_PREP = "first_improvement/data_prep"
+_NEG = f"{_PREP}/negative_sampling/scripts"
+
+
+def make_data_stages(args) -> list[Stage]:
+    """The data-preparation stages as pipeline stages; ``args`` carries scripts/make_data.py's flags.
+
+    Each stage writes into its own sub-folder of ``output_dir`` (with its run_config.json, whose counts
+    end up in the manifest); the three pair files land in ``output_dir`` itself.
+    """
+    out = Path(args.output_dir)
+    lim = str(args.limit)
+    seed = ["--seed", str(args.seed)]
+    quiet = ["--no_progress"] if args.no_progress else []
+    nq_rag = out / "nq" / "train_nq_rag.jsonl"
+    squad = out / "squad" / "squad_15k.jsonl"
+    view = ["--nq_jsonl", str(nq_rag) if args.nq_dir else "", "--squad_jsonl", str(squad)]
+    view_inputs = [squad] + ([nq_rag] if args.nq_dir else [])
+    easy, medium = out / "easy" / "easy_fakes.jsonl", out / "medium" / "medium_fakes.jsonl"
+    hard, clean = out / "hard" / "hard_fakes.jsonl", out / "hard_clean" / "cleaned_hard_fakes.jsonl"
+    with_ctx = out / "with_context"
+    restored = [with_ctx / f"{k}_fakes_with_context.jsonl" for k in ("easy", "medium", "hard")]
+    stages: list[Stage] = []
+    if args.nq_dir:
+        index, chunks = out / "retrieval" / "nq_wiki_index.faiss", out / "retrieval" / "nq_wiki_chunks.jsonl"
+        stages += [
+            Stage("1_faiss_index", ["python", f"{_PREP}/scripts/retrieval/faiss_index_creator.py", "--nq_dir",
+                                    args.nq_dir, "--output_dir", out / "retrieval", "--embed_model", args.embed_model,
+                                    "--device", args.device, "--limit", lim, *seed, *quiet],
+                  outputs=[index, chunks], inputs=[Path(args.nq_dir)], run_config=out / "retrieval" / "run_config.json"),
+            Stage("2_nq_rag", ["python", f"{_PREP}/scripts/create_nq_training.py", "--nq_dir", args.nq_dir,
+                               "--split", "train", "--index_file", index, "--chunks_file", chunks,
+                               "--embed_model", args.embed_model, "--rerank_model", args.rerank_model,
+                               "--top_k_retrieve", str(args.top_k_retrieve), "--top_k_rerank", str(args.top_k_rerank),
+                               "--output_file", nq_rag, "--device", args.device, "--limit", lim, *seed, *quiet,
+                               *(["--resume"] if args.resume else [])],
+                  outputs=[nq_rag], inputs=[index, chunks], run_config=out / "nq" / "run_config.json"),
+        ]
+    stages += [
+        Stage("3_squad", ["python", f"{_PREP}/scripts/create_squad_training.py", "--csv_file", args.squad_csv,
+                          "--output_file", squad, "--n_answerable", str(args.n_answerable),
+                          "--n_unanswerable", str(args.n_unanswerable), "--limit", lim, *seed],
+              outputs=[squad], inputs=[Path(args.squad_csv)], run_config=out / "squad" / "run_config.json"),
+        Stage("4_easy_fakes", ["python", f"{_NEG}/generate_easy_fakes.py", *view, "--output_file", easy,
+                               "--view_file", out / "easy" / "sft_view.jsonl", *seed],
+              outputs=[easy], inputs=view_inputs, run_config=out / "easy" / "run_config.json"),
+        Stage("5_medium_fakes", ["python", f"{_NEG}/generate_medium_fakes.py", *view, "--output_file", medium,
+                                 "--spacy_model", args.spacy_model, *seed, *quiet],
+              outputs=[medium], inputs=view_inputs, run_config=out / "medium" / "run_config.json"),
+        # --resume lets an interrupted generation continue where it stopped
+        Stage("6a_hard_fakes", ["python", f"{_NEG}/generate_hard_fakes.py", *view, "--model_path", args.model_path,
+                                "--backend", args.backend, "--output_file", hard, "--batch_size", str(args.batch_size),
+                                "--max_new_tokens", str(args.max_new_tokens), "--temperature", str(args.temperature),
+                                "--top_p", str(args.top_p), "--dtype", args.dtype, "--device", args.device, *seed,
+                                *quiet, *(["--resume"] if args.resume else [])],
+              outputs=[hard], inputs=view_inputs, run_config=out / "hard" / "run_config.json"),
+        Stage("6b_clean_hard_fakes", ["python", f"{_NEG}/hardfakeclearner.py", "--input_file", hard,
+                                      "--output_file", clean, *seed],
+              outputs=[clean], inputs=[hard], run_config=out / "hard_clean" / "run_config.json"),
+        Stage("7_fix_fakes", ["python", f"{_NEG}/fix_fakes.py", *view, "--easy_file", easy, "--medium_file", medium,
+                              "--hard_file", clean, "--output_dir", with_ctx, *seed],
+              outputs=restored, inputs=[*view_inputs, easy, medium, clean], run_config=with_ctx / "run_config.json"),
+        Stage("8_create_dataset", ["python", f"{_NEG}/create_dataset.py", "--input_dir", with_ctx,
+                                   "--output_dir", out, *seed],
+              outputs=[out / n for n in PAIR_NAMES], inputs=restored, run_config=out / "run_config.json"),
+    ]
+    return stages
+
+
+def stage_counts(entry: dict) -> dict:
+    """The counts a stage recorded in its run_config.json, as copied into the manifest."""
+    return (entry.get("run_config") or {}).get("counts") or {}
