@@ -5,6 +5,10 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# Where pip finds torch 2.13.0. Empty = pip's own configuration (the CI machines hold the CPU build on local
+# disk). On a CPU-only Linux machine elsewhere, point it at PyTorch's CPU wheel index, or plain PyPI gives the
+# CUDA build (several GB): make test TORCH_INDEX=<cpu wheel index url>
+TORCH_INDEX ?=
 
 # make data inputs (see DatasetPrep.md)
 SQUAD_CSV ?=
@@ -17,7 +21,7 @@ SPACY_MODEL ?= auto
 .PHONY: help setup test demo data reproduce lint bench clean
 
 help:
-	@echo "make test       set up .venv (CPU torch) and run the test suite"
+	@echo "make test       set up .venv (torch 2.13.0; TORCH_INDEX=url picks the CPU build) and run the tests"
 	@echo "make demo       set up .venv and run the whole pipeline on tiny models and real data (outputs/demo)"
 	@echo "make data SQUAD_CSV=f MODEL=dir OUT=dir [NQ_DIR=dir] [LIMIT=n]   curriculum pairs (DatasetPrep.md)"
 	@echo "make reproduce  the study's profile on a GPU machine with the models in models/"
@@ -27,7 +31,7 @@ help:
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
-	$(PIP) install torch==2.13.0
+	$(PIP) install torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PIP) install -r requirements.txt
 	touch $(STAMP)
 

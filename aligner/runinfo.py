@@ -94,11 +94,16 @@ def finish_stage(output_dir: str | os.PathLike, args: argparse.Namespace | dict 
 
 
 def run_cli(main: Callable[[], Any]) -> None:
-    """``if __name__ == "__main__": run_cli(main)``: a bad input file ends the run with one line naming the
-    file and line (DataError) instead of a traceback."""
+    """``if __name__ == "__main__": run_cli(main)``: a bad input (a malformed line, a missing file or model,
+    a wrong setting) ends the run with one ``error: ...`` line instead of a traceback.
+    ``ALIGNER_DEBUG=1`` shows the traceback."""
+    from aligner.models import ModelLoadError
+
     try:
         main()
-    except DataError as err:
+    except (DataError, ModelLoadError, FileNotFoundError, ValueError) as err:
+        if os.environ.get("ALIGNER_DEBUG"):
+            raise
         sys.exit(f"error: {err}")
 
 

@@ -17,7 +17,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aligner.io import read_records  # noqa: E402
 from aligner.paths import halueval_path  # noqa: E402
-from aligner.runinfo import write_run_config  # noqa: E402
+from aligner.runinfo import (
+    run_cli,  # noqa: E402
+    write_run_config,  # noqa: E402
+)
 from aligner.sft_data import halueval_to_squad_csv  # noqa: E402
 
 
@@ -50,4 +53,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

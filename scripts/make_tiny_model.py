@@ -13,6 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from aligner.runinfo import run_cli  # noqa: E402
 from aligner.tiny import TinyModelConfig, build_tiny_model  # noqa: E402
 
 
@@ -44,4 +45,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

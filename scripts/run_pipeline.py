@@ -80,7 +80,10 @@ def main(argv=None):
         if not path.is_file():
             raise SystemExit(f"error: {path} not found; run scripts/download_data.py or pass its path")
 
-    stages = build_stages(profile)
+    try:
+        stages = build_stages(profile)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
     wanted = set(args.stages.split(",")) if args.stages else None
     pipe = Pipeline(out, force=args.force)
     print(f"pipeline: profile {profile.name}, output {out}, {len(stages)} stages")

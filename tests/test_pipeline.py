@@ -38,6 +38,24 @@ def test_skip_when_complete_rerun_when_input_changes_force_redoes(tmp_path):
     assert manifest["versions"]["torch"] and "commit" in manifest["git"]
 
 
+def test_new_weights_in_an_input_folder_rerun_the_stage(tmp_path):
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text("{}")
+    (adapter / "adapter_model.safetensors").write_bytes(b"weights-1")
+    (adapter / "run_config.json").write_text('{"start_time": "1"}')
+    dst = tmp_path / "metrics.json"
+    code = f"open({str(dst)!r}, 'w').write(open({str(adapter / 'adapter_model.safetensors')!r}, 'rb').read().decode())"
+    stage = Stage("eval", ["python", "-c", code], outputs=[dst], inputs=[adapter])
+    out = tmp_path / "run"
+    assert Pipeline(out).run(stage) == "done"
+    (adapter / "run_config.json").write_text('{"start_time": "2"}')  # run records alone change nothing
+    assert Pipeline(out).run(stage) == "skipped"
+    (adapter / "adapter_model.safetensors").write_bytes(b"weights-2")
+    assert Pipeline(out).run(stage) == "done"
+    assert dst.read_text() == "weights-2"
+
+
 def test_failed_stage_is_recorded_and_reported(tmp_path):
     stage = Stage("bad", ["python", "-c", "import sys; print('boom'); sys.exit(3)"], outputs=[tmp_path / "x"])
     pipe = Pipeline(tmp_path / "run")
@@ -70,6 +88,39 @@ def test_every_stage_command_parses(tmp_path, profile):
         script = REPO / stage.cmd[1]
         assert script.is_file(), f"{stage.name}: {script} does not exist"
         _parse_args_of(script)([str(a) for a in stage.cmd[2:]])
+
+
+def test_study_profile_trains_on_downloaded_pairs(tmp_path):
+    final = tmp_path / "final_data"
+    final.mkdir()
+    p = study_profile(tmp_path / "out", tmp_path / "qa.json", tmp_path / "tqa.csv", final, tmp_path / "models")
+    with pytest.raises(ValueError, match="no training data"):
+        build_stages(p)
+    for name in ("dpo_pairs_easy.jsonl", "dpo_pairs_medium.jsonl", "dpo_pairs_hard.jsonl"):
+        (final / name).write_text('{"prompt": "q", "context": "c", "chosen": "a", "rejected": "b"}\n')
+    with pytest.raises(ValueError, match="dpo_pairs_hard_improved"):
+        build_stages(p)
+    (final / "dpo_pairs_hard_improved.jsonl").write_text('{"prompt": "q", "context": "c", "chosen": "a", "rejected": "b"}\n')
+    stages = {s.name: s for s in build_stages(p)}
+    assert "make_data" not in stages and "teacher_pairs" not in stages
+    best = [str(a) for a in stages["train_best"].cmd]
+    assert best[best.index("--epochs") + 1] == "3"  # the study's command runs three curriculum stages
+    assert str(final / "dpo_pairs_easy.jsonl") in best[best.index("--data_files") + 1]
+    latest = [str(a) for a in stages["train_latest"].cmd]
+    assert latest[latest.index("--hard_file") + 1] == str(final / "dpo_pairs_hard_improved.jsonl")
+    for stage in stages.values():
+        _parse_args_of(REPO / stage.cmd[1])([str(a) for a in stage.cmd[2:]])
+    # the demo uses downloaded pairs instead of building its own when they are there
+    demo = {s.name for s in build_stages(demo_profile(tmp_path / "d", tmp_path / "qa.json", tmp_path / "t.csv", final))}
+    assert not {"sft_rows", "make_data", "teacher_pairs"} & demo
+
+
+def test_demo_evaluating_every_row_leaves_no_training_rows():
+    import subprocess
+
+    proc = subprocess.run([sys.executable, str(REPO / "scripts/halueval_to_squad.py"), "--output_file", "/dev/null",
+                           "--start", "1000", "--n", "5", "--eval_rows", str(1 << 40)], capture_output=True, text=True)
+    assert proc.returncode != 0 and "overlaps the evaluation rows" in proc.stderr
 
 
 def test_summary_sections_keep_only_summaries():

@@ -142,6 +142,14 @@ def test_heldout_implicit_reward_rises_and_lambda_guards_the_chosen_answer(readm
     enc, _ = PairTokenizer(tok, MAX_LENGTH).encode_all(data["held_out"])
     before = implicit_reward_report(fresh, tok.pad_token_id, enc, 0.3)
     assert before["reward_accuracy"] == 0.0 and before["reward_margin"] == 0.0
+    # A non-degenerate "before": an untrained adapter with random weights moves the log-probs about as much,
+    # but in no particular direction, so its implicit reward prefers the chosen answer about half the time.
+    torch.manual_seed(0)
+    base2, _ = load_causal_lm(tiny_model_dir)
+    random_adapter = get_peft_model(base2, LoraConfig(r=16, lora_alpha=32, target_modules=["q_proj", "v_proj"],
+                                                      task_type="CAUSAL_LM", init_lora_weights=False))
+    chance = implicit_reward_report(random_adapter, tok.pad_token_id, enc, 0.3)
+    print("held-out, random untrained adapter:", chance)
 
     # After training, with lambda = 50 (the README command) and with lambda = 0, the implicit reward prefers the
     # chosen answer on most held-out pairs (chance would be 0.5; before training it is 0, all ties).
@@ -149,6 +157,7 @@ def test_heldout_implicit_reward_rises_and_lambda_guards_the_chosen_answer(readm
     dpo_held = _report(tiny_model_dir, dpo_run, data["held_out"])
     for report in (dpop_held, dpo_held):
         assert report["reward_accuracy"] >= 0.7 and report["reward_margin"] > 0
+        assert report["reward_accuracy"] >= chance["reward_accuracy"] + 0.15
 
     # lambda = 50 keeps the chosen answers of the training pairs at least as likely as under the reference (on
     # average; the penalty is a training objective, so held-out pairs are not guaranteed); with lambda = 0 they

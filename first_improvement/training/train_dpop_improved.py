@@ -18,6 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from aligner.runinfo import run_cli  # noqa: E402
+
 # The sibling script holds the flags and the data handling; load it under its own name.
 _spec = importlib.util.spec_from_file_location("first_improvement_train_dpop", Path(__file__).with_name("train_dpop.py"))
 base = importlib.util.module_from_spec(_spec)
@@ -37,4 +39,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)
