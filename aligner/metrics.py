@@ -162,6 +162,35 @@ class EmbeddingSimilarity:
         return [(anchor * emb[n * (k + 1): n * (k + 2)]).sum(-1).tolist() for k in range(len(others))]
 
 
+def default_bertscore_layers(model_type: str, path: str) -> int | None:
+    """bert_score's recommended layer for a model, also when it is given as a local folder: looked up by the
+    hub id, the folder's recorded ``_name_or_path`` and the folder name (``models/deberta-v3-large`` ->
+    microsoft/deberta-v3-large).  None when unknown (bert_score then asks for --bertscore_num_layers)."""
+    import json
+    from pathlib import Path
+
+    from bert_score.utils import model2layers
+
+    names = [str(model_type)]
+    folder = Path(path)
+    if folder.is_dir():
+        names.append(folder.name)
+        cfg = folder / "config.json"
+        if cfg.is_file():
+            try:
+                names.append(str(json.loads(cfg.read_text()).get("_name_or_path") or ""))
+            except (OSError, ValueError):
+                pass
+    for name in filter(None, names):
+        if name in model2layers:
+            return model2layers[name]
+        base = name.rstrip("/").split("/")[-1]
+        matches = [k for k in model2layers if k.split("/")[-1] == base]
+        if len(matches) == 1:
+            return model2layers[matches[0]]
+    return None
+
+
 class BertScoreF1:
     """BERTScore F1 (no idf, no baseline rescaling) with the model loaded once.
 
@@ -178,6 +207,8 @@ class BertScoreF1:
         path = check_model_path(model_type, "BERTScore model")
         self.name = str(model_type)
         self.batch_size = batch_size
+        if num_layers is None:
+            num_layers = default_bertscore_layers(model_type, path)
         try:
             self.scorer = BERTScorer(model_type=path, num_layers=num_layers, lang=lang,
                                      device=str(resolve_device(device)))

@@ -72,6 +72,15 @@ def check_model_path(path: str | os.PathLike, what: str = "model") -> str:
     path = str(path)
     if Path(path).expanduser().exists():
         return str(Path(path).expanduser())
+    if not _looks_local(path):
+        # A hub id whose download already sits in models/ (where scripts/download_*.py put them) is used
+        # from there, so an offline GPU machine needs no extra flags.
+        from aligner.paths import REPO_ROOT
+
+        local = REPO_ROOT / "models" / path.rstrip("/").split("/")[-1]
+        if (local / "config.json").is_file() or (local / "modules.json").is_file():
+            logger.info("using the downloaded copy %s for %s", local, path)
+            return str(local)
     if _looks_local(path):
         raise ModelLoadError(
             f"{what} path '{path}' does not exist. Download it first (see scripts/download_model.py) "

@@ -504,15 +504,24 @@ def nq_question_items(paths: Sequence[str | os.PathLike], skip_invalid: bool = F
                    "answers": answers, "answer_kind": kind}
 
 
+def rerank_hits(question: str, retriever: FaissRetriever, reranker: CrossEncoderReranker,
+                hits: list[tuple[int, float]], top_k_rerank: int = 5) -> dict:
+    """The reranker's top ``top_k_rerank`` of one question's retrieval hits: chunk ids, titles, texts, scores."""
+    texts = [retriever.chunks[i]["text"] for i, _ in hits]
+    best = reranker.rerank(question, texts, top_k_rerank)
+    return {"chunk_ids": [hits[i][0] for i, _ in best],
+            "titles": [retriever.chunks[hits[i][0]]["title"] for i, _ in best],
+            "contexts": [texts[i] for i, _ in best], "rerank_scores": [s for _, s in best],
+            "retrieval_scores": [hits[i][1] for i, _ in best]}
+
+
 def rag_record(item: dict, retriever: FaissRetriever, reranker: CrossEncoderReranker, hits: list[tuple[int, float]],
                top_k_rerank: int = 5) -> dict:
     """The NQ RAG record for one question from its retrieval hits: the reranker's top ``top_k_rerank``."""
-    texts = [retriever.chunks[i]["text"] for i, _ in hits]
-    best = reranker.rerank(item["question"], texts, top_k_rerank)
-    contexts = [texts[i] for i, _ in best]
-    return {"example_id": item["example_id"], "question": item["question"], "contexts": contexts,
-            "context": CONTEXT_SEPARATOR.join(contexts), "answers": item["answers"],
-            "chunk_ids": [hits[i][0] for i, _ in best], "rerank_scores": [round(s, 6) for _, s in best]}
+    top = rerank_hits(item["question"], retriever, reranker, hits, top_k_rerank)
+    return {"example_id": item["example_id"], "question": item["question"], "contexts": top["contexts"],
+            "context": CONTEXT_SEPARATOR.join(top["contexts"]), "answers": item["answers"],
+            "chunk_ids": top["chunk_ids"], "rerank_scores": [round(s, 6) for s in top["rerank_scores"]]}
 
 
 # ---------------------------------------------------------------------------------------------

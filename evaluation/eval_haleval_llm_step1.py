@@ -20,7 +20,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aligner.halueval import DEFAULT_DATA_PATH, STEP1_FIELDS, load_halueval, run_file_name, run_step1_generation  # noqa: E402
-from aligner.runinfo import setup_logging, write_run_config  # noqa: E402
+from aligner.runinfo import (  # noqa: E402
+    run_cli,  # noqa: E402
+    setup_logging,
+    write_run_config,
+)
 
 logger = logging.getLogger("eval_haleval_llm_step1")
 
@@ -88,4 +92,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -12,7 +12,7 @@ total), OUTPUT_DIR/detailed_RUN.jsonl and run_config.json.
 
 Example:
     python evaluation/eval_haleval_llm_step2.py --predictions_dir evaluation/results/HaluevalLLM \\
-        --judge_model_path models/hallucination_evaluation_model --output_dir evaluation/results/Halueval
+        --judge_model_path models/hallucination_evaluation_model --output_dir evaluation/results/HaluevalLLM
 """
 
 import argparse
@@ -31,7 +31,11 @@ from aligner.halueval import (  # noqa: E402
     run_step2_judging,
 )
 from aligner.io import write_json_atomic  # noqa: E402
-from aligner.runinfo import setup_logging, write_run_config  # noqa: E402
+from aligner.runinfo import (  # noqa: E402
+    run_cli,  # noqa: E402
+    setup_logging,
+    write_run_config,
+)
 
 logger = logging.getLogger("eval_haleval_llm_step2")
 HHEM = "vectara/hallucination_evaluation_model"
@@ -44,8 +48,8 @@ def parse_args(argv=None):
     p.add_argument("--input_file", default=None, help="one predictions file to judge instead (default: None)")
     p.add_argument("--judge_model_path", default=HHEM,
                    help=f"HHEM or an NLI sequence classifier, folder or hub id (default: {HHEM})")
-    p.add_argument("--output_dir", default="evaluation/results/Halueval",
-                   help="where metrics_RUN.json / detailed_RUN.jsonl go (default: evaluation/results/Halueval)")
+    p.add_argument("--output_dir", default="evaluation/results/HaluevalLLM",
+                   help="where metrics_RUN.json / detailed_RUN.jsonl go (default: %(default)s)")
     p.add_argument("--run_name", default=None,
                    help="output name for --input_file (default: None, the predictions file's name without "
                         "'predictions_')")
@@ -114,4 +118,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -34,7 +34,11 @@ from aligner.halueval import (  # noqa: E402
     run_similarity_eval,
 )
 from aligner.io import write_json_atomic, write_jsonl_atomic  # noqa: E402
-from aligner.runinfo import setup_logging, write_run_config  # noqa: E402
+from aligner.runinfo import (  # noqa: E402
+    run_cli,  # noqa: E402
+    setup_logging,
+    write_run_config,
+)
 
 logger = logging.getLogger("eval_halueval")
 
@@ -140,4 +144,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -22,6 +22,7 @@ from aligner.retrieval import (  # noqa: E402
     DEFAULT_RERANK_MODEL,
     CrossEncoderReranker,
     FaissRetriever,
+    rerank_hits,
 )
 from aligner.runinfo import run_cli, setup_logging, write_run_config  # noqa: E402
 
@@ -62,12 +63,7 @@ def main(argv=None):
                                     max_length=args.rerank_max_length, device=args.device)
     results = []
     for q, hits in zip(queries, retriever.search(queries, args.top_k_retrieve)):
-        texts = [retriever.chunks[i]["text"] for i, _ in hits]
-        best = reranker.rerank(q, texts, args.top_k_rerank)
-        results.append({"question": q, "chunk_ids": [hits[i][0] for i, _ in best],
-                        "titles": [retriever.chunks[hits[i][0]]["title"] for i, _ in best],
-                        "contexts": [texts[i] for i, _ in best], "rerank_scores": [s for _, s in best],
-                        "retrieval_scores": [hits[i][1] for i, _ in best]})
+        results.append({"question": q, **rerank_hits(q, retriever, reranker, hits, args.top_k_rerank)})
     if args.output_file:
         write_jsonl_atomic(args.output_file, results)
         write_run_config(Path(args.output_file).parent, args, extra={"counts": {"queries": len(results)}})
