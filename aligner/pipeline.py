@@ -366,7 +366,7 @@ def build_stages(p: Profile) -> list[Stage]:
     stages.append(Stage(
         "eval_halueval_step1", ["python", "evaluation/eval_haleval_llm_step1.py", *halu_common, "--run_name", p.name,
                                 "--output_dir", preds],
-        outputs=pred_files, inputs=[policy, best, last, p.halueval_path], run_config=preds / "run_config.json"))
+        outputs=pred_files, inputs=[policy, best, last, p.halueval_path], run_config=preds / "run_config_step1.json"))
     stages.append(Stage(
         "eval_halueval_step2", ["python", "evaluation/eval_haleval_llm_step2.py", "--predictions_dir", preds,
                                 "--judge_model_path", faith_judge, "--output_dir", res / "HaluevalLLM",

@@ -82,7 +82,8 @@ def main(argv=None):
         lm.set_adapter(name)
         path = Path(args.output_file) if args.output_file else \
             Path(args.output_dir) / run_file_name("predictions", args.run_name, name, n_adapters, "jsonl")
-        write_run_config(path.parent, args, extra={"backend": backend, "n_rows": len(rows)})
+        write_run_config(path.parent, args, extra={"backend": backend, "n_rows": len(rows)},
+                         filename="run_config_step1.json")  # step 2 may write into the same folder
         logger.info("generating with adapter %s -> %s", lm.adapter_paths.get(name) or "none", path)
         records = run_step1_generation(lm, rows, path, resume=args.resume, max_new_tokens=args.max_new_tokens,
                                        chunk_size=chunk)

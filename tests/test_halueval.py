@@ -312,7 +312,7 @@ def test_two_step_flow_end_to_end(tmp_path, tiny_model_dir, tiny_judge_dir, mini
     rows = load_halueval(halueval_file, limit=N_ROWS)
     assert len(preds) == N_ROWS and all(list(p) == list(PREDICTION_FIELDS) for p in preds)
     assert [p["knowledge"] for p in preds] == [r["knowledge"] for r in rows]
-    assert (preds_dir / "run_config.json").is_file()
+    assert (preds_dir / "run_config_step1.json").is_file()
     # the step-1 answers are the model's greedy answers to the system-prompted chat
     model, tok = load_causal_lm(tiny_model_dir, device="cpu")
     lm = HFLM(str(tiny_model_dir), model=model, tokenizer=tok, batch_size=4)
