@@ -691,9 +691,9 @@ def add_training_args(p, d: DPOPTrainingConfig) -> None:
     g.add_argument("--skip_invalid", action="store_true",
                    help="skip (and count) malformed pair lines instead of stopping with file:line (default: off)")
     g = p.add_argument_group("LoRA")
-    g.add_argument("--lora_r", type=int, default=d.lora_r, help="(default: %(default)s)")
-    g.add_argument("--lora_alpha", type=int, default=d.lora_alpha, help="(default: %(default)s)")
-    g.add_argument("--lora_dropout", type=float, default=d.lora_dropout, help="(default: %(default)s)")
+    g.add_argument("--lora_r", type=int, default=d.lora_r, help="LoRA rank (default: %(default)s)")
+    g.add_argument("--lora_alpha", type=int, default=d.lora_alpha, help="LoRA scaling alpha (default: %(default)s)")
+    g.add_argument("--lora_dropout", type=float, default=d.lora_dropout, help="dropout on the LoRA input (default: %(default)s)")
     g.add_argument("--lora_target_modules", default=",".join(d.lora_target_modules),
                    help="comma-separated module names (default: %(default)s)")
     g.add_argument("--load_adapter_path", "--load-adapter-path", dest="load_adapter_path", default=None,

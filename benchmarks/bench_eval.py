@@ -35,7 +35,7 @@ def parse_args(argv=None):
     p.add_argument("--gen_batch_size", type=int, default=16, help="prompts per generate call, batched way (default: 16)")
     p.add_argument("--max_new_tokens", type=int, default=32, help="greedy tokens per answer (default: 32)")
     p.add_argument("--dtype", default="auto", help="auto = bf16 on CUDA, fp32 on CPU (default: auto)")
-    p.add_argument("--device", default="auto", help="(default: auto)")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: auto)")
     p.add_argument("--repeats", type=int, default=2,
                    help="timed runs of each way, interleaved; the fastest counts (shared machines are noisy) "
                         "(default: 2)")

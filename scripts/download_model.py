@@ -37,7 +37,7 @@ def parse_args(argv=None):
                    help="comma-separated glob patterns to skip; the default skips Meta's duplicate original/ "
                         f"checkpoint; '' for none (default: {DEFAULT_IGNORE})")
     p.add_argument("--revision", default=None, help="branch, tag or commit (default: the main branch)")
-    p.add_argument("--repo_type", choices=["model", "dataset"], default="model", help="(default: model)")
+    p.add_argument("--repo_type", choices=["model", "dataset"], default="model", help="hub repository type (default: model)")
     p.add_argument("--force", action="store_true", help="download again even if the folder is complete (default: off)")
     p.add_argument("--verify", action="store_true",
                    help="re-hash every file against the manifest before skipping (default: sizes only)")

@@ -28,9 +28,9 @@ def parse_args(argv=None):
     p.add_argument("--vocab_size", type=int, default=d.vocab_size, help=f"BPE vocabulary size (default: {d.vocab_size})")
     p.add_argument("--model_vocab_size", type=int, default=None,
                    help="embedding rows, if larger than the tokenizer (benchmarks at a 32k+ vocabulary) (default: tokenizer size)")
-    p.add_argument("--hidden_size", type=int, default=d.hidden_size, help=f"(default: {d.hidden_size})")
-    p.add_argument("--intermediate_size", type=int, default=d.intermediate_size, help=f"(default: {d.intermediate_size})")
-    p.add_argument("--num_layers", type=int, default=d.num_layers, help=f"(default: {d.num_layers})")
+    p.add_argument("--hidden_size", type=int, default=d.hidden_size, help=f"model width (default: {d.hidden_size})")
+    p.add_argument("--intermediate_size", type=int, default=d.intermediate_size, help=f"MLP width (default: {d.intermediate_size})")
+    p.add_argument("--num_layers", type=int, default=d.num_layers, help=f"decoder layers (default: {d.num_layers})")
     return p.parse_args(argv)
 
 

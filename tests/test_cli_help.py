@@ -2,6 +2,7 @@
 
 import argparse
 import importlib.util
+import re
 from pathlib import Path
 
 import pytest
@@ -51,5 +52,7 @@ def test_every_flag_has_help_with_its_default(script):
             continue
         name = action.option_strings[0] if action.option_strings else action.dest
         assert action.help, f"{script}: {name} has no help"
+        explained = re.sub(r"\(default:[^)]*\)", "", action.help)
+        assert len(re.findall(r"[A-Za-z]", explained)) >= 3, f"{script}: {name} help states only its default"
         if not action.required and not isinstance(action, flags):
             assert "default" in action.help.lower(), f"{script}: {name} does not state its default"
