@@ -215,7 +215,7 @@ class VLLMLM(LM):
             self.adapter_names.append(n)
             self.adapter_paths[n] = p
         self.active_adapter = self.adapter_names[0]
-        self.max_length = max_model_len or self.llm.llm_engine.model_config.max_model_len
+        self.max_length = max_model_len or _vllm_max_model_len(self.llm)
 
     def _lora_request(self):
         if self.active_adapter is None:
@@ -253,6 +253,16 @@ class VLLMLM(LM):
                 total += o.prompt_logprobs[t][e.input_ids[t]].logprob
             results.append(total)
         return results
+
+
+def _vllm_max_model_len(llm) -> int | None:
+    # The engine object moved between vLLM releases; look in the places it has lived.
+    engine = getattr(llm, "llm_engine", None)
+    for holder in (engine, getattr(engine, "vllm_config", None), llm):
+        cfg = getattr(holder, "model_config", None)
+        if cfg is not None and getattr(cfg, "max_model_len", None):
+            return cfg.max_model_len
+    return None
 
 
 def load_lm(backend: str, model_path: str, lora_paths=None, **kwargs) -> LM:
