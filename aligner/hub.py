@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aligner.io import sha256_file, write_json_atomic
+from aligner.io import atomic_write_bytes, sha256_file, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -101,20 +101,7 @@ def write_verified(dest: str | os.PathLike, data: bytes, sha256: str | None, sou
         if got != sha256.lower():
             raise DownloadError(f"sha256 mismatch for {Path(dest).name} from {source}: expected {sha256}, got {got}; "
                                 "the file was not written (the source changed or the download is corrupt)")
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return dest
+    return atomic_write_bytes(dest, data)
 
 
 def fetch_url(url: str, dest: str | os.PathLike, sha256: str | None = None, timeout: float = 60.0,
