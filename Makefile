@@ -28,11 +28,12 @@ help:
 	@echo "make lint       ruff"
 	@echo "make bench      speed/memory benchmarks against straightforward implementations"
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
 	$(PIP) install torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PIP) install -r requirements.txt
+	$(PIP) install --no-deps --no-build-isolation -e .   # the scripts import aligner from here
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -15,14 +15,11 @@ Example:
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from aligner.paths import truthfulqa_csv_path  # noqa: E402
+from aligner.core.paths import truthfulqa_csv_path
 
 
 def parse_args(argv=None):
@@ -62,10 +59,9 @@ def fastest(fns, repeats):
 
 def mc_one_at_a_time(lm, items):
     """The straightforward loop: each choice of each question in its own forward pass."""
+    from aligner.eval.metrics.mc import mc1_hit, mc2_mass
     from aligner.prompts import truthfulqa_choice, truthfulqa_prompt
-    from aligner.truthfulqa import mc1_hit, mc2_mass
 
-    lm.batch_size = 1
     hits, masses = [], []
     for it in items:
         ctx = truthfulqa_prompt(it.question)
@@ -76,16 +72,15 @@ def mc_one_at_a_time(lm, items):
     return sum(hits) / len(hits), sum(masses) / len(masses), masses
 
 
-def mc_batched(lm, items, mc_batch, share_prefix):
-    from aligner.truthfulqa import score_mc
+def mc_batched(lm, items):
+    from aligner.eval.tasks.truthfulqa import score_mc
 
-    res = score_mc(lm, items, mc_batch=mc_batch, share_prefix=share_prefix)
+    res = score_mc(lm, items)
     masses = [r.mc2_mass for r in res]
     return sum(r.mc1_hit for r in res) / len(res), sum(masses) / len(masses), masses
 
 
-def generate(lm, prompts, batch_size, max_new_tokens, one_call_per_prompt):
-    lm.batch_size = batch_size
+def generate(lm, prompts, max_new_tokens, one_call_per_prompt):
     if one_call_per_prompt:
         return [lm.generate_until([p], max_new_tokens=max_new_tokens, progress=False)[0] for p in prompts]
     return lm.generate_until(prompts, max_new_tokens=max_new_tokens, progress=False)
@@ -94,30 +89,37 @@ def generate(lm, prompts, batch_size, max_new_tokens, one_call_per_prompt):
 def main(argv=None):
     import torch
 
-    from aligner.backends import HFLM
+    from aligner.data.sources.truthfulqa import load_truthfulqa
+    from aligner.eval.hf import HFLM
     from aligner.prompts import truthfulqa_prompt
-    from aligner.truthfulqa import load_truthfulqa
 
     args = parse_args(argv)
     tmp = None
     model_path = args.model_path
     if model_path is None:
-        from aligner.tiny import TinyModelConfig, build_tiny_model
+        from aligner.testing.tiny import TinyModelConfig, build_tiny_model
 
         tmp = tempfile.TemporaryDirectory(prefix="bench-eval-")
         model_path = str(build_tiny_model(tmp.name, TinyModelConfig(kind="causal", seed=0)))
-    lm = HFLM(model_path, dtype=args.dtype, device=args.device, batch_size=args.mc_batch)
+    lm = HFLM(model_path, dtype=args.dtype, device=args.device, batch_size=args.mc_batch,
+              gen_batch_size=args.gen_batch_size)
+
+    def same_model(**settings):  # the loaded model with other batching settings
+        return HFLM(model_path, model=lm.model, tokenizer=lm.tokenizer, **settings)
+
+    single = same_model(batch_size=1)
+    flat = same_model(batch_size=args.mc_batch, share_prefix=False)
     data = load_truthfulqa(args.data_path, limit=args.n_questions)
     n = len(data.mc)
     print(f"model {model_path} on {lm.device} ({torch.get_num_threads()} CPU threads), {n} questions, "
           f"{sum(len(i.mc1_choices) + len(i.mc2_choices) for i in data.mc)} MC choices")
 
     # Warm-up (allocator, kernels), then the timed runs.
-    mc_batched(lm, data.mc[:2], args.mc_batch, True)
-    mc_one_at_a_time(lm, data.mc[:1])
+    mc_batched(lm, data.mc[:2])
+    mc_one_at_a_time(single, data.mc[:1])
     ((n1, n2, naive_mass), t_naive), ((b1, b2, packed_mass), t_packed), ((f1, f2, flat_mass), t_flat) = fastest(
-        [lambda: mc_one_at_a_time(lm, data.mc), lambda: mc_batched(lm, data.mc, args.mc_batch, True),
-         lambda: mc_batched(lm, data.mc, args.mc_batch, False)], args.repeats)
+        [lambda: mc_one_at_a_time(single, data.mc), lambda: mc_batched(lm, data.mc),
+         lambda: mc_batched(flat, data.mc)], args.repeats)
     diff = max(max(abs(a - b) for a, b in zip(naive_mass, packed_mass)),
                max(abs(a - b) for a, b in zip(naive_mass, flat_mass)))
     rows = [("MC one choice per forward", n / t_naive, None),
@@ -132,10 +134,10 @@ def main(argv=None):
 
     if not args.skip_generation:
         prompts = [truthfulqa_prompt(g.question) for g in data.gen]
-        generate(lm, prompts[:2], args.gen_batch_size, 4, False)
+        generate(lm, prompts[:2], 4, False)
         (naive, t_gn), (batched, t_gb) = fastest(
-            [lambda: generate(lm, prompts, 1, args.max_new_tokens, True),
-             lambda: generate(lm, prompts, args.gen_batch_size, args.max_new_tokens, False)], args.repeats)
+            [lambda: generate(single, prompts, args.max_new_tokens, True),
+             lambda: generate(lm, prompts, args.max_new_tokens, False)], args.repeats)
         same = sum(a == b for a, b in zip(naive, batched))
         rows += [("generation one prompt per call", n / t_gn, None),
                  (f"generation batched ({args.gen_batch_size} per call)", n / t_gb, t_gn / t_gb)]

@@ -30,8 +30,6 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 VARIANTS = ("trainer", "straightforward")
 
 
@@ -109,7 +107,7 @@ def straightforward_logps(model, pairs, which: str, pad_id: int, device):
     """Summed response log-probs the plain way: full logits, full log-softmax, gather, mask, sum."""
     import torch
 
-    from aligner.logprobs import pad_sequences, response_mask
+    from aligner.core.logprobs import pad_sequences, response_mask
 
     encs = [getattr(p, which) for p in pairs]
     ids, attn = pad_sequences([e.input_ids for e in encs], pad_id, "right", device)
@@ -124,11 +122,11 @@ def run_variant(args) -> dict:
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from aligner.dpop import dpop_loss
-    from aligner.models import load_causal_lm, resolve_device
-    from aligner.paths import halueval_path
-    from aligner.preference_data import PairTokenizer, load_pairs
-    from aligner.trainer import collate_pairs, policy_and_reference_logps
+    from aligner.core.models import load_causal_lm, resolve_device
+    from aligner.core.paths import halueval_path
+    from aligner.train.dpop_trainer import collate_pairs, policy_and_reference_logps
+    from aligner.train.losses import dpop_loss
+    from aligner.train.preference import PairTokenizer, load_pairs
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -194,7 +192,7 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         model_path = args.model_path
         if model_path is None:
-            from aligner.tiny import TinyModelConfig, build_tiny_model
+            from aligner.testing.tiny import TinyModelConfig, build_tiny_model
 
             model_path = str(build_tiny_model(Path(tmp) / "tiny", TinyModelConfig(model_vocab_size=args.model_vocab_size)))
         results = {}
@@ -230,7 +228,7 @@ def main(argv=None):
     summary = {"results": results, "speed_ratio": speed_ratio, "memory_ratio": mem_ratio, "losses_agree": same,
                "args": {k: v for k, v in vars(args).items() if k != "variant"}}
     if args.output_json:
-        from aligner.io import write_json_atomic
+        from aligner.core.io import write_json_atomic
 
         write_json_atomic(args.output_json, summary)
     if not same:

@@ -14,17 +14,12 @@ Example:
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from aligner.halueval import DEFAULT_DATA_PATH, STEP1_FIELDS, load_halueval, run_file_name, run_step1_generation  # noqa: E402
-from aligner.runinfo import (  # noqa: E402
-    run_cli,  # noqa: E402
-    setup_logging,
-    write_run_config,
-)
+from aligner.core.cli import run_cli
+from aligner.core.runinfo import setup_logging, write_run_config
+from aligner.data.sources.halueval import DEFAULT_DATA_PATH, STEP1_FIELDS, load_halueval
+from aligner.eval.tasks.halueval import run_file_name, run_step1_generation
 
 logger = logging.getLogger("eval_haleval_llm_step1")
 
@@ -65,8 +60,8 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     setup_logging()
-    from aligner.backends import load_lm
-    from aligner.models import parse_adapter_paths
+    from aligner.core.models import parse_adapter_paths
+    from aligner.eval.lm import load_lm
 
     n_adapters = len(parse_adapter_paths(args.lora_path))
     if args.output_file and n_adapters > 1:

@@ -17,24 +17,18 @@ Example:
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from aligner.halueval import (  # noqa: E402
+from aligner.core.cli import run_cli
+from aligner.core.io import write_json_atomic
+from aligner.core.runinfo import setup_logging, write_run_config
+from aligner.data.sources.halueval import load_predictions
+from aligner.eval.tasks.halueval import (
     FAITHFULNESS_THRESHOLD,
     aggregate_faithfulness,
-    load_predictions,
     run_file_name,
     run_name_from_file,
     run_step2_judging,
-)
-from aligner.io import write_json_atomic  # noqa: E402
-from aligner.runinfo import (  # noqa: E402
-    run_cli,  # noqa: E402
-    setup_logging,
-    write_run_config,
 )
 
 logger = logging.getLogger("eval_haleval_llm_step2")
@@ -91,8 +85,8 @@ def prediction_files(args) -> list[tuple[Path, str]]:
 def main(argv=None):
     args = parse_args(argv)
     setup_logging()
-    from aligner.judges import load_faithfulness_judge
-    from aligner.metrics import load_bertscorer
+    from aligner.eval.metrics.judges import load_faithfulness_judge
+    from aligner.eval.metrics.similarity import load_bertscorer
 
     files = prediction_files(args)
     out = Path(args.output_dir)

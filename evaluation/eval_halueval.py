@@ -18,26 +18,19 @@ Examples:
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from aligner.halueval import (  # noqa: E402
-    DEFAULT_DATA_PATH,
+from aligner.core.cli import run_cli
+from aligner.core.io import write_json_atomic, write_jsonl_atomic
+from aligner.core.runinfo import setup_logging, write_run_config
+from aligner.data.sources.halueval import DEFAULT_DATA_PATH, load_halueval
+from aligner.eval.tasks.halueval import (
     SIMILARITY_METHOD,
     aggregate_similarity,
-    load_halueval,
     rescore_detailed,
     run_file_name,
     run_name_from_file,
     run_similarity_eval,
-)
-from aligner.io import write_json_atomic, write_jsonl_atomic  # noqa: E402
-from aligner.runinfo import (  # noqa: E402
-    run_cli,  # noqa: E402
-    setup_logging,
-    write_run_config,
 )
 
 logger = logging.getLogger("eval_halueval")
@@ -109,8 +102,8 @@ def main(argv=None):
     if args.from_detailed:
         return rescore(args)
 
-    from aligner.backends import load_lm
-    from aligner.metrics import EmbeddingSimilarity, load_bertscorer
+    from aligner.eval.lm import load_lm
+    from aligner.eval.metrics.similarity import EmbeddingSimilarity, load_bertscorer
 
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -18,12 +18,10 @@ detailed_gen_R.jsonl (judged answers), run_config.json.  Only one model is in me
 """
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from aligner.truthfulqa import HF_DATASET, TruthfulQAEvalConfig  # noqa: E402
+from aligner.data.sources.truthfulqa import HF_DATASET
+from aligner.eval.tasks.truthfulqa import TruthfulQAEvalConfig
 
 
 def parse_args(argv=None):
@@ -87,10 +85,11 @@ def decode_escapes(text: str) -> str:
 
 
 def main(argv=None):
-    from aligner.io import DataError
-    from aligner.models import ModelLoadError
-    from aligner.runinfo import setup_logging, write_run_config
-    from aligner.truthfulqa import DatasetUnavailableError, EvalConfigError, run_truthfulqa_eval
+    from aligner.core.io import DataError
+    from aligner.core.models import ModelLoadError
+    from aligner.core.runinfo import setup_logging, write_run_config
+    from aligner.data.sources.truthfulqa import DatasetUnavailableError
+    from aligner.eval.tasks.truthfulqa import EvalConfigError, run_truthfulqa_eval
 
     args = parse_args(argv)
     setup_logging()

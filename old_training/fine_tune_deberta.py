@@ -16,16 +16,10 @@ Example:
 
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from aligner.faithfulness_classifier import (  # noqa: E402
-    FaithfulnessClassifierConfig,
-    fakes_files,
-    train_faithfulness_classifier,
-)
-from aligner.runinfo import run_cli, setup_logging  # noqa: E402
+from aligner.core.cli import run_cli
+from aligner.core.runinfo import setup_logging
+from aligner.train.classifier import FaithfulnessClassifierConfig, fakes_files, train_faithfulness_classifier
 
 
 def parse_args(argv=None):

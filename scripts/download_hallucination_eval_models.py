@@ -16,9 +16,8 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from aligner.hub import install_spacy_model, run_cli, snapshot  # noqa: E402
+from aligner.core.cli import run_cli
+from aligner.core.hub import install_spacy_model, snapshot
 
 # name -> (repo id, folder under --models_dir or None for the HF cache, allow patterns)
 HUB_MODELS = {

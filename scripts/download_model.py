@@ -11,12 +11,10 @@ Examples:
 """
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from aligner.hub import run_cli, snapshot  # noqa: E402
+from aligner.core.cli import run_cli
+from aligner.core.hub import snapshot
 
 DEFAULT_REPO = "meta-llama/Llama-3.2-3B-Instruct"
 DEFAULT_OUTPUT = "models/llama3-2-3b-instruct"

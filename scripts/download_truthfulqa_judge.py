@@ -6,12 +6,10 @@ evaluation/eval_truthfulqa.py reads it with --judge_model_path models/truthfulqa
 """
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from aligner.hub import run_cli, snapshot  # noqa: E402
+from aligner.core.cli import run_cli
+from aligner.core.hub import snapshot
 
 TRUTH_JUDGE = "allenai/truthfulqa-truth-judge-llama2-7B"
 INFO_JUDGE = "allenai/truthfulqa-info-judge-llama2-7B"

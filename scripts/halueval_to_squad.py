@@ -10,18 +10,13 @@ Example:
 """
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from aligner.io import read_records  # noqa: E402
-from aligner.paths import halueval_path  # noqa: E402
-from aligner.runinfo import (
-    run_cli,  # noqa: E402
-    write_run_config,  # noqa: E402
-)
-from aligner.sft_data import halueval_to_squad_csv  # noqa: E402
+from aligner.core.cli import run_cli
+from aligner.core.io import read_records
+from aligner.core.paths import halueval_path
+from aligner.core.runinfo import write_run_config
+from aligner.data.sft import halueval_to_squad_csv
 
 
 def parse_args(argv=None):

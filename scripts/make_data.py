@@ -14,14 +14,13 @@ Example:
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from aligner.data.retrieval import DEFAULT_EMBED_MODEL, DEFAULT_RERANK_MODEL
+from aligner.pipeline.data_stages import make_data_stages, stage_counts
+from aligner.pipeline.runner import Pipeline
 
-from aligner.pipeline import Pipeline, make_data_stages, stage_counts  # noqa: E402
-from aligner.retrieval import DEFAULT_EMBED_MODEL, DEFAULT_RERANK_MODEL  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def parse_args(argv=None):

@@ -16,10 +16,9 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from aligner.io import DataError, atomic_write_text  # noqa: E402
-from aligner.reports import collect_results, compare, plot_results, plot_training_curves, render  # noqa: E402
+from aligner.core.io import DataError, atomic_write_text
+from aligner.report.plots import plot_results, plot_training_curves
+from aligner.report.tables import collect_results, compare, render
 
 
 def parse_args(argv=None):

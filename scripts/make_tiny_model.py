@@ -7,14 +7,10 @@ Example:
 """
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from aligner.runinfo import run_cli  # noqa: E402
-from aligner.tiny import TinyModelConfig, build_tiny_model  # noqa: E402
+from aligner.core.cli import run_cli
+from aligner.testing.tiny import TinyModelConfig, build_tiny_model
 
 
 def parse_args(argv=None):

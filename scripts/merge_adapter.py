@@ -15,11 +15,9 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from aligner.merge import MergeCheckError, merge_lora  # noqa: E402
-from aligner.models import ModelLoadError  # noqa: E402
-from aligner.runinfo import setup_logging, write_run_config  # noqa: E402
+from aligner.core.models import ModelLoadError
+from aligner.core.runinfo import setup_logging, write_run_config
+from aligner.train.merge import MergeCheckError, merge_lora
 
 
 def parse_args(argv=None):

@@ -22,18 +22,11 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from aligner.core.paths import halueval_path, seed_results_dir, truthfulqa_csv_path
+from aligner.pipeline.profiles import build_stages, demo_profile, study_profile, summary_sections, write_results_md
+from aligner.pipeline.runner import Pipeline
 
-from aligner.paths import halueval_path, seed_results_dir, truthfulqa_csv_path  # noqa: E402
-from aligner.pipeline import (  # noqa: E402
-    Pipeline,
-    build_stages,
-    demo_profile,
-    study_profile,
-    summary_sections,
-    write_results_md,
-)
+REPO = Path(__file__).resolve().parents[1]
 
 
 def parse_args(argv=None):

@@ -7,14 +7,13 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from aligner.paths import halueval_path, minilm_model_path, truthfulqa_csv_path  # noqa: E402
-from aligner.tiny import TinyModelConfig, build_tiny_model  # noqa: E402
+from aligner.core.paths import halueval_path, minilm_model_path, truthfulqa_csv_path  # noqa: E402
+from aligner.testing.tiny import TinyModelConfig, build_tiny_model  # noqa: E402
 
 
 @pytest.fixture(scope="session")

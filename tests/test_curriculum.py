@@ -2,7 +2,7 @@
 
 import pytest
 
-from aligner.curriculum import CurriculumSchedule, parse_fractions
+from aligner.train.curriculum import CurriculumSchedule, parse_fractions
 
 
 def test_study_stages_follow_the_level_sizes():

@@ -16,12 +16,13 @@ from test_data_prep_common import (
     write_squad_csv,
 )
 
-from aligner.curriculum_pairs import build_curriculum_pairs
-from aligner.io import DataError, write_jsonl_atomic
-from aligner.negatives import make_easy_fakes, norm_answer, restore_context
-from aligner.ner import NERSwapper, load_ner_pipeline, make_medium_fakes
-from aligner.sft_data import NO_ANSWER_TARGET, AnswersParseError, load_sft_view, parse_answers_cell, read_squad_csv
-from aligner.teacher import parse_teacher_output, teacher_records, trim_context_to_budget, validate_pair
+from aligner.core.io import DataError, write_jsonl_atomic
+from aligner.data.negatives import make_easy_fakes, norm_answer, restore_context
+from aligner.data.ner import NERSwapper, load_ner_pipeline, make_medium_fakes
+from aligner.data.pairs import build_curriculum_pairs
+from aligner.data.sft import NO_ANSWER_TARGET, load_sft_view
+from aligner.data.sources.squad import AnswersParseError, parse_answers_cell, read_squad_csv
+from aligner.data.teacher import parse_teacher_output, teacher_records, trim_context_to_budget, validate_pair
 
 SQUAD_SCRIPT = "first_improvement/data_prep/scripts/create_squad_training.py"
 TEACHER_SCRIPT = "further_improvement/data_prep/hard_fake_gen_vllm.py"
@@ -280,8 +281,8 @@ class StubLM:
 
 
 def test_teacher_pipeline_counts_types_and_resume(tmp_path):
-    from aligner.io import ResumableJsonlWriter
-    from aligner.teacher import generate_teacher_outputs, improved_pairs
+    from aligner.core.io import ResumableJsonlWriter
+    from aligner.data.teacher import generate_teacher_outputs, improved_pairs
 
     view = [{"question": f"item{i} what?", "context": f"context {i} " * 20, "ideal_answer": f"fact {i}",
              "data_index": i} for i in range(7)]

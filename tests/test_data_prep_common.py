@@ -26,11 +26,11 @@ def halueval_rows(path, n: int, start: int = 0) -> list[dict]:
 
 # --- SQuAD CSV with NumPy-repr answers (the library builds it; re-exported for the tests) ----------
 
-from aligner.sft_data import numpy_repr_answers  # noqa: E402,F401
+from aligner.data.sft import numpy_repr_answers  # noqa: E402,F401
 
 
 def write_squad_csv(path, rows: list[dict], unanswerable_every: int = 0) -> list[dict]:
-    from aligner.sft_data import halueval_to_squad_csv
+    from aligner.data.sft import halueval_to_squad_csv
 
     return halueval_to_squad_csv(rows, path, unanswerable_every=unanswerable_every)
 
@@ -100,7 +100,7 @@ def check_phase_rules(pairs_dir, with_context_dir) -> dict[str, int]:
     rejected sides are classified by membership in that item's ideal / fake sets, the combination must be one
     the phase allows, fake-vs-fake pairs use the first fake of each kind, chosen never equals rejected, and
     prompt/context are the item's.  Also checks the line counts against counts derived from the fakes."""
-    from aligner.negatives import same_answer
+    from aligner.data.negatives import same_answer
 
     items: dict[int, dict] = {}
     for kind in ("easy", "medium", "hard"):

@@ -10,7 +10,7 @@ import zipfile
 import pytest
 from conftest import REPO
 
-from aligner import hub
+from aligner.core import hub
 
 OFFLINE_ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
 

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from aligner.dpop import METRIC_NAMES, dpop_loss, mean_metrics
+from aligner.train.losses import METRIC_NAMES, dpop_loss, mean_metrics
 
 
 def _logps(seed: int, n: int = 7):

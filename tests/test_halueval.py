@@ -8,20 +8,21 @@ import pytest
 import torch
 from conftest import run_script
 
-from aligner.backends import HFLM, LM
-from aligner.halueval import (
+from aligner.core.io import DataError, read_jsonl
+from aligner.core.models import load_causal_lm
+from aligner.data.sources.halueval import PREDICTION_FIELDS, load_halueval
+from aligner.eval.hf import HFLM
+from aligner.eval.lm import LM
+from aligner.eval.metrics.similarity import EmbeddingSimilarity
+from aligner.eval.metrics.text import rouge_l, sentence_bleu
+from aligner.eval.tasks.halueval import (
     DETAILED_FIELDS,
-    PREDICTION_FIELDS,
     aggregate_similarity,
     generate_answers,
     halueval_prompts,
-    load_halueval,
     rescore_detailed,
     run_similarity_eval,
 )
-from aligner.io import DataError, read_jsonl
-from aligner.metrics import EmbeddingSimilarity, rouge_l, sentence_bleu
-from aligner.models import load_causal_lm
 from aligner.prompts import HALUEVAL_STEP1_SYSTEM
 
 N_ROWS = 20
@@ -91,7 +92,7 @@ def _greedy_reference(model, tok, prompt, max_new_tokens, stop_ids):
 
 
 def test_halueval_prompts_and_batched_generation_equals_unbatched(sharp_lm, tiny_model_dir, halueval_file):
-    from aligner.backends import stop_token_ids
+    from aligner.eval.hf import stop_token_ids
 
     model, tok = sharp_lm
     rows = load_halueval(halueval_file, limit=6)

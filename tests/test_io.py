@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from aligner.io import (
+from aligner.core.io import (
     DataError,
     ReadStats,
     ResumableJsonlWriter,

@@ -4,8 +4,13 @@ and finding the consistent/entailment label."""
 import pytest
 import torch
 
-from aligner.io import read_jsonl
-from aligner.judges import FaithfulnessJudge, consistent_label_index, judge_faithfulness, load_faithfulness_judge
+from aligner.core.io import read_jsonl
+from aligner.eval.metrics.judges import (
+    FaithfulnessJudge,
+    consistent_label_index,
+    judge_faithfulness,
+    load_faithfulness_judge,
+)
 
 
 def test_consistent_label_index():

@@ -1,10 +1,9 @@
 import pytest
 import torch
 
-from aligner.backends import HFLM, cut_at_stop
-from aligner.io import read_csv
-from aligner.logprobs import encode_prompt_response, reference_response_logprob, response_logprobs
-from aligner.models import (
+from aligner.core.io import read_csv
+from aligner.core.logprobs import encode_prompt_response, reference_response_logprob, response_logprobs
+from aligner.core.models import (
     ModelLoadError,
     adapter_name,
     attach_adapters,
@@ -13,6 +12,8 @@ from aligner.models import (
     resolve_dtype,
     use_adapter,
 )
+from aligner.eval.hf import HFLM
+from aligner.eval.lm import cut_at_stop
 from aligner.prompts import render_chat, truthfulqa_choice, truthfulqa_prompt
 
 
@@ -116,7 +117,7 @@ def test_several_adapters_on_one_base_switch_disable_merge(tiny_model_dir, tmp_p
 
 
 def test_hflm_batched_greedy_equals_unbatched(tiny_model_dir, halueval_file):
-    from aligner.io import read_records
+    from aligner.core.io import read_records
     from aligner.prompts import halueval_messages
 
     lm = HFLM(str(tiny_model_dir), batch_size=6)
@@ -124,8 +125,8 @@ def test_hflm_batched_greedy_equals_unbatched(tiny_model_dir, halueval_file):
     prompts = [lm.chat_prompt(halueval_messages(r["knowledge"], r["question"])) for r in rows]
     prompts += [truthfulqa_prompt(r["question"]) for r in rows]
     batched = lm.generate_until(prompts, max_new_tokens=16, progress=False)
-    lm.batch_size = 1
-    single = lm.generate_until(prompts, max_new_tokens=16, progress=False)
+    one_at_a_time = HFLM(str(tiny_model_dir), model=lm.model, tokenizer=lm.tokenizer, batch_size=1)
+    single = one_at_a_time.generate_until(prompts, max_new_tokens=16, progress=False)
     assert batched == single
     assert all(isinstance(x, str) for x in batched)
     assert lm.loglikelihood([("Q: a\nA:", " b")], progress=False)[0] < 0

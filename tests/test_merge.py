@@ -8,9 +8,9 @@ from conftest import load_script
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from aligner.io import read_jsonl
-from aligner.merge import MergeCheckError, check_logits, merge_lora
+from aligner.core.io import read_jsonl
 from aligner.prompts import halueval_messages, render_chat
+from aligner.train.merge import MergeCheckError, check_logits, merge_lora
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -6,17 +6,9 @@ import re
 
 import pytest
 
-from aligner.io import read_jsonl
-from aligner.metrics import (
-    BertScoreF1,
-    EmbeddingSimilarity,
-    bleu_stats,
-    load_bertscorer,
-    mean,
-    rouge_l,
-    sentence_bleu,
-    tokenize_13a,
-)
+from aligner.core.io import read_jsonl
+from aligner.eval.metrics.similarity import BertScoreF1, EmbeddingSimilarity, load_bertscorer
+from aligner.eval.metrics.text import bleu_stats, mean, rouge_l, sentence_bleu, tokenize_13a
 
 # --------------------------------------------------------------------------------------------- BLEU
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 from conftest import load_script
 
-from aligner.faithfulness_classifier import build_examples, split_by_group
-from aligner.io import read_jsonl
+from aligner.core.io import read_jsonl
+from aligner.train.classifier import build_examples, split_by_group
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from aligner.pipeline import Pipeline, Stage, build_stages, demo_profile, study_profile, summary_sections
+from aligner.pipeline.profiles import build_stages, demo_profile, study_profile, summary_sections
+from aligner.pipeline.runner import Pipeline, Stage
 
 REPO = Path(__file__).resolve().parents[1]
 

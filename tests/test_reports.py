@@ -11,15 +11,10 @@ import numpy as np
 import pytest
 from conftest import run_script
 
-from aligner.paths import seed_results_dir, shared_data_dir
-from aligner.reports import (
-    bootstrap_ci,
-    collect_results,
-    compare,
-    metric_kind,
-    plot_training_curves,
-    render,
-)
+from aligner.core.paths import seed_results_dir, shared_data_dir
+from aligner.report.bootstrap import bootstrap_ci
+from aligner.report.plots import plot_training_curves
+from aligner.report.tables import collect_results, compare, metric_kind, render
 
 SEED_README = shared_data_dir().parent / "seed" / "deepseek_aligner_README.md"
 README_SECTIONS = {"1. HaluEval (Similarity Score)": "Halueval", "2. HaluEval (With LLM Judge)": "HaluevalLLM",
@@ -197,7 +192,7 @@ def test_bootstrap_matches_unpaired_order_and_mismatch_is_flagged(synthetic_resu
     # the same pairs given straight to the bootstrap reproduce the interval (so matching worked)
     report = compare(collect_results(root), n_boot=500, seed=11)
     h = {c.metric: c for c in report.changes["Halueval"]["tuned"]}["hallucination_rate"]
-    from aligner.reports import _stable_seed
+    from aligner.report.bootstrap import _stable_seed
     lo, hi, _, _ = bootstrap_ci(xb, xr, n_boot=500, seed=_stable_seed("11", "Halueval", "tuned", "hallucination_rate"))
     assert (lo, hi) == (h.ci.low, h.ci.high)
     # a metrics file that disagrees with its per-sample file is flagged, not silently used
@@ -231,8 +226,8 @@ def test_plots(synthetic_results, tmp_path):
 def test_field_table_matches_the_evaluation_writers(tmp_path):
     """Per-sample files shaped by aligner/halueval.py and aligner/truthfulqa.py, aggregated by their own
     functions: every compared metric gets an interval and the per-sample means reproduce the metric files."""
-    halueval = pytest.importorskip("aligner.halueval")
-    truthfulqa = pytest.importorskip("aligner.truthfulqa")
+    halueval = pytest.importorskip("aligner.eval.tasks.halueval")
+    truthfulqa = pytest.importorskip("aligner.eval.tasks.truthfulqa")
     rng = np.random.default_rng(5)
     n = 30
     root = tmp_path / "results"

@@ -7,17 +7,15 @@ import numpy as np
 import pytest
 from test_data_prep_common import halueval_rows, load_script, nq_example, write_jsonl_gz
 
-from aligner.io import DataError
-from aligner.retrieval import (
-    CrossEncoderReranker,
-    chunk_words,
+from aligner.core.io import DataError
+from aligner.data.retrieval import CrossEncoderReranker, chunk_words, split_sentences
+from aligner.data.sources.nq import (
     collect_articles,
     find_nq_shards,
     iter_nq_records,
     nq_answers,
     nq_title,
     nq_tokens,
-    split_sentences,
 )
 
 INDEX_SCRIPT = "first_improvement/data_prep/scripts/retrieval/faiss_index_creator.py"

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import yaml
 
-from aligner.runinfo import write_run_config
+from aligner.core.runinfo import write_run_config
 
 REPO = Path(__file__).resolve().parents[1]
 

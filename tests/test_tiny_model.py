@@ -3,7 +3,7 @@ import hashlib
 from conftest import run_script
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
-from aligner.tiny import TinyModelConfig, build_tiny_model, count_parameters
+from aligner.testing.tiny import TinyModelConfig, build_tiny_model, count_parameters
 
 
 def _digest(folder):

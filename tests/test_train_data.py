@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from aligner.io import DataError
-from aligner.models import load_tokenizer
-from aligner.preference_data import LoadStats, PairTokenizer, PreferencePair, load_pairs
+from aligner.core.io import DataError
+from aligner.core.models import load_tokenizer
 from aligner.prompts import DPO_IMPROVED_SYSTEM
+from aligner.train.preference import LoadStats, PairTokenizer, PreferencePair, load_pairs
 
 
 def _write(path, rows):

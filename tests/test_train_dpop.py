@@ -15,17 +15,11 @@ import torch
 from conftest import REPO, run_script
 from safetensors.torch import load_file
 
-from aligner.dpop import METRIC_NAMES
-from aligner.models import load_causal_lm
-from aligner.preference_data import PairTokenizer, PreferencePair
-from aligner.trainer import (
-    DPOPTrainingConfig,
-    PairLevel,
-    implicit_reward_report,
-    load_levels,
-    policy_and_reference_logps,
-    train_dpop,
-)
+from aligner.core.models import load_causal_lm
+from aligner.train.config import DPOPTrainingConfig
+from aligner.train.dpop_trainer import policy_and_reference_logps, train_dpop
+from aligner.train.losses import METRIC_NAMES
+from aligner.train.preference import PairLevel, PairTokenizer, PreferencePair, implicit_reward_report, load_levels
 
 N_PER_LEVEL = 20
 MAX_LENGTH = 128
@@ -200,7 +194,7 @@ def test_resume_gives_the_same_adapter(tiny_model_dir, data, tmp_path):
 
 
 def test_precomputed_reference_is_cached_next_to_the_data(tiny_model_dir, data, tmp_path):
-    from aligner.logprobs import reference_response_logprob
+    from aligner.core.logprobs import reference_response_logprob
 
     level = load_levels(data["files"][:1])[0]
     level = PairLevel("easy", level.pairs[:8], level.data_path)
@@ -317,7 +311,7 @@ def test_one_concatenated_forward_matches_the_straightforward_four(tiny_model_di
     bench.loader.exec_module(mod)
     from peft import LoraConfig, get_peft_model
 
-    from aligner.trainer import collate_pairs
+    from aligner.train.dpop_trainer import collate_pairs
 
     base, tok = load_causal_lm(tiny_model_dir)
     torch.manual_seed(0)

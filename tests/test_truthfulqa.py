@@ -8,23 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aligner.backends import HFLM, cut_at_stop
-from aligner.io import DataError
-from aligner.logprobs import reference_response_logprob
+from aligner.core.io import DataError
+from aligner.core.logprobs import reference_response_logprob
+from aligner.data.sources.truthfulqa import DatasetUnavailableError, load_truthfulqa
+from aligner.eval.hf import HFLM
+from aligner.eval.lm import cut_at_stop
+from aligner.eval.metrics.mc import mc1_hit, mc2_mass
+from aligner.eval.packing import pack_group
+from aligner.eval.tasks.truthfulqa import gen_metrics, mc_metrics, run_generation, run_judge, score_mc
 from aligner.prompts import truthfulqa_choice, truthfulqa_judge_prompt, truthfulqa_prompt
-from aligner.truthfulqa import (
-    DatasetUnavailableError,
-    gen_metrics,
-    grouped_loglikelihood,
-    load_truthfulqa,
-    mc1_hit,
-    mc2_mass,
-    mc_metrics,
-    pack_group,
-    run_generation,
-    run_judge,
-    score_mc,
-)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -146,6 +138,11 @@ def test_mc_metric_definitions():
     assert mc2_mass([-1000.0, -1001.0], [1, 0]) == pytest.approx(1 / (1 + math.exp(-1)), abs=1e-12)
 
 
+def _same_model(lm, **settings):
+    """Another HFLM over the same loaded model, with other batching settings."""
+    return HFLM(lm.model_path, model=lm.model, tokenizer=lm.tokenizer, **settings)
+
+
 def _reference_mc(model, tok, items):
     """Every mc1 and mc2 choice scored on its own (full log-softmax), metrics with numpy."""
     hits, masses, scores = [], [], []
@@ -163,7 +160,7 @@ def _reference_mc(model, tok, items):
 def test_batched_mc_equals_per_choice_reference(lm, data30):
     ref_mc1, ref_mc2, ref_scores = _reference_mc(lm.model, lm.tokenizer, data30.mc)
     for mc_batch, share in ((64, True), (7, True), (64, False)):
-        res = score_mc(lm, data30.mc, mc_batch=mc_batch, share_prefix=share)
+        res = score_mc(_same_model(lm, batch_size=mc_batch, share_prefix=share), data30.mc)
         # packed rows sum in float64 like the reference; the flat path sums token log-probs in float32
         tol = 1e-5 if share else 1e-4
         for r, (s1, s2) in zip(res, ref_scores):
@@ -180,7 +177,7 @@ def test_packing_handles_a_token_straddling_the_context_boundary(lm):
     conts = [" no", "e cat", "ere", "e"]
     g = pack_group(lm.tokenizer, ctx, conts)
     assert g.response_offsets != [0] * len(conts)  # " no" keeps "Th" as a context token; the rest merge into it
-    got = grouped_loglikelihood(lm, [(ctx, conts), (truthfulqa_prompt("Why?"), [" Because."])], mc_batch=8)
+    got = _same_model(lm, batch_size=8).loglikelihood_groups([(ctx, conts), (truthfulqa_prompt("Why?"), [" Because."])])
     ref = [reference_response_logprob(lm.model, lm.tokenizer, ctx, c) for c in conts]
     assert np.abs(np.array(got[0]) - ref).max() < 1e-5
     assert abs(got[1][0] - reference_response_logprob(lm.model, lm.tokenizer, truthfulqa_prompt("Why?"),
@@ -191,13 +188,13 @@ def test_packing_handles_a_token_straddling_the_context_boundary(lm):
 
 def test_batched_greedy_generation_equals_unbatched(lm, data30, tmp_path):
     items = data30.gen[:8]
-    batched = run_generation(lm, items, tmp_path / "b.jsonl", max_new_tokens=12, gen_batch_size=4, progress=False)
-    single = run_generation(lm, items, tmp_path / "s.jsonl", max_new_tokens=12, gen_batch_size=1, progress=False)
+    lm4, lm1 = _same_model(lm, gen_batch_size=4), _same_model(lm, gen_batch_size=1)
+    batched = run_generation(lm4, items, tmp_path / "b.jsonl", max_new_tokens=12, progress=False)
+    single = run_generation(lm1, items, tmp_path / "s.jsonl", max_new_tokens=12, progress=False)
     assert [r["generated"] for r in batched] == [r["generated"] for r in single]
     assert [r["index"] for r in batched] == [it.index for it in items]
     assert len({r["generated"] for r in batched}) > 1
-    stopped = run_generation(lm, items, tmp_path / "c.jsonl", max_new_tokens=12, stop=["e", ":"], gen_batch_size=4,
-                             progress=False)
+    stopped = run_generation(lm4, items, tmp_path / "c.jsonl", max_new_tokens=12, stop=["e", ":"], progress=False)
     assert [r["generated"] for r in stopped] == [cut_at_stop(r["generated"], ["e", ":"]) for r in batched]
 
 

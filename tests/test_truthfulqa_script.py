@@ -10,11 +10,11 @@ import pytest
 import torch
 from conftest import REPO, run_script
 
-import aligner.truthfulqa as tqa
-from aligner.backends import HFLM
-from aligner.io import read_json, read_jsonl
-from aligner.logprobs import reference_response_logprob
-from aligner.models import load_causal_lm
+import aligner.eval.tasks.truthfulqa as tqa
+from aligner.core.io import read_json, read_jsonl
+from aligner.core.logprobs import reference_response_logprob
+from aligner.core.models import load_causal_lm
+from aligner.eval.hf import HFLM
 from aligner.prompts import truthfulqa_choice, truthfulqa_judge_prompt, truthfulqa_prompt
 
 SCRIPT = "evaluation/eval_truthfulqa.py"

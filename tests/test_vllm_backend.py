@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from aligner.logprobs import encode_prompt_response
+from aligner.core.logprobs import encode_prompt_response
 
 
 @dataclass
@@ -57,7 +57,7 @@ def fake_vllm(monkeypatch):
 
 
 def test_vllm_backend_wiring(fake_vllm, tiny_model_dir, tmp_path):
-    from aligner.backends import VLLMLM
+    from aligner.eval.vllm import VLLMLM
 
     a, b = tmp_path / "run_a", tmp_path / "run_b"
     a.mkdir()

@@ -15,19 +15,16 @@ Examples:
 """
 
 import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from aligner.runinfo import run_cli  # noqa: E402
-from aligner.trainer import DPOPTrainingConfig, add_training_args  # noqa: E402
+from aligner.core.cli import run_cli
+from aligner.core.paths import PAIR_FILES
+from aligner.train.config import DPOPTrainingConfig
+from aligner.train.dpop_trainer import add_training_args
 
 DEFAULTS = DPOPTrainingConfig(model_path="models/llama3-2-3b-instruct", output_dir="outputs/first_improvement/dpop",
                               beta=0.3, lam=50.0, lr=2e-4, warmup_steps=100, lr_scheduler="linear",
                               per_device_batch_size=1, grad_accum_steps=8, epochs=4, save_every_steps=250,
                               logging_steps=10, lora_target_modules=("q_proj", "v_proj"))
-LEVEL_FILES = ("dpo_pairs_easy.jsonl", "dpo_pairs_medium.jsonl", "dpo_pairs_hard.jsonl")
 PROMPT_FORMAT = "plain"
 
 
@@ -36,18 +33,19 @@ def parse_args(argv=None, description: str = __doc__, defaults: DPOPTrainingConf
     p.add_argument("--data_files", default=None,
                    help="comma-separated pair files, easiest level first (default: none; see --data_dir)")
     p.add_argument("--data_dir", "--data-dir", dest="data_dir", default=None,
-                   help=f"folder holding {', '.join(LEVEL_FILES)} (default: none)")
+                   help=f"folder holding {', '.join(PAIR_FILES)} (default: none)")
     add_training_args(p, defaults)
     return p.parse_args(argv)
 
 
 def main(argv=None, prompt_format: str = PROMPT_FORMAT, args=None):
     args = args if args is not None else parse_args(argv)
-    from aligner.runinfo import setup_logging
-    from aligner.trainer import config_from_args, load_levels, resolve_data_files, train_dpop
+    from aligner.core.runinfo import setup_logging
+    from aligner.train.dpop_trainer import config_from_args, train_dpop
+    from aligner.train.preference import load_levels, resolve_data_files
 
     setup_logging()
-    files = resolve_data_files(args.data_files, args.data_dir, LEVEL_FILES)
+    files = resolve_data_files(args.data_files, args.data_dir, PAIR_FILES)
     levels = load_levels(files, skip_invalid=args.skip_invalid)
     cfg = config_from_args(args, prompt_format=prompt_format)
     return train_dpop(cfg, levels, run_args={**vars(args), "prompt_format": prompt_format})

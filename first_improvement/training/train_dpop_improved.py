@@ -13,12 +13,9 @@ Example:
 
 import dataclasses
 import importlib.util
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from aligner.runinfo import run_cli  # noqa: E402
+from aligner.core.cli import run_cli
 
 # The sibling script holds the flags and the data handling; load it under its own name.
 _spec = importlib.util.spec_from_file_location("first_improvement_train_dpop", Path(__file__).with_name("train_dpop.py"))

@@ -14,15 +14,12 @@ Example:
 """
 
 import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from aligner.io import ResumableJsonlWriter, write_jsonl_atomic  # noqa: E402
-from aligner.prompts import POISON_TYPES, TEACHER_CONTEXT_CHARS  # noqa: E402
-from aligner.runinfo import finish_stage, run_cli, start_stage  # noqa: E402
-from aligner.sft_data import add_sft_view_args, sft_view_from_args  # noqa: E402
+from aligner.core.cli import run_cli
+from aligner.core.io import ResumableJsonlWriter, write_jsonl_atomic
+from aligner.core.runinfo import finish_stage, start_stage
+from aligner.data.sft import add_sft_view_args, sft_view_from_args
+from aligner.prompts import POISON_TYPES, TEACHER_CONTEXT_CHARS
 
 
 def parse_args(argv=None):
@@ -65,8 +62,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from aligner.backends import load_lm
-    from aligner.teacher import generate_teacher_outputs, improved_pairs, teacher_records
+    from aligner.data.teacher import generate_teacher_outputs, improved_pairs, teacher_records
+    from aligner.eval.lm import load_lm
 
     out_dir = start_stage(args.output_dir, args)
     view, vstats = sft_view_from_args(args)

@@ -13,13 +13,11 @@ Example:
 """
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from aligner.runinfo import run_cli  # noqa: E402
-from aligner.trainer import DPOPTrainingConfig, add_training_args  # noqa: E402
+from aligner.core.cli import run_cli
+from aligner.train.config import DPOPTrainingConfig
+from aligner.train.dpop_trainer import add_training_args
 
 DEFAULTS = DPOPTrainingConfig(model_path="models/llama3-2-3b-instruct", output_dir="outputs/further_improvement/dpop",
                               beta=0.1, lam=1.0, lr=2e-5, warmup_steps=50, lr_scheduler="cosine",
@@ -50,8 +48,9 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from aligner.runinfo import setup_logging
-    from aligner.trainer import config_from_args, load_level, mixed_level, train_dpop
+    from aligner.core.runinfo import setup_logging
+    from aligner.train.dpop_trainer import config_from_args, train_dpop
+    from aligner.train.preference import load_level, mixed_level
 
     setup_logging()
     data_dir = Path(args.data_dir)

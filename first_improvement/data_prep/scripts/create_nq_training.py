@@ -11,13 +11,10 @@ Example:
 """
 
 import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-
-from aligner.retrieval import add_nq_rag_args, nq_rag_stage  # noqa: E402
-from aligner.runinfo import run_cli, setup_logging  # noqa: E402
+from aligner.core.cli import run_cli
+from aligner.core.runinfo import setup_logging
+from aligner.data.retrieval import add_nq_rag_args, nq_rag_stage
 
 
 def parse_args(argv=None):

@@ -10,13 +10,10 @@ Example:
 """
 
 import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-
-from aligner.runinfo import run_cli, setup_logging  # noqa: E402
-from aligner.sft_data import add_squad_args, squad_stage  # noqa: E402
+from aligner.core.cli import run_cli
+from aligner.core.runinfo import setup_logging
+from aligner.data.sft import add_squad_args, squad_stage
 
 
 def parse_args(argv=None):

@@ -14,14 +14,13 @@ Example:
 """
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[4]))
-
-from aligner.curriculum_pairs import PHASES, build_curriculum_pairs  # noqa: E402
-from aligner.io import read_jsonl, write_jsonl_atomic  # noqa: E402
-from aligner.runinfo import finish_stage, run_cli, start_stage  # noqa: E402
+from aligner.core.cli import run_cli
+from aligner.core.io import read_jsonl, write_jsonl_atomic
+from aligner.core.paths import LEVELS
+from aligner.core.runinfo import finish_stage, start_stage
+from aligner.data.pairs import build_curriculum_pairs
 
 REQUIRED = ["data_index", "question", "context", "ideal_answer", "fake_answer"]
 
@@ -46,13 +45,13 @@ def main(argv=None):
         path = getattr(args, f"{kind}_file") or str(Path(args.input_dir) / f"{kind}_fakes_with_context.jsonl")
         inputs[kind] = read_jsonl(path, required=REQUIRED, allow_empty=True)
     pairs, counts = build_curriculum_pairs(inputs["easy"], inputs["medium"], inputs["hard"])
-    for phase in PHASES:
+    for phase in LEVELS:
         rows = pairs[phase][:args.limit] if args.limit >= 0 else pairs[phase]
         write_jsonl_atomic(out_dir / f"dpo_pairs_{phase}.jsonl", rows)
         counts[f"written_{phase}"] = len(rows)
     counts = {**{f"fakes_{k}": len(v) for k, v in inputs.items()}, **dict(sorted(counts.items()))}
     finish_stage(out_dir, args, counts)
-    print("phase summary: " + ", ".join(f"{p}={counts[f'written_{p}']}" for p in PHASES))
+    print("phase summary: " + ", ".join(f"{p}={counts[f'written_{p}']}" for p in LEVELS))
     return counts
 
 

@@ -13,15 +13,13 @@ Example:
 """
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[4]))
-
-from aligner.io import ResumableJsonlWriter  # noqa: E402
-from aligner.prompts import POISON_TYPES  # noqa: E402
-from aligner.runinfo import finish_stage, run_cli, start_stage  # noqa: E402
-from aligner.sft_data import add_sft_view_args, sft_view_from_args  # noqa: E402
+from aligner.core.cli import run_cli
+from aligner.core.io import ResumableJsonlWriter
+from aligner.core.runinfo import finish_stage, start_stage
+from aligner.data.sft import add_sft_view_args, sft_view_from_args
+from aligner.prompts import POISON_TYPES
 
 
 def parse_args(argv=None):
@@ -55,8 +53,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from aligner.backends import load_lm
-    from aligner.negatives import PoisonPrompter, generate_hard_fakes
+    from aligner.data.negatives import PoisonPrompter, generate_hard_fakes
+    from aligner.eval.lm import load_lm
 
     out_dir = start_stage(Path(args.output_file).resolve().parent, args)
     view, vstats = sft_view_from_args(args)

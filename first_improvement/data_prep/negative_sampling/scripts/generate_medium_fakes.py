@@ -13,15 +13,13 @@ Example:
 """
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[4]))
-
-from aligner.io import write_jsonl_atomic  # noqa: E402
-from aligner.ner import DEFAULT_SPACY_MODEL, NERSwapper, load_ner_pipeline, make_medium_fakes  # noqa: E402
-from aligner.runinfo import finish_stage, run_cli, start_stage  # noqa: E402
-from aligner.sft_data import add_sft_view_args, sft_view_from_args  # noqa: E402
+from aligner.core.cli import run_cli
+from aligner.core.io import write_jsonl_atomic
+from aligner.core.runinfo import finish_stage, start_stage
+from aligner.data.ner import DEFAULT_SPACY_MODEL, NERSwapper, load_ner_pipeline, make_medium_fakes
+from aligner.data.sft import add_sft_view_args, sft_view_from_args
 
 
 def parse_args(argv=None):

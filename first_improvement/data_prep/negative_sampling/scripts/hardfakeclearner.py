@@ -8,14 +8,12 @@ Example:
 """
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[4]))
-
-from aligner.io import ReadStats, read_jsonl, write_jsonl_atomic  # noqa: E402
-from aligner.negatives import clean_hard_fakes  # noqa: E402
-from aligner.runinfo import finish_stage, run_cli, start_stage  # noqa: E402
+from aligner.core.cli import run_cli
+from aligner.core.io import ReadStats, read_jsonl, write_jsonl_atomic
+from aligner.core.runinfo import finish_stage, start_stage
+from aligner.data.negatives import clean_hard_fakes
 
 
 def parse_args(argv=None):

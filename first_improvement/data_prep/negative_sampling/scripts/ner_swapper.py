@@ -12,14 +12,12 @@ Example:
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[4]))
-
-from aligner.io import read_jsonl, write_jsonl_atomic  # noqa: E402
-from aligner.ner import DEFAULT_SPACY_MODEL, NERSwapper, load_ner_pipeline  # noqa: E402
-from aligner.runinfo import run_cli, setup_logging, write_run_config  # noqa: E402
+from aligner.core.cli import run_cli
+from aligner.core.io import read_jsonl, write_jsonl_atomic
+from aligner.core.runinfo import setup_logging, write_run_config
+from aligner.data.ner import DEFAULT_SPACY_MODEL, NERSwapper, load_ner_pipeline
 
 
 def parse_args(argv=None):

@@ -10,16 +10,14 @@ Example:
 """
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[4]))
-
-from aligner.io import write_jsonl_atomic  # noqa: E402
-from aligner.negatives import PoisonPrompter  # noqa: E402
-from aligner.prompts import POISON_TYPES  # noqa: E402
-from aligner.runinfo import finish_stage, run_cli, setup_logging  # noqa: E402
-from aligner.sft_data import add_sft_view_args, sft_view_from_args  # noqa: E402
+from aligner.core.cli import run_cli
+from aligner.core.io import write_jsonl_atomic
+from aligner.core.runinfo import finish_stage, setup_logging
+from aligner.data.negatives import PoisonPrompter
+from aligner.data.sft import add_sft_view_args, sft_view_from_args
+from aligner.prompts import POISON_TYPES
 
 
 def parse_args(argv=None):

@@ -11,13 +11,11 @@ Example:
 """
 
 import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[4]))
-
-from aligner.retrieval import DEFAULT_EMBED_MODEL, resolve_nq_paths, run_index_creation  # noqa: E402
-from aligner.runinfo import finish_stage, run_cli, setup_logging, write_run_config  # noqa: E402
+from aligner.core.cli import run_cli
+from aligner.core.runinfo import finish_stage, setup_logging, write_run_config
+from aligner.data.retrieval import DEFAULT_EMBED_MODEL, run_index_creation
+from aligner.data.sources.nq import resolve_nq_paths
 
 
 def parse_args(argv=None):

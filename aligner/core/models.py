@@ -1,0 +1,278 @@
+"""Model and adapter loading: local folders or hub ids, dtype/device resolution, LoRA adapters on one base.
+
+A model path that looks local and does not exist, or a hub id that cannot be fetched (offline, gated),
+gives a ``ModelLoadError`` with one clear line saying what to do, not a stack of hub retries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+NO_ADAPTER = ("none", "base", "")
+
+
+class ModelLoadError(RuntimeError):
+    pass
+
+
+# ---------------------------------------------------------------------------------------------
+# devices and dtypes
+# ---------------------------------------------------------------------------------------------
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    if isinstance(device, torch.device):
+        return device
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+_DTYPES = {
+    "fp32": torch.float32, "float32": torch.float32, "float": torch.float32,
+    "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+    "fp16": torch.float16, "float16": torch.float16, "half": torch.float16,
+}
+
+
+def resolve_dtype(dtype: str | torch.dtype | None = "auto", device: str | torch.device | None = "auto") -> torch.dtype:
+    """``auto`` is bf16 on CUDA (fp16 where the card has no bf16) and fp32 on CPU."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype in (None, "auto"):
+        dev = resolve_device(device)
+        if dev.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    try:
+        return _DTYPES[str(dtype).lower()]
+    except KeyError:
+        raise ValueError(f"unknown dtype {dtype!r}; use one of auto, {', '.join(sorted(_DTYPES))}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# paths and hub ids
+# ---------------------------------------------------------------------------------------------
+
+def _looks_local(path: str) -> bool:
+    # Hub ids are "name" or "org/name"; anything else (./x, /abs, models/x, a/b/c) is a folder.
+    return path.startswith((".", "/", "~", "models/", "outputs/")) or path.count("/") > 1 or path.endswith("/")
+
+
+def check_model_path(path: str | os.PathLike, what: str = "model") -> str:
+    """Return the path as a string if it is a local folder or a plausible hub id; raise otherwise."""
+    path = str(path)
+    if Path(path).expanduser().exists():
+        return str(Path(path).expanduser())
+    if not _looks_local(path):
+        # A hub id whose download already sits in models/ (where scripts/download_*.py put them) is used
+        # from there, so an offline GPU machine needs no extra flags.
+        from aligner.core.paths import REPO_ROOT
+
+        local = REPO_ROOT / "models" / path.rstrip("/").split("/")[-1]
+        if (local / "config.json").is_file() or (local / "modules.json").is_file():
+            logger.info("using the downloaded copy %s for %s", local, path)
+            return str(local)
+    if _looks_local(path):
+        raise ModelLoadError(
+            f"{what} path '{path}' does not exist. Download it first (see scripts/download_model.py) "
+            f"or pass the folder that holds its config.json.")
+    return path
+
+
+def _hub_error(path: str, what: str, exc: Exception) -> ModelLoadError:
+    msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    hint = ("the hub is unreachable or the model is gated (set HF_TOKEN); download it with "
+            "scripts/download_model.py on a machine with access and pass the local folder")
+    return ModelLoadError(f"could not load {what} '{path}': {msg} -- {hint}")
+
+
+# ---------------------------------------------------------------------------------------------
+# tokenizers and models
+# ---------------------------------------------------------------------------------------------
+
+def ensure_pad_token(tokenizer) -> None:
+    """Give the tokenizer a pad token without adding rows to the embedding.
+
+    Llama-3 ships none; its reserved ``<|finetune_right_pad_id|>`` is used when present, else EOS.
+    """
+    if tokenizer.pad_token_id is not None:
+        return
+    reserved = "<|finetune_right_pad_id|>"
+    vocab = tokenizer.get_vocab()
+    if reserved in vocab:
+        tokenizer.pad_token = reserved
+    elif tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    else:
+        raise ModelLoadError("tokenizer has neither a pad nor an EOS token to pad with")
+
+
+def load_tokenizer(path: str | os.PathLike, padding_side: str = "right", trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    path = check_model_path(path, "tokenizer")
+    try:
+        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except OSError as exc:
+        raise _hub_error(path, "tokenizer", exc) from None
+    ensure_pad_token(tok)
+    tok.padding_side = padding_side
+    return tok
+
+
+def load_causal_lm(path: str | os.PathLike, dtype: str | torch.dtype = "auto", device: str | torch.device = "auto",
+                   trust_remote_code: bool = False, padding_side: str = "right", attn_implementation: str | None = None):
+    """Load (model, tokenizer) for evaluation: eval mode, on ``device``, pad token set."""
+    from transformers import AutoModelForCausalLM
+
+    dev = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, dev)
+    tok = load_tokenizer(path, padding_side=padding_side, trust_remote_code=trust_remote_code)
+    path = check_model_path(path)
+    kwargs = {"dtype": torch_dtype, "trust_remote_code": trust_remote_code}
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except OSError as exc:
+        raise _hub_error(path, "model", exc) from None
+    model.to(dev)
+    model.eval()
+    if getattr(model.config, "pad_token_id", None) is None:
+        model.config.pad_token_id = tok.pad_token_id
+    if getattr(model, "generation_config", None) is not None and model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tok.pad_token_id
+    return model, tok
+
+
+def load_seq_cls(path: str | os.PathLike, dtype: str | torch.dtype = "auto", device: str | torch.device = "auto",
+                 trust_remote_code: bool = False, **model_kwargs):
+    """Load (classifier, tokenizer) for a sequence-classification judge (HHEM, NLI, the tiny judge).
+
+    ``model_kwargs`` go to ``from_pretrained`` (e.g. num_labels / id2label for a classifier to fine-tune)."""
+    from transformers import AutoModelForSequenceClassification
+
+    dev = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, dev)
+    path = check_model_path(path, "judge model")
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch_dtype,
+                                                                   trust_remote_code=trust_remote_code,
+                                                                   **model_kwargs)
+    except OSError as exc:
+        raise _hub_error(path, "judge model", exc) from None
+    model.to(dev)
+    model.eval()
+    try:
+        tok = load_tokenizer(path, trust_remote_code=trust_remote_code)
+    except ModelLoadError:
+        tok = None  # HHEM carries its own tokenizer inside the remote code
+    if tok is not None and getattr(model.config, "pad_token_id", None) is None:
+        model.config.pad_token_id = tok.pad_token_id
+    return model, tok
+
+
+# ---------------------------------------------------------------------------------------------
+# LoRA adapters
+# ---------------------------------------------------------------------------------------------
+
+def parse_adapter_paths(value: str | Sequence[str] | None) -> list[str | None]:
+    """Split ``--lora_path`` values ("a,b", "a b", ["a", "none"]) into paths; ``none`` means the base model."""
+    if value is None:
+        return [None]
+    items = [value] if isinstance(value, str) else list(value)
+    out: list[str | None] = []
+    for item in items:
+        for part in re.split(r"[,\s]+", str(item).strip()):
+            if part == "" and len(items) > 1:
+                continue
+            out.append(None if part.lower() in NO_ADAPTER else part)
+    return out or [None]
+
+
+def adapter_name(path: str | None, taken: Sequence[str] = ()) -> str:
+    """A readable, unique name for an adapter: its folder name (``epoch_2``), or ``base`` for none."""
+    if path is None:
+        return "base"
+    p = Path(path.rstrip("/"))
+    name = p.name if not p.name.startswith("epoch_") else f"{p.parent.name}_{p.name}"
+    name = re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_") or "adapter"
+    base, i = name, 2
+    while name in taken or name == "base":
+        name = f"{base}_{i}"
+        i += 1
+    return name
+
+
+def check_adapter_path(path: str) -> str:
+    p = Path(path).expanduser()
+    if p.is_dir():
+        if not (p / "adapter_config.json").is_file():
+            raise ModelLoadError(f"adapter path '{path}' has no adapter_config.json; is it a LoRA adapter folder?")
+        return str(p)
+    return check_model_path(path, "adapter")
+
+
+def attach_adapters(model, adapter_paths: Sequence[str], names: Sequence[str] | None = None,
+                    is_trainable: bool = False):
+    """Load one or several LoRA adapters onto one loaded base; returns (peft_model, names).
+
+    The first adapter is active afterwards; switch with ``use_adapter``.
+    """
+    from peft import PeftModel
+
+    paths = [check_adapter_path(p) for p in adapter_paths]
+    if not paths:
+        raise ValueError("attach_adapters needs at least one adapter path")
+    chosen: list[str] = []
+    for i, p in enumerate(paths):
+        chosen.append(names[i] if names else adapter_name(p, chosen))
+    try:
+        peft_model = PeftModel.from_pretrained(model, paths[0], adapter_name=chosen[0], is_trainable=is_trainable)
+        for p, n in zip(paths[1:], chosen[1:]):
+            peft_model.load_adapter(p, adapter_name=n, is_trainable=is_trainable)
+    except OSError as exc:
+        raise _hub_error(paths[0], "adapter", exc) from None
+    peft_model.set_adapter(chosen[0])
+    peft_model.eval()
+    return peft_model, chosen
+
+
+@contextlib.contextmanager
+def use_adapter(model, name: str | None) -> Iterator:
+    """Run with adapter ``name`` active, or with all adapters disabled (the base model) when ``name`` is None."""
+    from peft import PeftModel
+
+    if not isinstance(model, PeftModel):
+        if name is not None:
+            raise ModelLoadError(f"adapter '{name}' requested but the model has no adapters attached")
+        yield model
+        return
+    if name is None:
+        with model.disable_adapter():
+            yield model
+        return
+    if name not in model.peft_config:
+        raise ModelLoadError(f"unknown adapter '{name}'; loaded: {sorted(model.peft_config)}")
+    model.set_adapter(name)
+    yield model
+
+
+def merge_adapter(model, name: str | None = None):
+    """Merge adapter ``name`` (default: the active one) into the base weights and return the plain model."""
+    if name is not None:
+        model.set_adapter(name)
+    return model.merge_and_unload()
+
+
+def model_device(model) -> torch.device:
+    return next(model.parameters()).device

@@ -1,0 +1,231 @@
+"""Medium fakes: named entities in an ideal answer swapped for other entities of the same label.
+
+A knowledge base of entity texts per label is built from all ideal answers with spaCy NER (the study used
+``en_core_web_trf``).  ``--spacy_model rule`` is an offline fallback that needs no model download: a blank
+English pipeline whose rule-based matchers tag DATE, MONEY, PERCENT, QUANTITY, ORDINAL, CARDINAL and
+capitalised name spans (label ``NAME``: the rules cannot tell people from places or organisations, so those
+are swapped among each other).  ``auto`` uses ``en_core_web_trf`` when it is installed, else the rules.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SPACY_MODEL = "en_core_web_trf"
+RULE_MODEL = "rule"
+RULE_COMPONENT = "aligner_rule_ner"
+
+MONTHS = ["january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
+          "november", "december", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec"]
+WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+SCALES = ["hundred", "thousand", "million", "billion", "trillion", "k", "m", "bn"]
+CURRENCY_SYMBOLS = ["$", "£", "€", "¥", "₹"]
+CURRENCY_WORDS = ["dollar", "dollars", "pound", "pounds", "euro", "euros", "yen", "cents", "rupees", "usd", "gbp"]
+UNITS = ["km", "kilometre", "kilometres", "kilometer", "kilometers", "mile", "miles", "m", "metre", "metres", "meter",
+         "meters", "cm", "mm", "ft", "foot", "feet", "inch", "inches", "yard", "yards", "kg", "kilogram", "kilograms",
+         "g", "gram", "grams", "lb", "lbs", "ton", "tons", "tonne", "tonnes", "acre", "acres", "hectare", "hectares",
+         "mph", "km/h", "litre", "litres", "liter", "liters", "gallon", "gallons", "degrees", "°c", "°f", "square",
+         "sq", "cubic", "mw", "kw", "gw"]
+DURATIONS = ["year", "years", "month", "months", "week", "weeks", "day", "days", "decade", "decades", "century",
+             "centuries"]
+ORDINAL_WORDS = ["first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth",
+                 "eleventh", "twelfth", "twentieth", "hundredth", "thousandth"]
+NAME_CONNECTORS = ["of", "'s", "de", "da", "del", "della", "von", "van", "der", "den", "la", "le", "du", "the", "and", "&",
+                   "y", "bin", "al"]
+# Earlier labels win when two spans of the same length overlap.
+LABEL_PRIORITY = ["DATE", "MONEY", "PERCENT", "QUANTITY", "ORDINAL", "CARDINAL", "NAME"]
+
+_YEAR = {"TEXT": {"REGEX": r"^(1[0-9]|20)\d\d$"}}
+_DAY = {"TEXT": {"REGEX": r"^([1-9]|[12]\d|3[01])(st|nd|rd|th)?$"}}
+_MONTH = {"LOWER": {"IN": MONTHS}}
+_NUM = {"LIKE_NUM": True}
+_CAP = {"TEXT": {"REGEX": r"^[A-Z][\w'\-.]*$"}, "IS_STOP": False, "LOWER": {"NOT_IN": MONTHS + WEEKDAYS}}
+
+
+def _rule_patterns() -> dict[str, list[list[dict]]]:
+    scale = {"LOWER": {"IN": SCALES}, "OP": "?"}
+    return {
+        "DATE": [
+            [_MONTH, _DAY, {"ORTH": ",", "OP": "?"}, _YEAR],
+            [_DAY, _MONTH, {"ORTH": ",", "OP": "?"}, _YEAR],
+            [_MONTH, _YEAR], [_MONTH, _DAY], [_DAY, {"LOWER": "of"}, _MONTH], [_MONTH],
+            [{"LOWER": {"IN": WEEKDAYS}}],
+            [_YEAR], [{"TEXT": {"REGEX": r"^(1[0-9]|20)\d0s$"}}],
+            [{"TEXT": {"REGEX": r"^\d{1,2}(st|nd|rd|th)$"}}, {"LOWER": {"IN": ["century", "centuries", "millennium"]}}],
+            [_NUM, {"ORTH": "-", "OP": "?"}, {"LOWER": {"IN": DURATIONS}}],
+            [_YEAR, {"ORTH": {"IN": ["-", "–", "to"]}}, _YEAR],
+        ],
+        "MONEY": [
+            [{"ORTH": {"IN": CURRENCY_SYMBOLS}}, _NUM, scale],
+            [_NUM, scale, {"LOWER": {"IN": CURRENCY_WORDS}}],
+        ],
+        "PERCENT": [[_NUM, {"ORTH": "%"}], [_NUM, {"LOWER": {"IN": ["percent", "per-cent"]}}]],
+        "QUANTITY": [[_NUM, scale, {"ORTH": "-", "OP": "?"}, {"LOWER": {"IN": UNITS}}]],
+        "ORDINAL": [[{"LOWER": {"IN": ORDINAL_WORDS}}], [{"TEXT": {"REGEX": r"^\d+(st|nd|rd|th)$"}}]],
+        "CARDINAL": [[_NUM, {"LOWER": {"IN": SCALES}, "OP": "*"}]],
+        "NAME": [
+            [dict(_CAP, OP="+")],
+            [dict(_CAP, OP="+"), {"LOWER": {"IN": NAME_CONNECTORS}}, dict(_CAP, OP="+")],
+            [dict(_CAP, OP="+"), {"LOWER": {"IN": NAME_CONNECTORS}}, {"LOWER": {"IN": NAME_CONNECTORS}},
+             dict(_CAP, OP="+")],
+        ],
+    }
+
+
+def _resolve_overlaps(spans: Sequence[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
+    """Longest span first, then label priority, then leftmost; keep the spans that do not overlap a kept one."""
+    prio = {lab: i for i, lab in enumerate(LABEL_PRIORITY)}
+    taken: set[int] = set()
+    kept = []
+    for label, start, end in sorted(spans, key=lambda s: (-(s[2] - s[1]), prio.get(s[0], 99), s[1])):
+        if any(t in taken for t in range(start, end)):
+            continue
+        kept.append((label, start, end))
+        taken.update(range(start, end))
+    return sorted(kept, key=lambda s: s[1])
+
+
+def _register_rule_component() -> None:
+    from spacy.language import Language
+
+    if Language.has_factory(RULE_COMPONENT):
+        return
+
+    @Language.factory(RULE_COMPONENT)
+    def _make_rule_ner(nlp, name):
+        return RuleEntityTagger(nlp)
+
+
+class RuleEntityTagger:
+    """spaCy component: token-pattern matchers for dates, numbers/quantities and capitalised names."""
+
+    def __init__(self, nlp):
+        from spacy.matcher import Matcher
+
+        self.matcher = Matcher(nlp.vocab)
+        for label, patterns in _rule_patterns().items():
+            self.matcher.add(label, patterns, greedy="LONGEST")
+
+    def __call__(self, doc):
+        from spacy.tokens import Span
+
+        vocab = doc.vocab
+        spans = [(vocab.strings[mid], s, e) for mid, s, e in self.matcher(doc)]
+        doc.ents = [Span(doc, s, e, label=lab) for lab, s, e in _resolve_overlaps(spans)]
+        return doc
+
+
+def build_rule_pipeline():
+    """A blank English pipeline with the rule-based entity tagger (no download needed)."""
+    import spacy
+
+    _register_rule_component()
+    nlp = spacy.blank("en")
+    nlp.add_pipe(RULE_COMPONENT)
+    return nlp
+
+
+def load_ner_pipeline(spacy_model: str = DEFAULT_SPACY_MODEL, prefer_gpu: bool = False):
+    """Returns (nlp, name actually used).  ``rule`` = the built-in fallback; ``auto`` = en_core_web_trf when
+    installed, else the fallback.  A named model that is not installed is an error saying what to do."""
+    import spacy
+
+    if spacy_model == RULE_MODEL:
+        return build_rule_pipeline(), RULE_MODEL
+    if prefer_gpu:
+        spacy.prefer_gpu()
+    if spacy_model == "auto":
+        try:
+            return spacy.load(DEFAULT_SPACY_MODEL), DEFAULT_SPACY_MODEL
+        except (OSError, ImportError) as exc:
+            logger.info("spaCy model %s not available (%s); using the rule-based fallback", DEFAULT_SPACY_MODEL,
+                        str(exc).splitlines()[0])
+            return build_rule_pipeline(), RULE_MODEL
+    try:
+        return spacy.load(spacy_model), spacy_model
+    except (OSError, ImportError) as exc:
+        raise RuntimeError(f"spaCy model '{spacy_model}' is not installed ({str(exc).splitlines()[0]}). Install it "
+                           f"(python -m spacy download {spacy_model}, or pip install its wheel) or pass "
+                           "--spacy_model rule for the offline rule-based tagger") from None
+
+
+def _pipe_disable(nlp) -> list[str]:
+    return [p for p in ("parser", "lemmatizer", "tagger", "morphologizer", "attribute_ruler", "senter")
+            if p in nlp.pipe_names]
+
+
+class NERSwapper:
+    """Knowledge base of entity texts per label, and same-label swaps drawn with a seeded RNG."""
+
+    def __init__(self, nlp, seed: int = 42):
+        self.nlp = nlp
+        self.rng = random.Random(seed)
+        self.entity_map: dict[str, list[str]] = {}
+
+    def docs(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False):
+        from tqdm.auto import tqdm
+
+        it = self.nlp.pipe(list(texts), batch_size=batch_size, disable=_pipe_disable(self.nlp))
+        return list(tqdm(it, total=len(texts), desc="NER", disable=not progress, unit="text"))
+
+    def build_knowledge_base(self, texts: Sequence[str] | None = None, docs=None, batch_size: int = 64,
+                             progress: bool = False) -> dict[str, list[str]]:
+        docs = docs if docs is not None else self.docs(texts or [], batch_size, progress)
+        kb: dict[str, set[str]] = defaultdict(set)
+        for doc in docs:
+            for ent in doc.ents:
+                text = ent.text.strip()
+                if text:
+                    kb[ent.label_].add(text)
+        # Sorted so the same seed gives the same swaps regardless of set order.
+        self.entity_map = {label: sorted(v) for label, v in sorted(kb.items())}
+        return self.entity_map
+
+    def swap_entities(self, text: str, doc=None) -> tuple[str, list[dict]]:
+        """Replace every entity that has a different same-label candidate; returns (new text, swaps made).
+        The text comes back unchanged (with no swaps) when no entity can be replaced."""
+        doc = doc if doc is not None else self.nlp(text)
+        swaps = []
+        out = text
+        for ent in sorted(doc.ents, key=lambda e: e.start_char, reverse=True):
+            candidates = [c for c in self.entity_map.get(ent.label_, []) if c.casefold() != ent.text.casefold()]
+            if not candidates:
+                continue
+            repl = self.rng.choice(candidates)
+            out = out[:ent.start_char] + repl + out[ent.end_char:]
+            swaps.append({"label": ent.label_, "original": ent.text, "replacement": repl, "start": ent.start_char})
+        swaps.reverse()
+        return out, swaps
+
+
+def make_medium_fakes(view: Sequence[dict], swapper: NERSwapper, batch_size: int = 64, progress: bool = True,
+                      keep_swaps: bool = True) -> tuple[list[dict], Counter]:
+    """One medium fake per item whose ideal answer has a swappable entity; the knowledge base is built from
+    all ideal answers of the view first (one NER pass serves both)."""
+    from aligner.data.negatives import MEDIUM_TYPE, fake_record, same_answer
+
+    counts: Counter = Counter()
+    answers = [item["ideal_answer"] for item in view]
+    docs = swapper.docs(answers, batch_size, progress)
+    kb = swapper.build_knowledge_base(docs=docs)
+    counts.update({f"kb_{label}": len(v) for label, v in kb.items()})
+    out = []
+    for item, doc in zip(view, docs):
+        if not doc.ents:
+            counts["no_entity"] += 1
+            continue
+        fake, swaps = swapper.swap_entities(item["ideal_answer"], doc)
+        if not swaps or same_answer(fake, item["ideal_answer"]):
+            counts["no_swap_possible"] += 1
+            continue
+        rec = fake_record(item, fake, MEDIUM_TYPE)
+        if keep_swaps:
+            rec["swaps"] = swaps
+        out.append(rec)
+        counts["written"] += 1
+    return out, counts

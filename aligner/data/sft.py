@@ -1,0 +1,205 @@
+"""SFT-style question/context/answer sets: SQuAD v2 from its CSV export, the NQ RAG records, and the unified
+view every negative-sampling stage works on.
+
+SQuAD v2 exported with pandas writes the ``answers`` cell as the repr of a dict of NumPy arrays,
+``{'text': array(['Denver Broncos'], dtype=object), 'answer_start': array([177], dtype=int32)}``, which is
+neither JSON nor a Python literal.  ``parse_answers_cell`` reads it with a small AST walker that accepts
+literals and ``array(...)``-style calls only (never ``eval``).
+
+Unanswerable SQuAD v2 questions (no answer text) get the fixed target ``NO_ANSWER_TARGET`` as their answer,
+so the unified view teaches abstention instead of silently dropping them; ``has_answer`` keeps the flag.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from aligner.core.io import DataError, read_jsonl
+from aligner.core.runinfo import finish_stage, write_run_config
+from aligner.data.sources.squad import SquadReadStats, SquadRow, read_squad_csv, sample_squad
+
+logger = logging.getLogger(__name__)
+
+NO_ANSWER_TARGET = "The provided context does not contain the answer to this question."
+
+
+def squad_record(row: SquadRow, no_answer_target: str = NO_ANSWER_TARGET) -> dict:
+    """The normalised SFT record: answers is the gold list, or [no_answer_target] for unanswerable rows."""
+    return {"id": row.id, "title": row.title, "question": row.question, "context": row.context,
+            "answers": list(row.answers) if row.has_answer else [no_answer_target],
+            "answer_starts": list(row.answer_starts) if row.has_answer else [],
+            "has_answer": row.has_answer}
+
+
+# ---------------------------------------------------------------------------------------------
+# The unified SFT view
+# ---------------------------------------------------------------------------------------------
+
+def _optional_path(path) -> Path | None:
+    if path is None:
+        return None
+    s = str(path).strip()
+    if not s or s.lower() == "none":
+        return None
+    return Path(s)
+
+
+def load_sft_view(nq_path=None, squad_path=None, limit: int | None = None, stats: dict | None = None) -> list[dict]:
+    """NQ RAG records then SQuAD records as {question, context, ideal_answer, data_index, source, source_id}.
+
+    ``data_index`` is the position in this list, so every stage that builds the view from the same files
+    (and ``limit``) agrees on it.  The NQ context is its reranked passages joined by a blank line; the ideal
+    answer is the first gold answer.  Records without a context or an answer are skipped and counted
+    (``stats['skipped_<source>']``).  An empty path or ``none`` means "no such source".
+    """
+    stats = stats if stats is not None else {}
+    nq_path, squad_path = _optional_path(nq_path), _optional_path(squad_path)
+    if nq_path is None and squad_path is None:
+        raise ValueError("give at least one of the NQ RAG file and the SQuAD file")
+    view: list[dict] = []
+    for source, path in (("nq", nq_path), ("squad", squad_path)):
+        if path is None:
+            continue
+        kept = skipped = 0
+        for rec in read_jsonl(path, required=["question"]):
+            ctx = rec.get("context")
+            if not ctx and rec.get("contexts"):
+                ctx = "\n\n".join(rec["contexts"])
+            if isinstance(ctx, list):
+                ctx = "\n\n".join(ctx)
+            answers = rec.get("answers") or []
+            answers = [answers] if isinstance(answers, str) else answers
+            ideal = next((a.strip() for a in answers if isinstance(a, str) and a.strip()), "")
+            if not ctx or not str(ctx).strip() or not ideal:
+                skipped += 1
+                continue
+            view.append({"question": rec["question"].strip(), "context": str(ctx).strip(), "ideal_answer": ideal,
+                         "data_index": len(view), "source": source,
+                         "source_id": rec.get("example_id", rec.get("id"))})
+            kept += 1
+        stats[f"loaded_{source}"] = kept
+        stats[f"skipped_{source}"] = skipped
+        if skipped:
+            logger.warning("%s: skipped %d record(s) without context or answer", path, skipped)
+    if limit is not None and limit >= 0:
+        view = view[:limit]
+    stats["view_size"] = len(view)
+    return view
+
+
+def run_squad(csv_path, output_file, n_answerable: int, n_unanswerable: int, seed: int = 42,
+              limit: int | None = None, no_answer_target: str = NO_ANSWER_TARGET, skip_invalid: bool = False) -> dict:
+    """SQuAD v2 CSV -> sampled, normalised JSON lines (see ``squad_record``); returns the counts."""
+    from aligner.core.io import write_jsonl_atomic
+
+    rstats = SquadReadStats()
+    rows = read_squad_csv(csv_path, skip_invalid=skip_invalid, stats=rstats)
+    if not rows:
+        raise DataError(csv_path, "no usable rows")
+    sampled, info = sample_squad(rows, n_answerable, n_unanswerable, seed)
+    if limit is not None and limit >= 0:
+        sampled = sampled[:limit]
+    records = [squad_record(r, no_answer_target) for r in sampled]
+    write_jsonl_atomic(output_file, records)
+    return {"csv_rows": rstats.rows, "bad_rows_skipped": rstats.skipped, **info,
+            "written": len(records), "written_answerable": sum(r["has_answer"] for r in records),
+            "written_unanswerable": sum(not r["has_answer"] for r in records)}
+
+
+# --- the stages' command lines ---------------------------------------------------------------------
+
+def add_squad_args(p, csv_file: str = "datasets/squad2/train.csv", output_file: str = "squad_15k.jsonl",
+                   n_answerable: int = 10000, n_unanswerable: int = 5000) -> None:
+    """The flags of the SQuAD stage (create_squad_training.py / create_squad_validation.py differ only in the
+    defaults given here)."""
+    p.add_argument("--csv_file", default=csv_file,
+                   help="SQuAD v2 CSV with columns question, context, answers (id, title optional) "
+                        "(default: %(default)s)")
+    p.add_argument("--output_file", default=output_file, help="normalised JSON lines (default: %(default)s)")
+    p.add_argument("--n_answerable", type=int, default=n_answerable,
+                   help="answerable rows sampled, -1 = all (default: %(default)s)")
+    p.add_argument("--n_unanswerable", type=int, default=n_unanswerable,
+                   help="unanswerable rows sampled, -1 = all (default: %(default)s)")
+    p.add_argument("--no_answer_target", default=NO_ANSWER_TARGET,
+                   help="answer given to unanswerable questions (default: %(default)r)")
+    p.add_argument("--limit", type=int, default=-1,
+                   help="keep at most this many of the shuffled sample, -1 = all (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=42, help="sampling and shuffling seed (default: %(default)s)")
+    p.add_argument("--skip_invalid", action="store_true",
+                   help="skip (and count) rows with unreadable answers instead of stopping (default: %(default)s)")
+
+
+def squad_stage(args) -> dict:
+    """Run the SQuAD stage from the flags of ``add_squad_args``; run_config.json goes beside --output_file."""
+    out_dir = Path(args.output_file).resolve().parent
+    write_run_config(out_dir, args)
+    counts = run_squad(args.csv_file, args.output_file, args.n_answerable, args.n_unanswerable, seed=args.seed,
+                       limit=args.limit, no_answer_target=args.no_answer_target, skip_invalid=args.skip_invalid)
+    return finish_stage(out_dir, args, counts)
+
+
+def add_sft_view_args(p, nq_default: str = "data_prep/train_nq_rag.jsonl",
+                      squad_default: str = "data_prep/squad_15k.jsonl", path_flags: bool = False) -> None:
+    """The inputs of the unified SFT view (see ``load_sft_view``): the NQ RAG and SQuAD files and --limit.
+
+    Every stage that numbers items by data_index builds the view from the same files and --limit.  With
+    ``path_flags`` the files are --nq_path / --squad_path (--nq_jsonl / --squad_jsonl kept as aliases)."""
+    names = {"nq": ["--nq_jsonl"], "squad": ["--squad_jsonl"]}
+    if path_flags:
+        names = {"nq": ["--nq_path", "--nq_jsonl"], "squad": ["--squad_path", "--squad_jsonl"]}
+    g = p.add_argument_group("SFT view")
+    g.add_argument(*names["nq"], dest=names["nq"][0][2:], default=nq_default,
+                   help="NQ RAG records; '' or none = no NQ (default: %(default)r)")
+    g.add_argument(*names["squad"], dest=names["squad"][0][2:], default=squad_default,
+                   help="SQuAD records; '' or none = no SQuAD (default: %(default)r)")
+    g.add_argument("--limit", type=int, default=-1,
+                   help="use the first N items of the SFT view, -1 = all; every stage of a run needs the same "
+                        "value (default: %(default)s)")
+
+
+def sft_view_from_args(args) -> tuple[list[dict], dict]:
+    """(view, counts) for the flags of ``add_sft_view_args``."""
+    nq = args.nq_path if hasattr(args, "nq_path") else args.nq_jsonl
+    squad = args.squad_path if hasattr(args, "squad_path") else args.squad_jsonl
+    stats: dict = {}
+    view = load_sft_view(nq, squad, args.limit, stats)
+    return view, stats
+
+
+# --- HaluEval rows in SQuAD format (demo and tests: real text, no SQuAD download) ----------------
+
+def numpy_repr_answers(texts: Sequence[str], starts: Sequence[int]) -> str:
+    """The cell pandas writes for a SQuAD answers dict of NumPy arrays (what ``parse_answers_cell`` reads)."""
+    t = ", ".join(repr(x) for x in texts)
+    s = ", ".join(str(x) for x in starts)
+    return f"{{'text': array([{t}], dtype=object), 'answer_start': array([{s}], dtype=int32)}}"
+
+
+def halueval_to_squad_csv(rows: Sequence[dict], out_csv: str | os.PathLike, unanswerable_every: int = 0,
+                          id_prefix: str = "h") -> list[dict]:
+    """Write HaluEval rows as a SQuAD v2 CSV (question, context = knowledge, answers = right_answer).
+
+    Every ``unanswerable_every``-th row gets an empty answers array (SQuAD v2's unanswerable case).
+    Returns, per row, what the SQuAD reader should parse it to.
+    """
+    import io as _io
+
+    from aligner.core.io import atomic_write_text
+
+    buf = _io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["id", "title", "context", "question", "answers"])
+    expected = []
+    for i, r in enumerate(rows):
+        ans = r["right_answer"].strip()
+        unanswerable = bool(unanswerable_every) and i % unanswerable_every == unanswerable_every - 1
+        cell = numpy_repr_answers([], []) if unanswerable else numpy_repr_answers([ans], [r["knowledge"].find(ans)])
+        w.writerow([f"{id_prefix}{i}", f"title {i}", r["knowledge"], r["question"], cell])
+        expected.append({"id": f"{id_prefix}{i}", "question": r["question"].strip(),
+                         "context": r["knowledge"].strip(), "answers": [] if unanswerable else [ans]})
+    atomic_write_text(out_csv, buf.getvalue())
+    return expected

@@ -1,0 +1,43 @@
+"""HaluEval QA rows and the two-step flow's predictions files."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from aligner.core.io import DataError, read_jsonl
+from aligner.core.paths import REPO_ROOT
+
+DEFAULT_DATA_PATH = "evaluation/HaluEval/data/qa_data.json"
+
+
+HALUEVAL_FIELDS = ("knowledge", "question", "right_answer", "hallucinated_answer")
+
+
+STEP1_FIELDS = ("knowledge", "question", "right_answer")
+
+
+PREDICTION_FIELDS = ("question", "knowledge", "right_answer", "generated_text")
+
+
+def resolve_data_path(path: str | os.PathLike | None) -> Path:
+    """The data file as given, else relative to the repository root; a clear error when neither exists."""
+    p = Path(path or DEFAULT_DATA_PATH).expanduser()
+    if p.is_file():
+        return p
+    if not p.is_absolute() and (REPO_ROOT / p).is_file():
+        return REPO_ROOT / p
+    raise DataError(p, "file not found; pass --data_path (HaluEval's qa_data.json, e.g. ../shared/data/halueval/"
+                       "qa_data.json) or download HaluEval into evaluation/HaluEval")
+
+
+def load_halueval(path: str | os.PathLike | None = None, limit: int = -1,
+                  required: Sequence[str] = HALUEVAL_FIELDS) -> list[dict]:
+    """HaluEval QA rows (JSON lines); a row without a required field is a ``DataError`` naming its line."""
+    return read_jsonl(resolve_data_path(path), required=required, limit=limit)
+
+
+def load_predictions(path: str | os.PathLike) -> list[dict]:
+    """Step-1 predictions; an empty ``generated_text`` is allowed (it is a legitimate, if poor, answer)."""
+    return read_jsonl(path, required=PREDICTION_FIELDS, allow_empty=True)

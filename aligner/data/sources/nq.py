@@ -1,0 +1,251 @@
+"""Natural Questions: reading the (gzipped) JSON-lines shards, article text, titles and short/long answers."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import os
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlparse
+
+from aligner.core.io import DataError
+
+logger = logging.getLogger(__name__)
+
+# An NQ HTML token: <P>, </Td>, <Table border="1"> (the simplified format keeps attributes out, but be lenient).
+_HTML_TOKEN = re.compile(r"^</?[A-Za-z][A-Za-z0-9]*(\s[^<>]*)?/?>$")
+
+
+def open_text(path: str | os.PathLike):
+    path = Path(path)
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8")
+    return path.open("r", encoding="utf-8")
+
+
+def iter_nq_records(path: str | os.PathLike, skip_invalid: bool = False, stats: dict | None = None
+                    ) -> Iterator[tuple[int, dict]]:
+    """Yield (line number, record) from an NQ shard (.jsonl.gz or .jsonl).
+
+    A line that is not JSON, or lacks ``question_text`` and a document (``document_tokens`` or
+    ``document_text``), raises ``DataError`` naming the file and line (or is counted in
+    ``stats['invalid']`` when ``skip_invalid``).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "file not found")
+    with open_text(path) as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            if not raw.strip():
+                continue
+            try:
+                try:
+                    rec = json.loads(raw)
+                except json.JSONDecodeError as exc:
+                    raise DataError(path, f"invalid JSON ({exc.msg} at column {exc.colno})", lineno) from None
+                if not isinstance(rec, dict):
+                    raise DataError(path, "expected a JSON object", lineno)
+                if "document_tokens" not in rec and "document_text" not in rec:
+                    raise DataError(path, "neither 'document_tokens' (original NQ) nor 'document_text' "
+                                          "(simplified NQ) present", lineno)
+                if "question_text" not in rec:
+                    raise DataError(path, "missing 'question_text'", lineno)
+            except DataError as err:
+                if not skip_invalid:
+                    raise
+                logger.warning("skipping: %s", err)
+                if stats is not None:
+                    stats["invalid"] = stats.get("invalid", 0) + 1
+                continue
+            yield lineno, rec
+
+
+def nq_tokens(rec: dict) -> list[tuple[str, bool]]:
+    """The document as (token, is_html) pairs, in the order answer spans index them."""
+    if "document_tokens" in rec:
+        return [(t["token"], bool(t.get("html_token", False))) for t in rec["document_tokens"]]
+    return [(t, bool(_HTML_TOKEN.match(t))) for t in rec["document_text"].split(" ")]
+
+
+def span_text(tokens: Sequence[tuple[str, bool]], start: int, end: int) -> str:
+    """Plain text of tokens[start:end] without the HTML tokens."""
+    return " ".join(t for t, html in tokens[start:end] if not html and t).strip()
+
+
+def strip_html_text(tokens: Sequence[tuple[str, bool]]) -> str:
+    return span_text(tokens, 0, len(tokens))
+
+
+def nq_title(rec: dict, tokens: Sequence[tuple[str, bool]] | None = None) -> str:
+    """``document_title`` (original NQ); else the URL's ``title=`` parameter; else the first <H1> span."""
+    title = rec.get("document_title")
+    if title:
+        return str(title).strip()
+    url = (rec.get("document_url") or "").replace("&amp;", "&")
+    if url:
+        parsed = urlparse(url)
+        q = parse_qs(parsed.query).get("title")
+        if q and q[0]:
+            return unquote(q[0]).replace("_", " ").strip()
+        if "/wiki/" in parsed.path:
+            return unquote(parsed.path.rsplit("/wiki/", 1)[1]).replace("_", " ").strip()
+    tokens = tokens if tokens is not None else nq_tokens(rec)
+    words: list[str] = []
+    inside = False
+    for tok, html in tokens:
+        if html and tok.upper().startswith("<H1"):
+            inside = True
+            continue
+        if html and inside:
+            break
+        if inside:
+            words.append(tok)
+    return " ".join(words).strip()
+
+
+def nq_answers(rec: dict, tokens: Sequence[tuple[str, bool]] | None = None) -> tuple[list[str], str]:
+    """Gold answers of the first annotation: its short answers, else its long answer text.
+
+    Returns (answers, kind) with kind ``short``, ``long`` or ``none``.
+    """
+    tokens = tokens if tokens is not None else nq_tokens(rec)
+    anns = rec.get("annotations") or []
+    if not anns:
+        return [], "none"
+    first = anns[0]
+    shorts = []
+    for sa in first.get("short_answers") or []:
+        s, e = sa.get("start_token", -1), sa.get("end_token", -1)
+        if s is not None and s >= 0 and e > s:
+            text = span_text(tokens, s, e)
+            if text:
+                shorts.append(text)
+    if shorts:
+        return shorts, "short"
+    la = first.get("long_answer") or {}
+    s, e = la.get("start_token", -1), la.get("end_token", -1)
+    if s is not None and s >= 0 and e > s:
+        text = span_text(tokens, s, e)
+        if text:
+            return [text], "long"
+    return [], "none"
+
+
+@dataclass
+class Article:
+    title: str
+    text: str
+    url: str
+
+
+@dataclass
+class CorpusStats:
+    records: int = 0
+    articles: int = 0
+    duplicate_titles: int = 0
+    untitled: int = 0
+    too_short: int = 0
+    invalid: int = 0
+    per_file: dict = field(default_factory=dict)
+
+
+def collect_articles(paths: Sequence[str | os.PathLike], min_chars: int = 200, skip_invalid: bool = False,
+                     limit: int | None = None, progress: bool = True) -> tuple[list[Article], CorpusStats]:
+    """Unique articles (first occurrence of each title wins) with the HTML tokens removed.
+
+    Articles whose plain text is shorter than ``min_chars`` characters are dropped (counted).
+    ``limit`` caps the number of NQ records read over all files.
+    """
+    from tqdm.auto import tqdm
+
+    stats = CorpusStats()
+    seen: set[str] = set()
+    articles: list[Article] = []
+    for path in paths:
+        istats: dict = {}
+        n_file = 0
+        for _, rec in tqdm(iter_nq_records(path, skip_invalid, istats), desc=f"reading {Path(path).name}",
+                           disable=not progress, unit="rec"):
+            if limit is not None and 0 <= limit <= stats.records:
+                break
+            stats.records += 1
+            n_file += 1
+            tokens = nq_tokens(rec)
+            title = nq_title(rec, tokens)
+            if not title:
+                stats.untitled += 1
+                continue
+            if title in seen:
+                stats.duplicate_titles += 1
+                continue
+            seen.add(title)
+            text = strip_html_text(tokens)
+            if len(text) < min_chars:
+                stats.too_short += 1
+                continue
+            articles.append(Article(title=title, text=text, url=rec.get("document_url", "") or ""))
+        stats.invalid += istats.get("invalid", 0)
+        stats.per_file[str(path)] = n_file
+    stats.articles = len(articles)
+    return articles, stats
+
+
+def find_nq_shards(nq_dir: str | os.PathLike, split: str = "all") -> list[Path]:
+    """NQ shards (*.jsonl.gz, else *.jsonl) under ``nq_dir``, train shards first; ``split`` train/dev picks the
+    files whose name contains it (all files when none does)."""
+    nq_dir = Path(nq_dir)
+    if not nq_dir.is_dir():
+        raise DataError(nq_dir, "NQ folder not found")
+    files = sorted(nq_dir.rglob("*.jsonl.gz")) or sorted(nq_dir.rglob("*.jsonl"))
+    if not files:
+        raise DataError(nq_dir, "no *.jsonl.gz (or *.jsonl) NQ shards in this folder")
+    # Train shards first (the study's order), so a --limit run indexes the articles its questions come from.
+    files.sort(key=lambda f: ("train" not in f.name, str(f)))
+    if split != "all":
+        picked = [f for f in files if split in f.name]
+        if picked:
+            return picked
+        logger.warning("%s: no shard name contains %r; using all %d shards", nq_dir, split, len(files))
+    return files
+
+
+def nq_question_items(paths: Sequence[str | os.PathLike], skip_invalid: bool = False, limit: int | None = None,
+                      stats: dict | None = None) -> Iterator[dict]:
+    """{example_id, question, answers, answer_kind} per NQ record; records with no gold answer are counted
+    (``stats['no_answer']``) and skipped."""
+    stats = stats if stats is not None else {}
+    n = 0
+    for path in paths:
+        for lineno, rec in iter_nq_records(path, skip_invalid, stats):
+            if limit is not None and 0 <= limit <= n:
+                return
+            n += 1
+            stats["read"] = stats.get("read", 0) + 1
+            tokens = nq_tokens(rec)
+            answers, kind = nq_answers(rec, tokens)
+            stats[f"answer_{kind}"] = stats.get(f"answer_{kind}", 0) + 1
+            if not answers:
+                stats["no_answer"] = stats.get("no_answer", 0) + 1
+                continue
+            question = str(rec["question_text"]).strip()
+            if not question:
+                raise DataError(path, "empty question_text", lineno)
+            yield {"example_id": rec.get("example_id", f"{Path(path).name}:{lineno}"), "question": question,
+                   "answers": answers, "answer_kind": kind}
+
+
+def resolve_nq_paths(nq_files: Sequence[str] | None, nq_dir: str | None, split: str) -> list[Path]:
+    """Explicit ``--nq_files`` win; else the shards of ``--nq_dir`` for ``split``."""
+    if nq_files:
+        paths = [Path(p) for p in nq_files]
+        for p in paths:
+            if not p.is_file():
+                raise DataError(p, "NQ shard not found")
+        return paths
+    if nq_dir:
+        return find_nq_shards(nq_dir, split)
+    raise ValueError("give --nq_files or --nq_dir")

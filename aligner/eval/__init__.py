@@ -1,0 +1,2 @@
+"""Evaluation: the model interface and its backends (``lm``, ``hf``, ``vllm``, ``packing``), metrics and
+benchmark tasks."""

@@ -1,0 +1,188 @@
+"""The Hugging Face backend of ``aligner.eval.lm.LM``.
+
+Log-likelihoods are exact and batched (right padding, only the continuation positions projected onto the
+vocabulary, ``aligner.core.logprobs``); groups of continuations sharing a context are packed behind one copy
+of it (``aligner.eval.packing``) when ``share_prefix`` is on and the attention kernel takes a custom mask.
+Generation is batched greedy or sampled decoding with left padding.  LoRA adapters are switched on one
+loaded base.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import torch
+
+from aligner.core.logprobs import encode_prompt_response, encoded_response_logprobs, pad_sequences, wants_special_tokens
+from aligner.core.models import attach_adapters, load_causal_lm, parse_adapter_paths, use_adapter
+from aligner.eval.lm import LM, cut_at_stop
+from aligner.eval.packing import PACKABLE_ATTENTION, pack_group, packed_group_logprobs
+
+logger = logging.getLogger(__name__)
+
+#: the keyword arguments ``HFLM`` takes (``load_lm`` drops the others)
+HF_SETTINGS = ("dtype", "device", "batch_size", "gen_batch_size", "share_prefix", "max_length",
+               "trust_remote_code")
+
+
+def stop_token_ids(tokenizer, model=None) -> list[int]:
+    """EOS ids to stop generation at: the tokenizer's EOS, Llama-3's <|eot_id|>/<|end_of_text|>, the model's."""
+    ids: list[int] = []
+    if tokenizer.eos_token_id is not None:
+        ids.append(tokenizer.eos_token_id)
+    vocab = tokenizer.get_vocab()
+    for tok in ("<|eot_id|>", "<|end_of_text|>", "<|eom_id|>"):
+        if tok in vocab:
+            ids.append(vocab[tok])
+    gen_cfg = getattr(model, "generation_config", None)
+    eos = getattr(gen_cfg, "eos_token_id", None) if gen_cfg is not None else None
+    if isinstance(eos, int):
+        ids.append(eos)
+    elif isinstance(eos, (list, tuple)):
+        ids.extend(eos)
+    return sorted(set(ids))
+
+
+class HFLM(LM):
+    """``batch_size``: sequences (or packed continuations) per log-likelihood forward; ``gen_batch_size``:
+    prompts per ``generate`` call (default ``batch_size``); ``share_prefix``: pack a context's continuations
+    into one row."""
+
+    def __init__(self, model_path: str, lora_paths: Sequence[str | None] | str | None = None, dtype: str = "auto",
+                 device: str = "auto", batch_size: int = 8, gen_batch_size: int | None = None,
+                 share_prefix: bool = True, max_length: int | None = None, trust_remote_code: bool = False,
+                 model=None, tokenizer=None):
+        if model is None:
+            model, tokenizer = load_causal_lm(model_path, dtype=dtype, device=device,
+                                              trust_remote_code=trust_remote_code)
+        self.model_path = model_path
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+        self.gen_batch_size = gen_batch_size or batch_size
+        self.generation_chunk = self.gen_batch_size  # one save per generate call
+        self.share_prefix = share_prefix
+        paths = parse_adapter_paths(lora_paths)
+        real = [p for p in paths if p is not None]
+        self.adapter_paths = {}
+        if real:
+            model, names = attach_adapters(model, real)
+            it = iter(names)
+            self.adapter_names = [None if p is None else next(it) for p in paths]
+        else:
+            self.adapter_names = [None]
+        for p, n in zip(paths, self.adapter_names):
+            self.adapter_paths[n] = p
+        self.model = model
+        self.active_adapter = self.adapter_names[0]
+        self.max_length = max_length or getattr(model.config, "max_position_embeddings", None) or 4096
+        self.n_truncated = 0
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def can_pack(self) -> bool:
+        """Packing needs an attention kernel that takes a custom 4D mask."""
+        impl = getattr(self.model.config, "_attn_implementation", None) or "eager"
+        return impl in PACKABLE_ATTENTION
+
+    def release(self) -> None:
+        if hasattr(self, "model"):
+            del self.model
+        super().release()
+
+    # -- log-likelihoods ----------------------------------------------------------------------
+    def loglikelihood(self, requests, progress=True, desc="loglikelihood"):
+        encoded = [encode_prompt_response(self.tokenizer, c, r) for c, r in requests]
+        too_long = [i for i, e in enumerate(encoded) if len(e.input_ids) > self.max_length]
+        if too_long:
+            raise ValueError(f"{len(too_long)} request(s) exceed the model's {self.max_length} tokens "
+                             f"(first: request {too_long[0]}, {len(encoded[too_long[0]].input_ids)} tokens)")
+        with use_adapter(self.model, self.active_adapter):
+            return encoded_response_logprobs(self.model, self.tokenizer.pad_token_id, encoded, self.batch_size,
+                                             progress, desc)
+
+    def loglikelihood_groups(self, groups, progress=False, desc="loglikelihood"):
+        """Each group packed into one row behind one copy of its context, up to ``batch_size`` continuations
+        per forward (longest groups first, so memory problems show at once)."""
+        if not groups:
+            return []
+        if not (self.share_prefix and self.can_pack):
+            return super().loglikelihood_groups(groups, progress=progress, desc=desc)
+        from tqdm.auto import tqdm
+
+        packed = [pack_group(self.tokenizer, ctx, conts) for ctx, conts in groups]
+        too_long = [i for i, g in enumerate(packed) if g.length > self.max_length]
+        if too_long:
+            raise ValueError(f"{len(too_long)} packed group(s) exceed the model's {self.max_length} tokens "
+                             f"(first: group {too_long[0]}, {packed[too_long[0]].length} tokens); "
+                             "turn prefix sharing off (--no_share_prefix)")
+        order = sorted(range(len(packed)), key=lambda i: -packed[i].length)
+        out: list[list[float]] = [[] for _ in packed]
+        bar = tqdm(total=len(packed), desc=desc, disable=not progress, unit="group")
+        with use_adapter(self.model, self.active_adapter):
+            lo = 0
+            while lo < len(order):
+                batch = [order[lo]]
+                n_cont = len(packed[order[lo]].segments)
+                while lo + len(batch) < len(order) and \
+                        n_cont + len(packed[order[lo + len(batch)]].segments) <= self.batch_size:
+                    n_cont += len(packed[order[lo + len(batch)]].segments)
+                    batch.append(order[lo + len(batch)])
+                sums = packed_group_logprobs(self.model, [packed[i] for i in batch], self.tokenizer.pad_token_id)
+                for i, s in zip(batch, sums):
+                    out[i] = s
+                lo += len(batch)
+                bar.update(len(batch))
+        bar.close()
+        return out
+
+    # -- generation ---------------------------------------------------------------------------
+    def _encode_prompt(self, prompt: str, max_new_tokens: int) -> list[int]:
+        special = wants_special_tokens(self.tokenizer, prompt)
+        ids = self.tokenizer(prompt, add_special_tokens=special)["input_ids"]
+        budget = self.max_length - max_new_tokens
+        if len(ids) > budget:
+            # Keep the end of the prompt (the question and the generation header); count it.
+            self.n_truncated += 1
+            keep = ids[-budget:]
+            ids = ([ids[0]] + keep[1:]) if special or ids[0] == self.tokenizer.bos_token_id else keep
+        return ids
+
+    @torch.no_grad()
+    def generate_until(self, prompts, max_new_tokens=128, stop=None, temperature=0.0, top_p=1.0, seed=None,
+                       progress=True, desc="generate"):
+        from tqdm.auto import tqdm
+
+        encoded = [self._encode_prompt(p, max_new_tokens) for p in prompts]
+        order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
+        out: list[str] = [""] * len(prompts)
+        eos = stop_token_ids(self.tokenizer, self.model)
+        pad = self.tokenizer.pad_token_id
+        do_sample = temperature > 0
+        if do_sample and seed is not None:
+            torch.manual_seed(seed)
+        bar = tqdm(total=len(prompts), desc=desc, disable=not progress, unit="prompt")
+        with use_adapter(self.model, self.active_adapter):
+            for lo in range(0, len(order), self.gen_batch_size):
+                idx = order[lo: lo + self.gen_batch_size]
+                ids, mask = pad_sequences([encoded[i] for i in idx], pad, "left", self.device)
+                kwargs = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, pad_token_id=pad,
+                              eos_token_id=eos)
+                if do_sample:
+                    kwargs.update(temperature=temperature, top_p=top_p)
+                else:
+                    kwargs.update(temperature=None, top_p=None, top_k=None)
+                gen = self.model.generate(input_ids=ids, attention_mask=mask, **kwargs)
+                new = gen[:, ids.shape[1]:]
+                for row, i in enumerate(idx):
+                    text = self.tokenizer.decode(new[row], skip_special_tokens=True)
+                    out[i] = cut_at_stop(text, stop)
+                bar.update(len(idx))
+        bar.close()
+        if self.n_truncated:
+            logger.warning("%d prompt(s) longer than %d tokens were cut from the left", self.n_truncated,
+                           self.max_length - max_new_tokens)
+        return out

@@ -1,0 +1,126 @@
+"""The one model interface behind every benchmark and generator (as in lm-evaluation-harness).
+
+``LM.loglikelihood(requests)`` returns summed log p(continuation | context) for (context, continuation)
+pairs; ``LM.loglikelihood_groups(groups)`` does the same for groups of continuations that share one context
+(a question and its MC choices), which lets a backend share the context's computation; ``LM.generate_until``
+returns completions; ``LM.release()`` gives the accelerator memory back.  Batching, prefix sharing, adapter
+switching and the backend (Hugging Face in ``aligner.eval.hf``, vLLM in ``aligner.eval.vllm``) live behind
+it; task code only sees this class.  Several LoRA adapters can be loaded on one base; ``set_adapter(name)``
+picks one, ``set_adapter(None)`` gives the base model.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+import torch
+
+from aligner.prompts import render_chat
+
+logger = logging.getLogger(__name__)
+
+BACKENDS = ("hf", "vllm", "auto")
+
+
+def cut_at_stop(text: str, stop: Sequence[str] | None) -> str:
+    """Cut ``text`` at the earliest stop sequence (the stop sequence itself is dropped)."""
+    if not stop:
+        return text
+    cut = len(text)
+    for s in stop:
+        if s:
+            i = text.find(s)
+            if i != -1:
+                cut = min(cut, i)
+    return text[:cut]
+
+
+class LM(ABC):
+    """The interface every benchmark and data generator talks to."""
+
+    tokenizer = None
+    adapter_names: list[str | None]
+    adapter_paths: dict[str | None, str | None]
+    active_adapter: str | None = None
+    max_length: int | None = None
+    #: prompts handed to one ``generate_until`` call between two saves of a resumable run
+    generation_chunk: int = 16
+
+    def set_adapter(self, name: str | None) -> None:
+        if name not in self.adapter_names:
+            raise ValueError(f"unknown adapter {name!r}; loaded: {self.adapter_names}")
+        self.active_adapter = name
+
+    def chat_prompt(self, messages: Sequence[dict]) -> str:
+        return render_chat(self.tokenizer, messages, add_generation_prompt=True)
+
+    @abstractmethod
+    def loglikelihood(self, requests: Sequence[tuple[str, str]], progress: bool = True,
+                      desc: str = "loglikelihood") -> list[float]:
+        ...
+
+    def loglikelihood_groups(self, groups: Sequence[tuple[str, Sequence[str]]], progress: bool = False,
+                             desc: str = "loglikelihood") -> list[list[float]]:
+        """log p(continuation | context) for groups of continuations sharing one context, group by group.
+        Backends that can share the context's work override this; the numbers are the same either way."""
+        flat = [(ctx, c) for ctx, conts in groups for c in conts]
+        scores = self.loglikelihood(flat, progress=progress, desc=desc) if flat else []
+        out, i = [], 0
+        for _, conts in groups:
+            out.append(list(scores[i: i + len(conts)]))
+            i += len(conts)
+        return out
+
+    @abstractmethod
+    def generate_until(self, prompts: Sequence[str], max_new_tokens: int = 128, stop: Sequence[str] | None = None,
+                       temperature: float = 0.0, top_p: float = 1.0, seed: int | None = None,
+                       progress: bool = True, desc: str = "generate") -> list[str]:
+        ...
+
+    def release(self) -> None:
+        """Drop the model and give its accelerator memory back before the next one is loaded."""
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def release_lm(lm: LM | None) -> None:
+    """``lm.release()`` when there is a model (the ``finally`` of a phase that may not have loaded one)."""
+    if lm is not None:
+        lm.release()
+
+
+def vllm_available() -> bool:
+    try:
+        import vllm  # noqa: F401
+    except Exception:
+        return False
+    return torch.cuda.is_available()
+
+
+def resolve_backend(backend: str) -> str:
+    """``auto`` is vLLM when it imports and a GPU is present, else HF."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; use hf, vllm or auto")
+    if backend == "auto":
+        return "vllm" if vllm_available() else "hf"
+    if backend == "vllm" and not vllm_available():
+        raise RuntimeError("--backend vllm needs the vllm package and a CUDA GPU "
+                           "(pip install -r requirements-gpu.txt); use --backend hf instead")
+    return backend
+
+
+def load_lm(backend: str, model_path: str, lora_paths=None, **kwargs) -> LM:
+    """The backend's LM for ``model_path`` with ``lora_paths`` attached; settings the backend does not
+    take are dropped (so one call site serves both)."""
+    backend = resolve_backend(backend)
+    if backend == "vllm":
+        from aligner.eval.vllm import VLLM_SETTINGS, VLLMLM
+
+        return VLLMLM(model_path, lora_paths, **{k: v for k, v in kwargs.items() if k in VLLM_SETTINGS})
+    from aligner.eval.hf import HF_SETTINGS, HFLM
+
+    return HFLM(model_path, lora_paths, **{k: v for k, v in kwargs.items() if k in HF_SETTINGS})

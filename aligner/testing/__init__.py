@@ -1,0 +1,1 @@
+"""Test and demo support: tiny random-init models with a tokenizer trained on the benchmark text."""

@@ -1,0 +1,213 @@
+"""A faithfulness judge fine-tuned from the curriculum fakes (old_training/fine_tune_deberta.py is its command).
+
+Examples come from *_fakes_with_context.jsonl: (context, ideal_answer) is label 1 "consistent",
+(context, fake_answer) label 0 "hallucinated", each distinct pair once.  Train and held-out sets are split by
+data_index so that they share no context.  The input is the pair (context, answer), as the HaluEval step-2
+judge reads (knowledge, answer), and truncation cuts the context first.  The saved id2label
+{0: hallucinated, 1: consistent} lets ``evaluation/eval_haleval_llm_step2.py --judge_model_path`` use it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from aligner.core.io import DataError, ReadStats, iter_jsonl, write_json_atomic, write_jsonl_atomic
+from aligner.core.models import ModelLoadError, load_seq_cls, resolve_device
+from aligner.core.runinfo import write_run_config
+
+logger = logging.getLogger(__name__)
+
+ID2LABEL = {0: "hallucinated", 1: "consistent"}
+LABEL2ID = {v: k for k, v in ID2LABEL.items()}
+REQUIRED = ("data_index", "context", "ideal_answer", "fake_answer")
+FAKES_GLOB = "*_fakes_with_context.jsonl"
+
+
+@dataclass
+class FaithfulnessClassifierConfig:
+    """Everything a classifier run needs besides the data files (defaults: the script's flags)."""
+
+    model_path: str = "microsoft/deberta-v3-base"
+    output_dir: str = "models/deberta-faithfulness-judge"
+    limit: int = -1                  # records read per file
+    eval_fraction: float = 0.1       # share of data_index groups held out
+    include_question: bool = False
+    balance: bool = False
+    max_length: int = 512
+    epochs: float = 2.0
+    max_steps: int = -1
+    batch_size: int = 16
+    grad_accum_steps: int = 1
+    lr: float = 2e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    logging_steps: int = 50
+    dtype: str = "fp32"
+    bf16: bool = False
+    device: str = "auto"
+    seed: int = 42
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> FaithfulnessClassifierConfig:
+        return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})
+
+
+# ---------------------------------------------------------------------------------------------
+# data
+# ---------------------------------------------------------------------------------------------
+
+def fakes_files(data_files: str | None, data_dir: str | None) -> list[Path]:
+    """``--data_files a,b`` plus every *_fakes_with_context.jsonl in ``--data_dir``."""
+    files = [Path(f.strip()) for f in (data_files or "").split(",") if f.strip()]
+    if data_dir:
+        files += sorted(Path(data_dir).glob(FAKES_GLOB))
+    return files
+
+
+def build_examples(files, limit: int = -1, include_question: bool = False) -> tuple[list[dict], dict]:
+    """Distinct (data_index, premise, answer, label) examples; fakes equal to the ideal answer are dropped."""
+    seen = set()
+    out = []
+    counts = {"records": 0, "faithful": 0, "hallucinated": 0, "fake_equals_ideal": 0, "malformed_lines": 0}
+    for path in files:
+        stats = ReadStats()
+        for i, rec in enumerate(iter_jsonl(path, REQUIRED, skip_invalid=True, stats=stats)):
+            if 0 <= limit <= i:
+                break
+            counts["records"] += 1
+            context = str(rec["context"]).strip()
+            if include_question and rec.get("question"):
+                context = f"Question: {rec['question']}\n{context}"
+            ideal, fake = str(rec["ideal_answer"]).strip(), str(rec["fake_answer"]).strip()
+            if fake == ideal:
+                counts["fake_equals_ideal"] += 1
+                fake = None
+            for answer, label in ((ideal, 1), (fake, 0)):
+                if answer is None:
+                    continue
+                key = (str(rec["data_index"]), answer, label)
+                if key in seen:
+                    continue
+                seen.add(key)
+                out.append({"data_index": str(rec["data_index"]), "premise": context, "answer": answer,
+                            "label": label})
+                counts["faithful" if label == 1 else "hallucinated"] += 1
+        counts["malformed_lines"] += stats.n_skipped
+    return out, counts
+
+
+def split_by_group(examples: list[dict], eval_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    groups = sorted({e["data_index"] for e in examples})
+    random.Random(seed).shuffle(groups)
+    n_eval = math.ceil(len(groups) * eval_fraction) if eval_fraction > 0 else 0
+    n_eval = min(n_eval, len(groups) - 1)
+    held = set(groups[:n_eval])
+    return [e for e in examples if e["data_index"] not in held], [e for e in examples if e["data_index"] in held]
+
+
+def balance(examples: list[dict], seed: int) -> list[dict]:
+    pos = [e for e in examples if e["label"] == 1]
+    neg = [e for e in examples if e["label"] == 0]
+    if len(neg) > len(pos):
+        neg = random.Random(seed).sample(neg, len(pos))
+    out = pos + neg
+    random.Random(seed + 1).shuffle(out)
+    return out
+
+
+def classification_metrics(labels, preds) -> dict:
+    """Accuracy, per-class F1 (hallucinated = label 0, consistent = label 1) and their macro mean."""
+    labels = [int(x) for x in labels]
+    preds = [int(x) for x in preds]
+    n = len(labels)
+    out = {"accuracy": sum(a == b for a, b in zip(labels, preds)) / n if n else float("nan")}
+    f1s = []
+    for cls, name in ID2LABEL.items():
+        tp = sum(1 for a, b in zip(labels, preds) if a == cls and b == cls)
+        fp = sum(1 for a, b in zip(labels, preds) if a != cls and b == cls)
+        fn = sum(1 for a, b in zip(labels, preds) if a == cls and b != cls)
+        f1 = 2 * tp / (2 * tp + fp + fn) if (2 * tp + fp + fn) else 0.0
+        out[f"f1_{name}"] = f1
+        f1s.append(f1)
+    out["f1_macro"] = sum(f1s) / len(f1s)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# training
+# ---------------------------------------------------------------------------------------------
+
+def train_faithfulness_classifier(cfg: FaithfulnessClassifierConfig, files: Sequence[Path], run_args=None) -> dict:
+    """Split, fine-tune, score the held-out split and save the judge to ``cfg.output_dir``.
+
+    Returns the held-out metrics.  Raises DataError when there are too few examples for both splits."""
+    import numpy as np
+    import torch
+    from datasets import Dataset
+    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+
+    examples, counts = build_examples(files, cfg.limit, cfg.include_question)
+    train, held_out = split_by_group(examples, cfg.eval_fraction, cfg.seed)
+    if cfg.balance:
+        train = balance(train, cfg.seed)
+    counts.update({"train": len(train), "eval": len(held_out)})
+    print("examples: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
+    if not train or not held_out:
+        raise DataError(",".join(map(str, files)), "too few examples for a train and a held-out split")
+
+    dev = resolve_device(cfg.device)
+    model, tok = load_seq_cls(cfg.model_path, dtype=cfg.dtype, device=dev, num_labels=2, id2label=ID2LABEL,
+                              label2id=LABEL2ID, ignore_mismatched_sizes=True)
+    if tok is None:
+        raise ModelLoadError(f"no tokenizer could be loaded from {cfg.model_path}")
+
+    def encode(batch):
+        enc = tok(batch["premise"], batch["answer"], truncation="only_first", max_length=cfg.max_length)
+        enc["labels"] = batch["label"]
+        return enc
+
+    cols = ["data_index", "premise", "answer", "label"]
+    train_ds = Dataset.from_list(train).map(encode, batched=True, remove_columns=cols)
+    eval_ds = Dataset.from_list(held_out).map(encode, batched=True, remove_columns=cols)
+
+    def compute_metrics(pred):
+        return classification_metrics(pred.label_ids, np.argmax(pred.predictions, axis=-1))
+
+    out = Path(cfg.output_dir)
+    # Epoch runs evaluate after every epoch and keep the best; a --max_steps run (a smoke test, or a fixed
+    # budget) trains straight through.  Either way the held-out split is scored once more at the end.
+    by_epoch = cfg.max_steps <= 0
+    targs = TrainingArguments(
+        output_dir=str(out / "checkpoints"), num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum_steps, learning_rate=cfg.lr, weight_decay=cfg.weight_decay,
+        warmup_steps=cfg.warmup_ratio, logging_steps=cfg.logging_steps,
+        eval_strategy="epoch" if by_epoch else "no", save_strategy="epoch" if by_epoch else "no",
+        save_total_limit=1, load_best_model_at_end=by_epoch, metric_for_best_model="f1_macro",
+        seed=cfg.seed, bf16=cfg.bf16, use_cpu=dev.type == "cpu", report_to="none", dataloader_num_workers=0,
+    )
+    trainer = Trainer(model=model, args=targs, train_dataset=train_ds, eval_dataset=eval_ds,
+                      data_collator=DataCollatorWithPadding(tok), compute_metrics=compute_metrics)
+    trainer.train()
+    prediction = trainer.predict(eval_ds)
+
+    out.mkdir(parents=True, exist_ok=True)
+    trainer.model.config.id2label, trainer.model.config.label2id = ID2LABEL, LABEL2ID
+    trainer.save_model(str(out))
+    tok.save_pretrained(str(out))
+    probs = torch.softmax(torch.tensor(prediction.predictions, dtype=torch.float32), dim=-1)[:, 1].tolist()
+    write_jsonl_atomic(out / "eval_predictions.jsonl",
+                       [{**e, "p_consistent": p, "pred": int(p > 0.5)} for e, p in zip(held_out, probs)])
+    summary = {k.removeprefix("test_"): v for k, v in prediction.metrics.items()}
+    write_json_atomic(out / "eval_metrics.json", {**summary, "counts": counts})
+    write_run_config(out, run_args if run_args is not None else vars(cfg), extra={"counts": counts})
+    print("held-out: " + ", ".join(f"{k}={summary[k]:.4f}" for k in
+                                   ("accuracy", "f1_hallucinated", "f1_consistent", "f1_macro")))
+    print(f"judge saved to {out} (id2label {ID2LABEL})")
+    return summary

@@ -1,0 +1,418 @@
+"""Preference pairs for DPOP: loading (both field spellings), tokenization with context truncation, and the
+optional cache of reference log-probabilities.
+
+Field spellings accepted (the study's files use both):
+
+    prompt   <- prompt | question
+    context  <- context | knowledge | contexts (a list, joined by blank lines)      (optional)
+    chosen   <- chosen | ideal_answer | right_answer
+    rejected <- rejected | fake_answer | hallucinated_answer
+
+Prompt formats:
+
+* ``plain`` (the study's first run): ``aligner.prompts.plain_dpo_prompt(context, prompt)`` and the bare response;
+  BOS is added by the tokenizer.
+* ``chat`` (``train_dpop_improved.py``): the system + "Context: ...\\n\\nQuestion: ..." user turn rendered with the
+  tokenizer's chat template (``dpo_chat_messages`` + ``render_chat``), and the tokenizer's EOS appended to both
+  responses so the model also learns where an answer ends.
+
+Over-long pairs: the *context* is cut (from its end, in tokens) until prompt + the longer response fits
+``max_length``; the responses are never cut.  A pair whose responses do not fit even with no context is
+skipped.  Both are counted in ``TokenizeStats`` and logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from aligner.core.io import DataError, read_json, write_json_atomic
+from aligner.core.logprobs import EncodedPair, encode_prompt_response
+from aligner.core.models import use_adapter
+from aligner.core.paths import LEVELS
+from aligner.prompts import dpo_chat_messages, plain_dpo_prompt, render_chat
+from aligner.train.curriculum import shuffled_mix
+
+logger = logging.getLogger(__name__)
+
+FIELD_SPELLINGS: dict[str, tuple[str, ...]] = {
+    "prompt": ("prompt", "question"),
+    "context": ("context", "knowledge", "contexts"),
+    "chosen": ("chosen", "ideal_answer", "right_answer"),
+    "rejected": ("rejected", "fake_answer", "hallucinated_answer"),
+}
+PROMPT_FORMATS = ("plain", "chat")
+
+
+# ---------------------------------------------------------------------------------------------
+# loading
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class PreferencePair:
+    prompt: str
+    context: str
+    chosen: str
+    rejected: str
+    source: str = ""   # file the pair came from
+    line: int = 0      # 1-based line in that file
+
+
+@dataclass
+class LoadStats:
+    n_read: int = 0
+    n_skipped: int = 0          # invalid lines skipped (skip_invalid=True)
+    n_identical: int = 0        # chosen == rejected: no preference to learn, always skipped
+    reasons: list[str] = field(default_factory=list)
+
+
+def _pick(record: dict, name: str):
+    for key in FIELD_SPELLINGS[name]:
+        if key in record and record[key] is not None:
+            return record[key]
+    return None
+
+
+def normalize_pair(record, path: str | os.PathLike, line: int) -> PreferencePair:
+    """Map one record in either spelling to a ``PreferencePair``; ``DataError`` (file, line) when invalid."""
+    if not isinstance(record, dict):
+        raise DataError(path, f"expected a JSON object, got {type(record).__name__}", line)
+    values = {}
+    for name in ("prompt", "chosen", "rejected"):
+        v = _pick(record, name)
+        if v is None:
+            raise DataError(path, f"missing field '{name}' (accepted spellings: {', '.join(FIELD_SPELLINGS[name])})",
+                            line)
+        if not isinstance(v, str):
+            raise DataError(path, f"field '{name}' must be a string, got {type(v).__name__}", line)
+        if not v.strip():
+            raise DataError(path, f"empty field '{name}'", line)
+        values[name] = v
+    ctx = _pick(record, "context")
+    if isinstance(ctx, list):
+        ctx = "\n\n".join(str(c) for c in ctx)
+    elif ctx is not None and not isinstance(ctx, str):
+        raise DataError(path, f"field 'context' must be a string or a list of strings, got {type(ctx).__name__}", line)
+    return PreferencePair(prompt=values["prompt"], context=ctx or "", chosen=values["chosen"],
+                          rejected=values["rejected"], source=str(path), line=line)
+
+
+def load_pairs(path: str | os.PathLike, limit: int | None = None, skip_invalid: bool = False,
+               stats: LoadStats | None = None, allow_empty: bool = False) -> list[PreferencePair]:
+    """Read preference pairs from a JSON-lines file (or a .json array).
+
+    ``limit`` keeps the first N valid pairs (None or < 0: all).  A malformed line raises ``DataError`` naming
+    the file and line, or is counted and skipped with ``skip_invalid``.  Pairs whose chosen and rejected
+    answers are identical carry no preference and are always skipped (counted, logged).  A file with no usable
+    pair is a ``DataError`` unless ``allow_empty`` (then a logged warning).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "file not found")
+    stats = stats if stats is not None else LoadStats()
+    out: list[PreferencePair] = []
+    for lineno, record in _numbered_records(path):
+        if limit is not None and limit >= 0 and len(out) >= limit:
+            break
+        try:
+            if isinstance(record, DataError):
+                raise record
+            pair = normalize_pair(record, path, lineno)
+        except DataError as err:
+            if not skip_invalid:
+                raise
+            stats.n_skipped += 1
+            stats.reasons.append(str(err))
+            continue
+        if pair.chosen.strip() == pair.rejected.strip():
+            stats.n_identical += 1
+            continue
+        stats.n_read += 1
+        out.append(pair)
+    if stats.n_skipped:
+        logger.warning("%s: skipped %d invalid line(s), first: %s", path, stats.n_skipped, stats.reasons[0])
+    if stats.n_identical:
+        logger.warning("%s: skipped %d pair(s) whose chosen and rejected answers are identical", path,
+                       stats.n_identical)
+    if not out:
+        if not allow_empty:
+            raise DataError(path, "no usable preference pairs in the file")
+        logger.warning("%s: no usable preference pairs", path)
+    return out
+
+
+def _numbered_records(path: Path):
+    """(line number, record or DataError) for a JSON-lines file; (element number, record) for a JSON array."""
+    with path.open("r", encoding="utf-8") as fh:
+        head = fh.read(4096).lstrip()
+    if path.suffix.lower() == ".json" and head.startswith("["):
+        rows = read_json(path)
+        if not isinstance(rows, list):
+            raise DataError(path, "expected a JSON array of pair objects")
+        yield from enumerate(rows, start=1)
+        return
+    with path.open("r", encoding="utf-8") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            if not raw.strip():
+                continue
+            try:
+                yield lineno, json.loads(raw)
+            except json.JSONDecodeError as exc:
+                yield lineno, DataError(path, f"invalid JSON ({exc.msg} at column {exc.colno})", lineno)
+
+
+# ---------------------------------------------------------------------------------------------
+# tokenization
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class TokenizedPair:
+    chosen: EncodedPair
+    rejected: EncodedPair
+    truncated: bool = False
+
+    @property
+    def length(self) -> int:
+        return max(len(self.chosen.input_ids), len(self.rejected.input_ids))
+
+
+@dataclass
+class TokenizeStats:
+    n_in: int = 0
+    n_kept: int = 0
+    n_truncated: int = 0   # context cut to fit max_length
+    n_skipped: int = 0     # responses too long to fit even without context
+
+    def line(self, name: str = "") -> str:
+        where = f"{name}: " if name else ""
+        return (f"{where}{self.n_kept}/{self.n_in} pairs kept, {self.n_truncated} with the context truncated, "
+                f"{self.n_skipped} skipped (response longer than max_length)")
+
+
+class PairTokenizer:
+    """Turns ``PreferencePair`` into token ids with the response span marked (see the module docstring)."""
+
+    def __init__(self, tokenizer, max_length: int = 1024, prompt_format: str = "plain",
+                 append_eos: bool | None = None):
+        if prompt_format not in PROMPT_FORMATS:
+            raise ValueError(f"prompt_format must be one of {PROMPT_FORMATS}, not {prompt_format!r}")
+        if max_length < 2:
+            raise ValueError("max_length must be at least 2")
+        self.tokenizer = tokenizer
+        self.max_length = int(max_length)
+        self.prompt_format = prompt_format
+        self.append_eos = (prompt_format == "chat") if append_eos is None else bool(append_eos)
+        if self.append_eos and not tokenizer.eos_token:
+            raise ValueError("append_eos needs a tokenizer with an EOS token")
+
+    def build_prompt(self, context: str, prompt: str) -> str:
+        if self.prompt_format == "chat":
+            return render_chat(self.tokenizer, dpo_chat_messages(context, prompt))
+        return plain_dpo_prompt(context, prompt)
+
+    def response_text(self, response: str) -> str:
+        return response + self.tokenizer.eos_token if self.append_eos else response
+
+    def _encode(self, pair: PreferencePair, context: str) -> TokenizedPair:
+        prompt = self.build_prompt(context, pair.prompt)
+        return TokenizedPair(encode_prompt_response(self.tokenizer, prompt, self.response_text(pair.chosen)),
+                             encode_prompt_response(self.tokenizer, prompt, self.response_text(pair.rejected)))
+
+    def encode(self, pair: PreferencePair) -> TokenizedPair | None:
+        """Token ids for the pair, context cut to fit ``max_length``; None when the responses cannot fit."""
+        full = self._encode(pair, pair.context)
+        if full.length <= self.max_length:
+            return full
+        bare = self._encode(pair, "")
+        if bare.length > self.max_length:
+            return None
+        ctx_ids = self.tokenizer(pair.context, add_special_tokens=False)["input_ids"]
+        keep = len(ctx_ids) - (full.length - self.max_length)
+        while keep > 0:
+            # Decoding a token prefix and re-tokenizing can shift a token or two; step down until it fits.
+            cut = self._encode(pair, self.tokenizer.decode(ctx_ids[:keep]))
+            if cut.length <= self.max_length:
+                cut.truncated = True
+                return cut
+            keep -= max(1, cut.length - self.max_length)
+        bare.truncated = True
+        return bare
+
+    def encode_all(self, pairs: Sequence[PreferencePair], name: str = "",
+                   progress: bool = False) -> tuple[list[TokenizedPair], TokenizeStats]:
+        """Encode every pair; returns the kept ones (input order) and the counts."""
+        from tqdm.auto import tqdm
+
+        stats = TokenizeStats(n_in=len(pairs))
+        kept: list[TokenizedPair] = []
+        for pair in tqdm(pairs, desc=f"tokenize {name}".strip(), disable=not progress, unit="pair"):
+            enc = self.encode(pair)
+            if enc is None:
+                stats.n_skipped += 1
+                continue
+            stats.n_truncated += int(enc.truncated)
+            kept.append(enc)
+        stats.n_kept = len(kept)
+        if stats.n_truncated or stats.n_skipped:
+            logger.warning(stats.line(name))
+        else:
+            logger.info(stats.line(name))
+        return kept, stats
+
+
+# ---------------------------------------------------------------------------------------------
+# reference log-prob cache
+# ---------------------------------------------------------------------------------------------
+
+CACHE_VERSION = 1
+
+
+def ref_cache_key(model_identity: dict, pairs: Sequence[TokenizedPair]) -> str:
+    """Hash of what the reference log-probs depend on: the reference model (identity dict: path, config and
+    weight-file fingerprints, dtype) and the exact token ids and response spans of every pair."""
+    h = hashlib.sha256()
+    h.update(json.dumps({"v": CACHE_VERSION, "model": model_identity}, sort_keys=True).encode())
+    for p in pairs:
+        for enc in (p.chosen, p.rejected):
+            h.update(json.dumps([enc.response_start, enc.input_ids]).encode())
+    return h.hexdigest()
+
+
+def ref_cache_path(data_file: str | os.PathLike, key: str, fallback_dir: str | os.PathLike | None = None) -> Path:
+    """``<data dir>/<data stem>.ref_logps.<key[:16]>.json``; in ``fallback_dir`` when the data dir is read-only."""
+    data_file = Path(data_file)
+    name = f"{data_file.stem}.ref_logps.{key[:16]}.json"
+    if fallback_dir is not None and not os.access(data_file.parent, os.W_OK):
+        return Path(fallback_dir) / name
+    return data_file.parent / name
+
+
+def load_ref_cache(path: str | os.PathLike, key: str, n: int) -> tuple[list[float], list[float]] | None:
+    """The cached (ref_chosen, ref_rejected) lists, or None when absent or made for other data or model."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        obj = read_json(path)
+    except DataError as err:
+        logger.warning("ignoring unreadable reference cache (%s)", err)
+        return None
+    if obj.get("key") != key or len(obj.get("ref_chosen", [])) != n or len(obj.get("ref_rejected", [])) != n:
+        logger.warning("%s was made for other data or another model; recomputing", path)
+        return None
+    return [float(x) for x in obj["ref_chosen"]], [float(x) for x in obj["ref_rejected"]]
+
+
+def save_ref_cache(path: str | os.PathLike, key: str, ref_chosen: Sequence[float], ref_rejected: Sequence[float],
+                   meta: dict | None = None) -> Path:
+    return write_json_atomic(path, {"key": key, "version": CACHE_VERSION, "meta": meta or {},
+                                    "ref_chosen": [float(x) for x in ref_chosen],
+                                    "ref_rejected": [float(x) for x in ref_rejected]}, indent=None)
+
+
+def compute_ref_logps(model, pad_id: int, pairs: Sequence[TokenizedPair], batch_size: int = 8,
+                      progress: bool = False) -> tuple[list[float], list[float]]:
+    """Summed reference log-probs of every chosen and rejected response (no grad).  The caller decides what
+    the reference is (adapters disabled) and the autocast context."""
+    from aligner.core.logprobs import encoded_response_logprobs
+
+    encoded = [p.chosen for p in pairs] + [p.rejected for p in pairs]
+    values = encoded_response_logprobs(model, pad_id, encoded, batch_size=batch_size, progress=progress,
+                                       desc="reference log-probs")
+    return values[: len(pairs)], values[len(pairs):]
+
+
+def stats_dict(obj) -> dict:
+    d = asdict(obj)
+    d.pop("reasons", None)
+    return d
+
+
+@dataclass
+class PairLevel:
+    """One difficulty level: its pairs and the file they came from (the reference cache is stored beside it)."""
+    name: str
+    pairs: list[PreferencePair]
+    data_path: Path
+    load_stats: dict = field(default_factory=dict)
+
+
+def load_level(path: str | os.PathLike, name: str | None = None, limit: int | None = None,
+               skip_invalid: bool = False, allow_empty: bool = False) -> PairLevel:
+    stats = LoadStats()
+    pairs = load_pairs(path, limit=limit, skip_invalid=skip_invalid, stats=stats, allow_empty=allow_empty)
+    return PairLevel(name or Path(path).stem, pairs, Path(path), stats_dict(stats))
+
+
+def load_levels(paths: Sequence[str | os.PathLike], skip_invalid: bool = False) -> list[PairLevel]:
+    names = list(LEVELS) if len(paths) <= len(LEVELS) else [Path(p).stem for p in paths]
+    return [load_level(p, names[i], skip_invalid=skip_invalid) for i, p in enumerate(paths)]
+
+
+def resolve_data_files(data_files: str | Sequence[str] | None, data_dir: str | None,
+                       default_names: Sequence[str]) -> list[Path]:
+    """``--data_files a,b,c`` (in level order) or ``--data_dir`` holding ``default_names``."""
+    if data_files:
+        items = data_files.split(",") if isinstance(data_files, str) else list(data_files)
+        paths = [Path(p.strip()) for p in items if str(p).strip()]
+    elif data_dir:
+        paths = [Path(data_dir) / n for n in default_names]
+    else:
+        raise ValueError("give --data_files a,b,c or --data_dir DIR")
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"data file(s) not found: {', '.join(missing)}")
+    return paths
+
+
+@torch.no_grad()
+def pair_logps(model, pad_id: int, pairs: Sequence[TokenizedPair], adapter: str | None = "default",
+               batch_size: int = 16) -> tuple[list[float], list[float]]:
+    """Summed log-probs of the chosen and rejected responses with ``adapter`` active (None: the base model)."""
+    from aligner.core.logprobs import encoded_response_logprobs
+
+    was_training = model.training
+    model.eval()
+    with use_adapter(model, adapter):
+        values = encoded_response_logprobs(model, pad_id, [p.chosen for p in pairs] + [p.rejected for p in pairs],
+                                           batch_size=batch_size)
+    model.train(was_training)
+    return values[: len(pairs)], values[len(pairs):]
+
+
+def implicit_reward_report(model, pad_id: int, pairs: Sequence[TokenizedPair], beta: float,
+                           adapter: str = "default", batch_size: int = 16) -> dict:
+    """DPO's implicit reward on held-out pairs: r(y) = beta * (log pi(y|x) - log pi_ref(y|x)), reference = base.
+
+    ``reward_accuracy``: share of pairs with r(chosen) > r(rejected); ``policy_prefers_chosen`` /
+    ``reference_prefers_chosen``: share with log pi(chosen) > log pi(rejected) under the adapter / the base;
+    ``chosen_logp_delta``: mean log pi(chosen) - log pi_ref(chosen) (negative = the DPOP failure mode)."""
+    pc, pr = pair_logps(model, pad_id, pairs, adapter, batch_size)
+    rc, rr = pair_logps(model, pad_id, pairs, None, batch_size)
+    n = max(1, len(pairs))
+    margins = [beta * ((a - c) - (b - d)) for a, b, c, d in zip(pc, pr, rc, rr)]
+    return {
+        "n_pairs": len(pairs),
+        "reward_accuracy": sum(m > 0 for m in margins) / n,
+        "reward_margin": sum(margins) / n,
+        "policy_prefers_chosen": sum(a > b for a, b in zip(pc, pr)) / n,
+        "reference_prefers_chosen": sum(c > d for c, d in zip(rc, rr)) / n,
+        "chosen_logp_delta": sum(a - c for a, c in zip(pc, rc)) / n,
+        "chosen_logp_delta_min": min((a - c for a, c in zip(pc, rc)), default=0.0),
+    }
+
+
+
+def mixed_level(levels: Sequence[PairLevel], seed: int, name: str = "mix") -> PairLevel:
+    """All pairs of several levels as one level, shuffled with ``seed`` (the further_improvement recipe)."""
+    first = levels[0].data_path
+    stem = "+".join(lv.data_path.stem for lv in levels)
+    return PairLevel(name, shuffled_mix([lv.pairs for lv in levels], seed), first.parent / f"{stem}.mix{first.suffix}",
+                     {lv.name: lv.load_stats for lv in levels})
