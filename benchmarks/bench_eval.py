@@ -90,7 +90,7 @@ def main(argv=None):
     import torch
 
     from aligner.data.sources.truthfulqa import load_truthfulqa
-    from aligner.eval.hf import HFLM
+    from aligner.lm.hf import HFLM
     from aligner.prompts import truthfulqa_prompt
 
     args = parse_args(argv)

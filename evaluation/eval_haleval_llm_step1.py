@@ -61,7 +61,7 @@ def main(argv=None):
     args = parse_args(argv)
     setup_logging()
     from aligner.core.models import parse_adapter_paths
-    from aligner.eval.lm import load_lm
+    from aligner.lm.interface import load_lm
 
     n_adapters = len(parse_adapter_paths(args.lora_path))
     if args.output_file and n_adapters > 1:

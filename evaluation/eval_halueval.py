@@ -102,8 +102,8 @@ def main(argv=None):
     if args.from_detailed:
         return rescore(args)
 
-    from aligner.eval.lm import load_lm
     from aligner.eval.metrics.similarity import EmbeddingSimilarity, load_bertscorer
+    from aligner.lm.interface import load_lm
 
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -11,8 +11,6 @@ from conftest import run_script
 from aligner.core.io import DataError, read_jsonl
 from aligner.core.models import load_causal_lm
 from aligner.data.sources.halueval import PREDICTION_FIELDS, load_halueval
-from aligner.eval.hf import HFLM
-from aligner.eval.lm import LM
 from aligner.eval.metrics.similarity import EmbeddingSimilarity
 from aligner.eval.metrics.text import rouge_l, sentence_bleu
 from aligner.eval.tasks.halueval import (
@@ -23,6 +21,8 @@ from aligner.eval.tasks.halueval import (
     rescore_detailed,
     run_similarity_eval,
 )
+from aligner.lm.hf import HFLM
+from aligner.lm.interface import LM
 from aligner.prompts import HALUEVAL_STEP1_SYSTEM
 
 N_ROWS = 20
@@ -92,7 +92,7 @@ def _greedy_reference(model, tok, prompt, max_new_tokens, stop_ids):
 
 
 def test_halueval_prompts_and_batched_generation_equals_unbatched(sharp_lm, tiny_model_dir, halueval_file):
-    from aligner.eval.hf import stop_token_ids
+    from aligner.lm.hf import stop_token_ids
 
     model, tok = sharp_lm
     rows = load_halueval(halueval_file, limit=6)

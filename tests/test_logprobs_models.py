@@ -12,8 +12,8 @@ from aligner.core.models import (
     resolve_dtype,
     use_adapter,
 )
-from aligner.eval.hf import HFLM
-from aligner.eval.lm import cut_at_stop
+from aligner.lm.hf import HFLM
+from aligner.lm.interface import cut_at_stop
 from aligner.prompts import render_chat, truthfulqa_choice, truthfulqa_prompt
 
 

@@ -12,9 +12,10 @@ import pytest
 from conftest import run_script
 
 from aligner.core.paths import seed_results_dir, shared_data_dir
+from aligner.eval.metrics.registry import metric_kind
 from aligner.report.bootstrap import bootstrap_ci
 from aligner.report.plots import plot_training_curves
-from aligner.report.tables import collect_results, compare, metric_kind, render
+from aligner.report.tables import collect_results, compare, render
 
 SEED_README = shared_data_dir().parent / "seed" / "deepseek_aligner_README.md"
 README_SECTIONS = {"1. HaluEval (Similarity Score)": "Halueval", "2. HaluEval (With LLM Judge)": "HaluevalLLM",

@@ -11,11 +11,11 @@ import pytest
 from aligner.core.io import DataError
 from aligner.core.logprobs import reference_response_logprob
 from aligner.data.sources.truthfulqa import DatasetUnavailableError, load_truthfulqa
-from aligner.eval.hf import HFLM
-from aligner.eval.lm import cut_at_stop
 from aligner.eval.metrics.mc import mc1_hit, mc2_mass
-from aligner.eval.packing import pack_group
 from aligner.eval.tasks.truthfulqa import gen_metrics, mc_metrics, run_generation, run_judge, score_mc
+from aligner.lm.hf import HFLM
+from aligner.lm.interface import cut_at_stop
+from aligner.lm.packing import pack_group
 from aligner.prompts import truthfulqa_choice, truthfulqa_judge_prompt, truthfulqa_prompt
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

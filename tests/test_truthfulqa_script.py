@@ -11,10 +11,11 @@ import torch
 from conftest import REPO, run_script
 
 import aligner.eval.tasks.truthfulqa as tqa
+from aligner.core.cli import run_cli
 from aligner.core.io import read_json, read_jsonl
 from aligner.core.logprobs import reference_response_logprob
 from aligner.core.models import load_causal_lm
-from aligner.eval.hf import HFLM
+from aligner.lm.hf import HFLM
 from aligner.prompts import truthfulqa_choice, truthfulqa_judge_prompt, truthfulqa_prompt
 
 SCRIPT = "evaluation/eval_truthfulqa.py"
@@ -162,7 +163,7 @@ def test_resume_after_crashes_in_each_phase(tmp_path, script, common, full_run, 
                              for i in range(2)))
     argv_other = [a if a != str(common[common.index("--data_path") + 1]) else str(other) for a in argv]
     with pytest.raises(SystemExit, match="different question"):
-        script.main([*argv_other, "--resume", "--skip_generation"])
+        run_cli(script.main, [*argv_other, "--resume", "--skip_generation"])
 
 def _make_adapter(base_dir, path, seed):
     from peft import LoraConfig, get_peft_model
@@ -212,7 +213,7 @@ def test_several_adapters_on_one_base_and_judge_only(tmp_path, script, common, f
     assert m["gen_truthfulness"] == m0["gen_truthfulness"] and abs(m["gen_avg_prob"] - m0["gen_avg_prob"]) < 1e-6
     assert m["mc1"] is None and m["n_gen_questions"] == LIMIT
     with pytest.raises(SystemExit, match="another --run_name"):
-        script.main(["--judge_only", str(full_run / "detailed_gen_full.jsonl"), "--judge_model_path",
+        run_cli(script.main, ["--judge_only", str(full_run / "detailed_gen_full.jsonl"), "--judge_model_path",
                      common[common.index("--judge_model_path") + 1], "--run_name", "full", "--output_dir",
                      str(full_run), "--no_progress"])
 
@@ -220,5 +221,5 @@ def test_missing_column_fails_cleanly_before_loading_models(tmp_path, script, ti
     bad = tmp_path / "bad.csv"
     bad.write_text("Question,Best Answer,Correct Answers\nWhy?,Because,Because\n")
     with pytest.raises(SystemExit, match=r"bad\.csv.*missing column.*Incorrect Answers"):
-        script.main(["--model_path", str(tiny_model_dir), "--run_name", "x", "--output_dir", str(tmp_path / "o"),
+        run_cli(script.main, ["--model_path", str(tiny_model_dir), "--run_name", "x", "--output_dir", str(tmp_path / "o"),
                      "--data_path", str(bad), "--no_progress"])

@@ -57,7 +57,7 @@ def fake_vllm(monkeypatch):
 
 
 def test_vllm_backend_wiring(fake_vllm, tiny_model_dir, tmp_path):
-    from aligner.eval.vllm import VLLMLM
+    from aligner.lm.vllm import VLLMLM
 
     a, b = tmp_path / "run_a", tmp_path / "run_b"
     a.mkdir()

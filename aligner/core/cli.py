@@ -17,6 +17,10 @@ the driver and the docs.  Metadata keys:
 ``parse``    a function turning the command-line string into the value
 ``boolean_optional``  a bool given as ``--x`` / ``--no-x`` (argparse.BooleanOptionalAction)
 ``cli``      False: not on the command line
+
+Settings several stages share are declared once in a base dataclass (``aligner.lm.settings``) that the stage
+configs extend; a stage with another default re-declares the field with ``override(Base, name, default)``,
+which keeps the base's help text and spellings.
 """
 
 from __future__ import annotations
@@ -24,13 +28,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import sys
 import types
 import typing
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from aligner.core.io import DataError
+from aligner.core.io import AlignerError
 
 _MISSING = dataclasses.MISSING
 
@@ -38,6 +41,16 @@ _MISSING = dataclasses.MISSING
 # ---------------------------------------------------------------------------------------------
 # dataclass -> argparse
 # ---------------------------------------------------------------------------------------------
+
+def override(cls, name: str, default: Any, **metadata) -> Any:
+    """A field of ``cls`` with another default (and optionally other metadata), for a subclass; the help text and
+    flag spellings stay those declared in ``cls``."""
+    base = {f.name: f for f in dataclasses.fields(cls)}[name]
+    meta = {**base.metadata, **metadata}
+    if isinstance(default, (list, dict, set)):
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
 
 def _base_type(tp) -> tuple[Any, bool]:
     """(element type, is_list) of an annotation such as ``int | None`` or ``Sequence[str]``."""
@@ -211,14 +224,10 @@ def to_argv(classes, **values) -> list[str]:
 def run_cli(main: Callable[..., Any], *args, **kwargs) -> Any:
     """``if __name__ == "__main__": run_cli(main)``: a bad input (a malformed line, a missing file or model, a
     wrong setting, an unreachable hub) ends the run with one ``error: ...`` line on stderr and exit status 1
-    instead of a traceback.  ``ALIGNER_DEBUG=1`` shows the traceback."""
-    from aligner.core.hub import DownloadError
-    from aligner.core.models import ModelLoadError
-
+    instead of a traceback (``SystemExit`` carrying that line).  ``ALIGNER_DEBUG=1`` shows the traceback."""
     try:
         return main(*args, **kwargs)
-    except (DataError, ModelLoadError, DownloadError, FileNotFoundError, ValueError) as err:
+    except (AlignerError, FileNotFoundError, ValueError) as err:
         if os.environ.get("ALIGNER_DEBUG"):
             raise
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(1) from None
+        raise SystemExit(f"error: {err}") from None

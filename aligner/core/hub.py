@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aligner.core.io import atomic_write_bytes, sha256_file, write_json_atomic
+from aligner.core.io import AlignerError, atomic_write_bytes, sha256_file, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ MANIFEST_NAME = ".download_manifest.json"
 TRUTHY = ("1", "true", "yes", "on")
 
 
-class DownloadError(RuntimeError):
+class DownloadError(AlignerError, RuntimeError):
     """A download that cannot be done; the message is one line meant for the user."""
 
     def __init__(self, message: str, offline: bool = False):

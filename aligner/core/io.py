@@ -20,7 +20,12 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 
-class DataError(ValueError):
+class AlignerError(Exception):
+    """A problem the user can fix (bad input, a missing file or model, an unreachable hub, a wrong setting): the
+    scripts end with its one-line message instead of a traceback (``aligner.core.cli.run_cli``)."""
+
+
+class DataError(AlignerError, ValueError):
     """A problem with an input file; the message always names the file and, when known, the line."""
 
     def __init__(self, path: str | os.PathLike, message: str, line: int | None = None):

@@ -15,12 +15,14 @@ from pathlib import Path
 
 import torch
 
+from aligner.core.io import AlignerError
+
 logger = logging.getLogger(__name__)
 
 NO_ADAPTER = ("none", "base", "")
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(AlignerError, RuntimeError):
     pass
 
 

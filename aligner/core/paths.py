@@ -49,3 +49,40 @@ def pair_file(level: str) -> str:
 
 
 PAIR_FILES = tuple(pair_file(level) for level in LEVELS)
+#: the teacher-guided hard pairs of the latest recipe (further_improvement/data_prep/hard_fake_gen_vllm.py)
+TEACHER_PAIRS_FILE = "hard_fakes_vllm.jsonl"
+
+
+# --- evaluation result files ------------------------------------------------------------------------------
+#: kind -> file name pattern of a run's outputs in a benchmark's results folder (the study's names)
+RESULT_FILES = {
+    "metrics": "metrics_{tag}.json",            # every benchmark: the aggregated metrics
+    "detailed": "detailed_{tag}.jsonl",         # HaluEval flows: one record per sample
+    "detailed_mc": "detailed_mc_{tag}.jsonl",   # TruthfulQA: one record per MC question
+    "generations": "generations_{tag}.jsonl",   # TruthfulQA: raw answers, before judging
+    "detailed_gen": "detailed_gen_{tag}.jsonl",  # TruthfulQA: judged answers
+    "predictions": "predictions_{tag}.jsonl",   # HaluEval step 1: answers for step 2
+}
+
+
+def run_tag(run_name: str, adapter: str | None = None, several: bool = False) -> str:
+    """The name a run's files carry: the run name, plus the adapter's name (``base`` for none) when several
+    adapters are evaluated in one invocation."""
+    return f"{run_name}_{adapter or 'base'}" if several else run_name
+
+
+def result_file(output_dir: str | os.PathLike, kind: str, tag: str) -> Path:
+    """``OUTPUT_DIR/<kind pattern>`` for run ``tag`` (see ``RESULT_FILES``)."""
+    if kind not in RESULT_FILES:
+        raise KeyError(f"unknown result file kind {kind!r}; one of {sorted(RESULT_FILES)}")
+    return Path(output_dir) / RESULT_FILES[kind].format(tag=tag)
+
+
+def tag_from_file(path: str | os.PathLike, kind: str) -> str:
+    """The run tag in a result file's name: ``predictions_abc.jsonl`` -> ``abc``; a name of another shape is
+    returned without its extension."""
+    prefix, suffix = RESULT_FILES[kind].split("{tag}")
+    name = Path(path).name
+    if name.startswith(prefix) and name.endswith(suffix):
+        return name[len(prefix): len(name) - len(suffix)]
+    return name.rsplit(".", 1)[0]

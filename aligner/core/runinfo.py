@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime as _dt
 import importlib.metadata
 import json
@@ -55,7 +56,12 @@ def now_iso() -> str:
 
 
 def run_record(args: argparse.Namespace | dict | None = None, extra: dict | None = None) -> dict:
-    flags = vars(args) if isinstance(args, argparse.Namespace) else dict(args or {})
+    if dataclasses.is_dataclass(args):
+        flags = dataclasses.asdict(args)
+    elif isinstance(args, (list, tuple)):  # several config dataclasses of one script
+        flags = {k: v for a in args for k, v in dataclasses.asdict(a).items()}
+    else:
+        flags = vars(args) if isinstance(args, argparse.Namespace) else dict(args or {})
     record = {
         "flags": flags,
         "argv": list(sys.argv),

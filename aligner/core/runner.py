@@ -38,6 +38,15 @@ def fingerprint_path(path: str | os.PathLike) -> Path:
     return path.with_name(path.name + FINGERPRINT_SUFFIX)
 
 
+def path_identity(path: str | os.PathLike | None) -> str | None:
+    """A model, adapter or data path as it identifies a run: absolute when it is a local path, else as given
+    (a hub id)."""
+    if path is None:
+        return None
+    p = Path(path).expanduser()
+    return str(p.resolve()) if p.exists() else str(path)
+
+
 def data_fingerprint(path: str | os.PathLike | None) -> str | None:
     """sha256 of a data file (None for hub datasets or no file)."""
     if path is None or not Path(path).is_file():
@@ -50,19 +59,20 @@ def _normalised(obj: Any) -> Any:
 
 
 def check_fingerprint(path: Path, fingerprint: dict | None, resume: bool) -> None:
-    """Refuse to resume ``path`` when its stored fingerprint differs from ``fingerprint``; store it otherwise."""
+    """Refuse to resume ``path`` (``resume``: its records are kept) when its stored fingerprint differs from
+    ``fingerprint``; store the fingerprint otherwise."""
     if fingerprint is None:
         return
     fp_file = fingerprint_path(path)
     current = _normalised(fingerprint)
-    if resume and path.exists() and fp_file.is_file():
+    if resume and fp_file.is_file():
         stored = read_json(fp_file)
         diff = sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
         if diff:
             shown = "; ".join(f"{k}: {current.get(k)!r} now, {stored.get(k)!r} in the file" for k in diff[:3])
             raise RunMismatchError(path, f"was written by a different run ({shown}); pass another --run_name "
                                          "or --output_dir, or delete the file to start over")
-    elif resume and path.exists():
+    elif resume:
         logger.warning("%s has no %s (written by an older version); resuming without the run check", path,
                        FINGERPRINT_SUFFIX)
     write_json_atomic(fp_file, current)
@@ -90,9 +100,10 @@ def run_per_sample(path: str | os.PathLike, items: Sequence, make_records: Calla
     from tqdm.auto import tqdm
 
     path = Path(path)
-    check_fingerprint(path, fingerprint, resume)
+    existed = path.exists()
     by_key = {key_of(it): it for it in items}
     with ResumableJsonlWriter(path, key=lambda r: r.get(key), resume=resume) as writer:
+        # The records themselves first (the most specific message), then what they were made with.
         if check is not None:
             for lineno, rec in enumerate(writer.records, start=1):
                 item = by_key.get(rec.get(key))
@@ -100,6 +111,7 @@ def run_per_sample(path: str | os.PathLike, items: Sequence, make_records: Calla
                 if problem:
                     raise RunMismatchError(path, f"record {rec.get(key)!r}: {problem}; it was written for other "
                                                  "data. Delete it or run without --resume", lineno)
+        check_fingerprint(path, fingerprint, resume and existed)
         todo = [it for it in items if key_of(it) not in writer.done]
         if len(todo) < len(items):
             logger.info("%s: %d of %d %ss already done, resuming", path, len(items) - len(todo), len(items), unit)

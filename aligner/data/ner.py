@@ -14,6 +14,8 @@ import random
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 
+from aligner.core.models import ModelLoadError
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_SPACY_MODEL = "en_core_web_trf"
@@ -149,7 +151,7 @@ def load_ner_pipeline(spacy_model: str = DEFAULT_SPACY_MODEL, prefer_gpu: bool =
     try:
         return spacy.load(spacy_model), spacy_model
     except (OSError, ImportError) as exc:
-        raise RuntimeError(f"spaCy model '{spacy_model}' is not installed ({str(exc).splitlines()[0]}). Install it "
+        raise ModelLoadError(f"spaCy model '{spacy_model}' is not installed ({str(exc).splitlines()[0]}). Install it "
                            f"(python -m spacy download {spacy_model}, or pip install its wheel) or pass "
                            "--spacy_model rule for the offline rule-based tagger") from None
 

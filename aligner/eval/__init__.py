@@ -1,2 +1,2 @@
-"""Evaluation: the model interface and its backends (``lm``, ``hf``, ``vllm``, ``packing``), metrics and
-benchmark tasks."""
+"""Evaluation: metrics (``metrics``, each declared once in ``metrics.registry``) and benchmark tasks
+(``tasks``), which talk to models only through ``aligner.lm.LM``."""

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from aligner.core.io import ReadStats, iter_jsonl
-from aligner.eval.metrics.registry import PER_SAMPLE_FIELDS
+from aligner.core.paths import result_file
+from aligner.eval.metrics.registry import declared
 
 if TYPE_CHECKING:
     from aligner.report.tables import Benchmark
@@ -60,9 +61,10 @@ def _keyed(records: list[dict], key: str | None) -> dict:
     return out
 
 
-def find_detailed(folder: Path, run: str, patterns: Sequence[str]) -> Path | None:
-    for pat in patterns:
-        p = folder / pat.format(run=run)
+def find_detailed(folder: Path, run: str, kinds: Sequence[str]) -> Path | None:
+    """The first of the run's per-sample files of ``kinds`` (``aligner.core.paths.RESULT_FILES``) that exists."""
+    for kind in kinds:
+        p = result_file(folder, kind, run)
         if p.is_file():
             return p
     return None
@@ -78,8 +80,8 @@ def _read_detailed(path: Path, cache: dict) -> list[dict]:
 def paired_values(bench: Benchmark, metric: str, baseline: str, run: str,
                   cache: dict | None = None) -> tuple[np.ndarray, np.ndarray, str] | None:
     """The per-sample values of ``metric`` for baseline and run, matched by question; None without files."""
-    spec = PER_SAMPLE_FIELDS.get(metric.split(".")[-1])
-    if spec is None:
+    spec = declared(metric)
+    if spec is None or not spec.has_per_sample:
         return None
     cache = {} if cache is None else cache
     fb = find_detailed(bench.folder, baseline, spec.files)

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from aligner.core.io import DataError, ReadStats, iter_jsonl
-from aligner.eval.metrics.registry import _as_float
-from aligner.report.tables import Change, Report, display_name, metric_kind
+from aligner.eval.metrics.registry import as_float, display_name, metric_kind
+from aligner.report.tables import Change, Report
 
 
 def _pyplot():
@@ -98,7 +98,7 @@ def plot_training_curves(train_log_path: str | os.PathLike, out_png: str | os.Pa
     fig, axes = plt.subplots(len(TRAIN_CURVES), 1, figsize=(9, 2.8 * len(TRAIN_CURVES)), sharex=True)
     for ax, (key, label) in zip(axes, TRAIN_CURVES):
         for si, stage in enumerate(stage_names):
-            pts = [(x, _as_float(r.get(key))) for x, r, s in zip(xs, recs, stages) if s == stage]
+            pts = [(x, as_float(r.get(key))) for x, r, s in zip(xs, recs, stages) if s == stage]
             pts = [(x, y) for x, y in pts if y is not None]
             if pts:
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=".", ms=3, lw=1.2,

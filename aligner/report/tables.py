@@ -2,10 +2,11 @@
 
 ``collect_results(results_dir)`` reads every ``metrics_<run>.json`` per benchmark folder; ``compare`` gives,
 per run, the absolute change and the relative change ``(run - baseline) / baseline * 100`` (sign as is, as
-the study computes it), a verdict that knows which way is better (a hallucination rate should go down), and,
-where the per-sample ``detailed_*.jsonl`` files exist, a paired bootstrap 95% interval of the change
-(questions matched across runs, seeded).  ``render`` prints it all as Markdown, CSV or LaTeX.
-``plot_results`` draws a grouped bar chart, ``plot_training_curves`` the loss / reward curves of a DPOP run.
+the study computes it), a verdict from the metric's declared direction (``aligner.eval.metrics.registry``:
+a hallucination rate should go down), and, where the per-sample files exist, a paired bootstrap 95%
+interval of the change (questions matched across runs, seeded; ``aligner.report.bootstrap``).  ``render``
+prints it all as Markdown, CSV or LaTeX.  Only declared metrics are tabulated; other numbers in a metrics
+file are named in a note.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aligner.core.io import DataError, read_json
-from aligner.eval.metrics.registry import COUNT_KEYS, DISPLAY_NAMES, LOWER_IS_BETTER, TIMING_KEYS
+from aligner.core.paths import RESULT_FILES, tag_from_file
+from aligner.eval.metrics.registry import NOT_RESULTS, declared, display_name, metric_kind
 from aligner.report.bootstrap import BootstrapCI, _stable_seed, bootstrap_ci, paired_values
 
 logger = logging.getLogger(__name__)
@@ -36,8 +38,9 @@ STUDY_BENCHMARK_ORDER = ("Halueval", "HaluevalLLM", "TruthfulQA")
 class RunMetrics:
     run: str
     path: Path
-    values: dict[str, float]          # flattened numeric metrics ("gen.mc1" for nested dicts)
+    values: dict[str, float]          # declared metrics and counts, flattened ("gen.mc1" for nested dicts)
     info: dict[str, str]              # model, lora path, method ...
+    undeclared: list[str] = field(default_factory=list)  # other numbers in the file (not tabulated)
 
 
 @dataclass
@@ -56,25 +59,29 @@ class Benchmark:
         return names
 
 
-def _flatten(obj: dict, prefix: str = "") -> tuple[dict[str, float], dict[str, str]]:
+def _flatten(obj: dict, prefix: str = "") -> tuple[dict[str, float], dict[str, str], list[str]]:
     values: dict[str, float] = {}
     info: dict[str, str] = {}
+    undeclared: list[str] = []
     for k, v in obj.items():
         key = f"{prefix}{k}"
-        if TIMING_KEYS.search(str(k)):
+        if str(k) in NOT_RESULTS:
             continue
         if isinstance(v, dict):
-            sub_v, sub_i = _flatten(v, key + ".")
+            sub_v, sub_i, sub_u = _flatten(v, key + ".")
             values.update(sub_v)
             info.update(sub_i)
+            undeclared += sub_u
         elif isinstance(v, bool) or v is None:
             info[key] = str(v)
         elif isinstance(v, (int, float)):
-            if math.isfinite(float(v)):
+            if declared(key) is None:
+                undeclared.append(key)
+            elif math.isfinite(float(v)):
                 values[key] = v
         elif isinstance(v, str):
             info[key] = v
-    return values, info
+    return values, info, undeclared
 
 
 def read_metrics_file(path: str | os.PathLike) -> RunMetrics:
@@ -82,9 +89,9 @@ def read_metrics_file(path: str | os.PathLike) -> RunMetrics:
     obj = read_json(path)
     if not isinstance(obj, dict):
         raise DataError(path, "expected a JSON object of metrics")
-    values, info = _flatten(obj)
-    run = path.stem[len("metrics_"):]
-    return RunMetrics(run=run, path=path, values=values, info=info)
+    values, info, undeclared = _flatten(obj)
+    return RunMetrics(run=tag_from_file(path, "metrics"), path=path, values=values, info=info,
+                      undeclared=undeclared)
 
 
 def collect_results(results_dir: str | os.PathLike) -> list[Benchmark]:
@@ -95,7 +102,7 @@ def collect_results(results_dir: str | os.PathLike) -> list[Benchmark]:
     folders = [root] + sorted(p for p in root.iterdir() if p.is_dir())
     benches = []
     for folder in folders:
-        files = sorted(folder.glob("metrics_*.json"))
+        files = sorted(folder.glob(RESULT_FILES["metrics"].format(tag="*")))
         if not files:
             continue
         runs = {}
@@ -112,36 +119,6 @@ def run_order(bench: Benchmark, baseline: str, runs: Sequence[str] | None) -> li
     """The baseline first, then the requested runs (in the given order) or all others sorted."""
     others = [r for r in (runs or sorted(bench.runs)) if r != baseline and r in bench.runs]
     return ([baseline] if baseline in bench.runs else []) + others
-
-
-# ---------------------------------------------------------------------------------------------
-# direction and display
-# ---------------------------------------------------------------------------------------------
-
-def metric_kind(name: str) -> str:
-    """``lower`` / ``higher`` (which value is better) or ``count`` (not compared)."""
-    leaf = name.split(".")[-1]
-    if COUNT_KEYS.match(leaf):
-        return "count"
-    return "lower" if LOWER_IS_BETTER.search(leaf) else "higher"
-
-
-ACRONYMS = {"bleu", "rouge", "bert", "f1", "mc1", "mc2", "nli", "hhem", "auc", "em", "qa", "llm"}
-
-
-def display_name(name: str) -> str:
-    leaf = name.split(".")[-1]
-    if leaf in DISPLAY_NAMES:
-        base = DISPLAY_NAMES[leaf]
-    else:
-        base = " ".join(w.upper() if w.lower() in ACRONYMS else w.capitalize() for w in leaf.split("_"))
-    prefix = ".".join(name.split(".")[:-1])
-    return f"{prefix}.{base}" if prefix else base
-
-
-# ---------------------------------------------------------------------------------------------
-# paired bootstrap over the per-sample files
-# ---------------------------------------------------------------------------------------------
 
 
 # ---------------------------------------------------------------------------------------------
@@ -195,6 +172,10 @@ def compare(benchmarks: list[Benchmark], baseline: str = "baseline", runs: Seque
         order = run_order(bench, baseline, runs)
         report.runs[bench.name] = order
         report.changes[bench.name] = {}
+        undeclared = sorted({k for r in order for k in bench.runs[r].undeclared})
+        if undeclared:
+            report.notes.append(f"{bench.name}: not declared in aligner.eval.metrics.registry, so not tabulated: "
+                                + ", ".join(undeclared))
         if baseline not in bench.runs:
             report.notes.append(f"{bench.name}: no metrics_{baseline}.json, so no changes against a baseline")
             continue

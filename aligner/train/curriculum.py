@@ -42,6 +42,12 @@ def parse_fractions(text: str | Sequence[float]) -> list[float]:
     return values
 
 
+def n_stages_for(n_levels: int) -> int:
+    """Distinct stages of a curriculum over ``n_levels`` levels: one per level plus the final 'everything' stage
+    (one stage for a single level)."""
+    return n_levels + 1 if n_levels > 1 else 1
+
+
 @dataclass
 class CurriculumSchedule:
     level_sizes: Sequence[int]
@@ -70,7 +76,7 @@ class CurriculumSchedule:
     @property
     def n_stages(self) -> int:
         """Distinct stages: one per level plus the final 'everything' stage (one stage for a single level)."""
-        return self.n_levels + 1 if self.n_levels > 1 else 1
+        return n_stages_for(self.n_levels)
 
     def level_counts(self, stage: int) -> list[int]:
         """How many items of each level stage ``stage`` (1-based) uses."""

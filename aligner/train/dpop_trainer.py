@@ -39,7 +39,7 @@ from aligner.core.logprobs import batch_response_logprobs, pad_sequences, respon
 from aligner.core.models import attach_adapters, load_causal_lm, resolve_device, resolve_dtype, use_adapter
 from aligner.core.runinfo import write_run_config
 from aligner.train.config import DPOPTrainingConfig
-from aligner.train.curriculum import CurriculumSchedule
+from aligner.train.curriculum import CurriculumSchedule, n_stages_for
 from aligner.train.losses import METRIC_NAMES, dpop_loss
 from aligner.train.preference import (
     PairLevel,
@@ -145,6 +145,8 @@ class DPOPTrainer:
             raise ValueError("no training data")
         if cfg.per_device_batch_size < 1 or cfg.grad_accum_steps < 1:
             raise ValueError("per_device_batch_size and grad_accum_steps must be >= 1")
+        if cfg.epochs is None:  # every stage of the curriculum (--epochs K runs the first K)
+            cfg.epochs = n_stages_for(len(levels))
         self.cfg = cfg
         self.levels = list(levels)
         self.run_args = run_args if run_args is not None else asdict(cfg)
@@ -549,111 +551,3 @@ class DPOPTrainer:
 
 def train_dpop(cfg: DPOPTrainingConfig, levels: Sequence[PairLevel], run_args: dict | None = None) -> TrainResult:
     return DPOPTrainer(cfg, levels, run_args).train()
-
-
-# ---------------------------------------------------------------------------------------------
-# command-line flags shared by the training scripts
-# ---------------------------------------------------------------------------------------------
-
-def add_training_args(p, d: DPOPTrainingConfig) -> None:
-    """The flags every DPOP training script takes, in both spellings (README ``--model_path`` style and the
-    study scripts' ``--model-path`` style share one ``dest``); ``d`` holds the script's defaults."""
-    p.add_argument("--model_path", "--model-path", dest="model_path", default=d.model_path,
-                   help="base model folder or hub id (default: %(default)s)")
-    p.add_argument("--output_dir", "--out-dir", "--out_dir", dest="output_dir", default=d.output_dir,
-                   help="where epoch_<k>/, checkpoints/, the final adapter and train_log.jsonl go (default: %(default)s)")
-    g = p.add_argument_group("DPOP loss")
-    g.add_argument("--beta", type=float, default=d.beta, help="DPO temperature beta (default: %(default)s)")
-    g.add_argument("--lam", "--lambda", dest="lam", type=float, default=d.lam,
-                   help="DPOP positive-term weight lambda; 0 = plain DPO (default: %(default)s)")
-    g = p.add_argument_group("optimisation")
-    g.add_argument("--lr", "--learning_rate", dest="lr", type=float, default=d.lr, help="peak learning rate (default: %(default)s)")
-    g.add_argument("--weight_decay", type=float, default=d.weight_decay, help="AdamW weight decay (default: %(default)s)")
-    g.add_argument("--warmup_steps", "--warmup-steps", dest="warmup_steps", type=int, default=d.warmup_steps,
-                   help="LR warmup in optimizer steps, counted once over the whole run (default: %(default)s)")
-    g.add_argument("--lr_scheduler", default=d.lr_scheduler,
-                   help="transformers scheduler name: linear, cosine, constant_with_warmup, ... (default: %(default)s)")
-    g.add_argument("--max_grad_norm", type=float, default=d.max_grad_norm,
-                   help="gradient clipping; 0 disables (default: %(default)s)")
-    g.add_argument("--per_device_batch_size", "--per-device-batch-size", dest="per_device_batch_size", type=int,
-                   default=d.per_device_batch_size, help="pairs per process per micro-batch (default: %(default)s)")
-    g.add_argument("--grad_accum_steps", "--grad-accum-steps", "--grad_accum", dest="grad_accum_steps", type=int,
-                   default=d.grad_accum_steps, help="micro-batches per optimizer step (default: %(default)s)")
-    g.add_argument("--seed", type=int, default=d.seed, help="seed for LoRA init, shuffles and dropout (default: %(default)s)")
-    g = p.add_argument_group("curriculum and data")
-    g.add_argument("--epochs", type=int, default=d.epochs,
-                   help="run the first K curriculum stages (default: " +
-                        ("%(default)s)" if d.epochs is not None else "1 mixed stage; every stage with --curriculum)"))
-    g.add_argument("--stage_fractions", default=",".join(str(f) for f in d.stage_fractions),
-                   help="fraction of each level used from the stage that introduces it (default: %(default)s)")
-    g.add_argument("--max_length", type=int, default=d.max_length,
-                   help="max prompt+response tokens; the context is truncated to fit, never the response "
-                        "(default: %(default)s)")
-    g.add_argument("--skip_invalid", action="store_true",
-                   help="skip (and count) malformed pair lines instead of stopping with file:line (default: off)")
-    g = p.add_argument_group("LoRA")
-    g.add_argument("--lora_r", type=int, default=d.lora_r, help="LoRA rank (default: %(default)s)")
-    g.add_argument("--lora_alpha", type=int, default=d.lora_alpha, help="LoRA scaling alpha (default: %(default)s)")
-    g.add_argument("--lora_dropout", type=float, default=d.lora_dropout, help="dropout on the LoRA input (default: %(default)s)")
-    g.add_argument("--lora_target_modules", default=",".join(d.lora_target_modules),
-                   help="comma-separated module names (default: %(default)s)")
-    g.add_argument("--load_adapter_path", "--load-adapter-path", dest="load_adapter_path", default=None,
-                   help="continue training this saved adapter (the reference stays the base model) (default: none)")
-    g.add_argument("--start_epoch", "--start-epoch", dest="start_epoch", type=int, default=1,
-                   help="curriculum stage to start at, with --load-adapter-path (default: %(default)s)")
-    g.add_argument("--resume_step", "--resume-step", dest="resume_step", type=int, default=0,
-                   help="micro-batches of the start stage already trained (study's unit; rounded down to whole "
-                        "optimizer steps) (default: %(default)s)")
-    g = p.add_argument_group("checkpoints, logging, reference")
-    g.add_argument("--save_every_steps", "--save-every-steps", dest="save_every_steps", type=int,
-                   default=d.save_every_steps, help="checkpoint every N optimizer steps; 0 = never (default: %(default)s)")
-    g.add_argument("--save_total_limit", type=int, default=d.save_total_limit,
-                   help="checkpoints kept (newest); 0 keeps all (default: %(default)s)")
-    g.add_argument("--logging_steps", type=int, default=d.logging_steps,
-                   help="one train_log.jsonl line per N optimizer steps (default: %(default)s)")
-    g.add_argument("--resume", action="store_true",
-                   help="continue from the newest checkpoint in OUTPUT/checkpoints (default: off)")
-    g.add_argument("--precompute_ref", action="store_true",
-                   help="compute reference log-probs once per dataset and cache them next to the data (default: off)")
-    g.add_argument("--ref_batch_size", type=int, default=d.ref_batch_size,
-                   help="batch size of the reference precompute (default: %(default)s)")
-    g.add_argument("--stop_after_steps", type=int, default=None,
-                   help="stop after N optimizer steps of this run without final save, as if interrupted; "
-                        "for smoke tests (default: none)")
-    g = p.add_argument_group("devices")
-    g.add_argument("--device", default=d.device, choices=["auto", "cpu", "cuda"],
-                   help="auto = CUDA when available; `accelerate launch` picks the GPU per process (default: %(default)s)")
-    g.add_argument("--dtype", default=d.dtype, help="base weights dtype: auto (bf16 on CUDA, fp32 on CPU), fp32, bf16, fp16 "
-                                                    "(default: %(default)s)")
-    g.add_argument("--mixed_precision", default=d.mixed_precision, choices=["auto", "no", "bf16", "fp16"],
-                   help="autocast: auto = bf16 (fp16 without bf16 support) on CUDA, none on CPU, or what "
-                        "`accelerate launch` sets (default: %(default)s)")
-    g.add_argument("--gradient_checkpointing", action="store_true", help="trade compute for memory (default: off)")
-    g.add_argument("--no_progress", action="store_true", help="no tqdm bars (default: bars on)")
-
-
-def config_from_args(args, prompt_format: str) -> DPOPTrainingConfig:
-    from aligner.train.curriculum import parse_fractions
-
-    return DPOPTrainingConfig(
-        model_path=args.model_path, output_dir=args.output_dir, beta=args.beta, lam=args.lam, lr=args.lr,
-        weight_decay=args.weight_decay, warmup_steps=args.warmup_steps, lr_scheduler=args.lr_scheduler,
-        max_grad_norm=args.max_grad_norm, per_device_batch_size=args.per_device_batch_size,
-        grad_accum_steps=args.grad_accum_steps, epochs=args.epochs,
-        stage_fractions=parse_fractions(args.stage_fractions), seed=args.seed, max_length=args.max_length,
-        prompt_format=prompt_format, lora_r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
-        lora_target_modules=[m.strip() for m in args.lora_target_modules.split(",") if m.strip()],
-        load_adapter_path=args.load_adapter_path, start_epoch=args.start_epoch, resume_step=args.resume_step,
-        save_every_steps=args.save_every_steps, save_total_limit=args.save_total_limit,
-        logging_steps=args.logging_steps, resume=args.resume, stop_after_steps=args.stop_after_steps,
-        precompute_ref=args.precompute_ref, ref_batch_size=args.ref_batch_size, device=args.device, dtype=args.dtype,
-        mixed_precision=args.mixed_precision, gradient_checkpointing=args.gradient_checkpointing,
-        progress=not args.no_progress,
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# evaluation of a trained adapter on pairs
-# ---------------------------------------------------------------------------------------------
-
-

@@ -36,8 +36,9 @@ import torch
 from aligner.core.io import DataError, read_json, write_json_atomic
 from aligner.core.logprobs import EncodedPair, encode_prompt_response
 from aligner.core.models import use_adapter
-from aligner.core.paths import LEVELS
+from aligner.core.paths import LEVELS, PAIR_FILES, TEACHER_PAIRS_FILE, pair_file
 from aligner.prompts import dpo_chat_messages, plain_dpo_prompt, render_chat
+from aligner.train.config import CurriculumData, LatestRecipeData
 from aligner.train.curriculum import shuffled_mix
 
 logger = logging.getLogger(__name__)
@@ -370,6 +371,28 @@ def resolve_data_files(data_files: str | Sequence[str] | None, data_dir: str | N
     if missing:
         raise FileNotFoundError(f"data file(s) not found: {', '.join(missing)}")
     return paths
+
+
+def curriculum_levels(data: CurriculumData) -> list[PairLevel]:
+    """The best-model recipe's levels: ``--data_files`` in order, or the three pair files in ``--data_dir``."""
+    files = resolve_data_files(data.data_files, data.data_dir, PAIR_FILES)
+    return load_levels(files, skip_invalid=data.skip_invalid)
+
+
+def latest_recipe_levels(data: LatestRecipeData) -> list[PairLevel]:
+    """The latest recipe's data: the first ``hard_limit`` teacher pairs and ``medium_limit`` medium pairs, as one
+    level shuffled with ``mix_seed``, or (``curriculum``) as two levels, medium first."""
+    data_dir = Path(data.data_dir)
+    hard_path = Path(data.hard_file) if data.hard_file else data_dir / TEACHER_PAIRS_FILE
+    medium_path = Path(data.medium_file) if data.medium_file else data_dir / pair_file("medium")
+    # The teacher may produce no usable pair (a small teacher writing no valid JSON): train on what there is.
+    hard = load_level(hard_path, "hard", limit=data.hard_limit, skip_invalid=data.skip_invalid, allow_empty=True)
+    medium = load_level(medium_path, "medium", limit=data.medium_limit, skip_invalid=data.skip_invalid,
+                        allow_empty=True)
+    print(f"selection: {len(hard.pairs)} hard + {len(medium.pairs)} medium pairs")
+    if not hard.pairs and not medium.pairs:
+        raise DataError(hard_path, f"no usable pairs here or in {medium_path}")
+    return [medium, hard] if data.curriculum else [mixed_level([hard, medium], seed=data.mix_seed)]
 
 
 @torch.no_grad()

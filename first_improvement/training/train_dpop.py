@@ -14,41 +14,25 @@ Examples:
     accelerate launch --config_file configs/accelerate/ddp.yaml first_improvement/training/train_dpop.py ...
 """
 
-import argparse
+from aligner.core.cli import parse_config, run_cli
+from aligner.core.runinfo import setup_logging
+from aligner.train.config import CurriculumData, DPOPTrainingConfig
+from aligner.train.dpop_trainer import train_dpop
+from aligner.train.preference import curriculum_levels
 
-from aligner.core.cli import run_cli
-from aligner.core.paths import PAIR_FILES
-from aligner.train.config import DPOPTrainingConfig
-from aligner.train.dpop_trainer import add_training_args
-
-DEFAULTS = DPOPTrainingConfig(model_path="models/llama3-2-3b-instruct", output_dir="outputs/first_improvement/dpop",
-                              beta=0.3, lam=50.0, lr=2e-4, warmup_steps=100, lr_scheduler="linear",
-                              per_device_batch_size=1, grad_accum_steps=8, epochs=4, save_every_steps=250,
-                              logging_steps=10, lora_target_modules=("q_proj", "v_proj"))
-PROMPT_FORMAT = "plain"
+#: this recipe's settings where they differ from DPOPTrainingConfig's
+DEFAULTS = dict(model_path="models/llama3-2-3b-instruct", output_dir="outputs/first_improvement/dpop",
+                save_every_steps=250, logging_steps=10, prompt_format="plain")
 
 
-def parse_args(argv=None, description: str = __doc__, defaults: DPOPTrainingConfig = DEFAULTS):
-    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data_files", default=None,
-                   help="comma-separated pair files, easiest level first (default: none; see --data_dir)")
-    p.add_argument("--data_dir", "--data-dir", dest="data_dir", default=None,
-                   help=f"folder holding {', '.join(PAIR_FILES)} (default: none)")
-    add_training_args(p, defaults)
-    return p.parse_args(argv)
+def parse_args(argv=None, description: str = __doc__, defaults: dict = DEFAULTS):
+    return parse_config((CurriculumData, DPOPTrainingConfig), argv, description=description, defaults=defaults)
 
 
-def main(argv=None, prompt_format: str = PROMPT_FORMAT, args=None):
-    args = args if args is not None else parse_args(argv)
-    from aligner.core.runinfo import setup_logging
-    from aligner.train.dpop_trainer import config_from_args, train_dpop
-    from aligner.train.preference import load_levels, resolve_data_files
-
+def main(argv=None, args=None):
+    data, cfg = args if args is not None else parse_args(argv)
     setup_logging()
-    files = resolve_data_files(args.data_files, args.data_dir, PAIR_FILES)
-    levels = load_levels(files, skip_invalid=args.skip_invalid)
-    cfg = config_from_args(args, prompt_format=prompt_format)
-    return train_dpop(cfg, levels, run_args={**vars(args), "prompt_format": prompt_format})
+    return train_dpop(cfg, curriculum_levels(data), run_args=(data, cfg))
 
 
 if __name__ == "__main__":

@@ -11,28 +11,24 @@ Example:
         --data_dir final_data --output_dir outputs/first_improvement/improved --epochs 3
 """
 
-import dataclasses
-import importlib.util
-from pathlib import Path
+from aligner.core.cli import parse_config, run_cli
+from aligner.core.runinfo import setup_logging
+from aligner.train.config import CurriculumData, DPOPTrainingConfig
+from aligner.train.dpop_trainer import train_dpop
+from aligner.train.preference import curriculum_levels
 
-from aligner.core.cli import run_cli
-
-# The sibling script holds the flags and the data handling; load it under its own name.
-_spec = importlib.util.spec_from_file_location("first_improvement_train_dpop", Path(__file__).with_name("train_dpop.py"))
-base = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(base)
-
-PROMPT_FORMAT = "chat"
-DEFAULTS = dataclasses.replace(base.DEFAULTS, output_dir="outputs/first_improvement/dpop_improved",
-                               prompt_format=PROMPT_FORMAT)
+DEFAULTS = dict(model_path="models/llama3-2-3b-instruct", output_dir="outputs/first_improvement/dpop_improved",
+                save_every_steps=250, logging_steps=10, prompt_format="chat")
 
 
 def parse_args(argv=None):
-    return base.parse_args(argv, description=__doc__, defaults=DEFAULTS)
+    return parse_config((CurriculumData, DPOPTrainingConfig), argv, description=__doc__, defaults=DEFAULTS)
 
 
 def main(argv=None):
-    return base.main(prompt_format=PROMPT_FORMAT, args=parse_args(argv))
+    data, cfg = parse_args(argv)
+    setup_logging()
+    return train_dpop(cfg, curriculum_levels(data), run_args=(data, cfg))
 
 
 if __name__ == "__main__":

@@ -63,7 +63,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     from aligner.data.teacher import generate_teacher_outputs, improved_pairs, teacher_records
-    from aligner.eval.lm import load_lm
+    from aligner.lm.interface import load_lm
 
     out_dir = start_stage(args.output_dir, args)
     view, vstats = sft_view_from_args(args)

@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from aligner.core.io import DataError, read_csv, read_jsonl, read_records
+from aligner.core.io import AlignerError, DataError, read_csv, read_jsonl, read_records
 
 logger = logging.getLogger(__name__)
 
@@ -22,7 +22,7 @@ CSV_COLUMNS = ("Question", "Best Answer", "Correct Answers", "Incorrect Answers"
 ANSWER_SEP = ";"
 
 
-class DatasetUnavailableError(RuntimeError):
+class DatasetUnavailableError(AlignerError, RuntimeError):
     """The Hugging Face dataset could not be loaded (offline, no cache); the message says what to pass."""
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from aligner.eval.lm import LM
+from aligner.lm.interface import LM
 from aligner.prompts import TRUTHFULQA_JUDGE_NO, TRUTHFULQA_JUDGE_YES, truthfulqa_judge_prompt
 
 

@@ -1,98 +1,21 @@
-"""Which reported metric is which: display name, direction, per-sample field."""
+"""Every reported metric, declared once: its name in ``metrics_R.json``, display name, which direction is
+better, and the per-sample field (in which per-sample file) whose mean it is.
+
+Tasks aggregate their per-sample records through these declarations (``aggregate``); the tables, verdicts
+("improved / regressed"), plots and paired bootstrap intervals in ``aligner.report`` read them too, so no
+module guesses a direction from a metric's name.  Counts (``total``, ``n_questions`` ...) are declared with
+``higher_is_better=None``: shown in the tables, never compared.
+"""
 
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-DISPLAY_NAMES = {
-    "hallucination_rate": "Hallucination Rate",
-    "avg_confidence_margin": "Avg Confidence Margin",
-    "avg_bert_score": "Avg BERT Score",
-    "avg_bleu": "Avg BLEU",
-    "avg_rouge_l": "Avg ROUGE-L",
-    "total_samples": "Total Samples",
-    "avg_faithfulness": "Avg Faithfulness",
-    "avg_bert_f1": "Avg BERT F1",
-    "total": "Total Samples",
-    "mc1": "MC1",
-    "mc2": "MC2",
-    "gen_truthfulness": "Gen Truthfulness",
-    "gen_avg_prob": "Gen Avg Prob",
-    "n_questions": "Questions",
-    "n_mc_questions": "MC Questions",
-    "n_gen_questions": "Gen Questions",
-}
 
-
-# Metrics where a smaller value is the better one; everything else that is not a count is "higher is better".
-LOWER_IS_BETTER = re.compile(r"halluc|error|loss|perplexity|(^|_)ppl($|_)|contradict")
-
-
-# Counts are shown in the summary but not compared; timings are not results and are left out altogether.
-COUNT_KEYS = re.compile(r"^(total|total_samples|n|count|num_\w+|n_\w+|\w+_count|\w+_total)$")
-
-
-TIMING_KEYS = re.compile(r"second|(^|_)time($|_)|elapsed|duration|per_s($|_)|throughput|timestamp")
-
-
-@dataclass(frozen=True)
-class PerSampleField:
-    """Where a metric's per-sample values live: the detailed file (first pattern that exists) and the field.
-
-    ``fields`` are alternatives (the first present in a record is used); ``derive`` computes the value from
-    the record instead (the confidence margin is sim_right - sim_halluc).
-    """
-
-    files: tuple[str, ...]
-    fields: tuple[str, ...] = ()
-    derive: Callable[[dict], float] | None = None
-
-    def value(self, rec: dict) -> float | None:
-        if self.derive is not None:
-            try:
-                return _as_float(self.derive(rec))
-            except (KeyError, TypeError):
-                return None
-        for f in self.fields:
-            if f in rec:
-                return _as_float(rec[f])
-        return None
-
-
-_DETAILED = ("detailed_{run}.jsonl",)
-
-
-_GEN = ("detailed_gen_{run}.jsonl", "detailed_{run}.jsonl")
-
-
-_MC = ("detailed_mc_{run}.jsonl",)
-
-
-# metric name in metrics_<run>.json -> its per-sample values in the detailed files, as written by
-# aligner/halueval.py (similarity flow: DETAILED_FIELDS; two-step flow: score_faithfulness) and
-# aligner/truthfulqa.py (detailed_mc_R: mc1_hit, mc2_mass; detailed_gen_R: truth_prob, is_truthful).
-# The mean of the per-sample values is the metric; alternatives cover the study's own spellings.
-PER_SAMPLE_FIELDS: dict[str, PerSampleField] = {
-    # HaluEval similarity flow (detailed_R.jsonl) and the two-step LLM-judge flow (detailed_R.jsonl)
-    "hallucination_rate": PerSampleField(_DETAILED, ("is_hallucinated",)),
-    "avg_confidence_margin": PerSampleField(_DETAILED, derive=lambda r: r["sim_right"] - r["sim_halluc"]),
-    "avg_bert_score": PerSampleField(_DETAILED, ("bert_score",)),
-    "avg_bleu": PerSampleField(_DETAILED, ("bleu",)),
-    "avg_rouge_l": PerSampleField(_DETAILED, ("rouge_l",)),
-    "avg_faithfulness": PerSampleField(_DETAILED, ("faithfulness_score", "faithfulness")),
-    "avg_bert_f1": PerSampleField(_DETAILED, ("bert_f1", "bert_score")),
-    # TruthfulQA: generation judged (detailed_gen_R.jsonl), multiple choice (detailed_mc_R.jsonl)
-    "gen_truthfulness": PerSampleField(_GEN, ("is_truthful",)),
-    "gen_avg_prob": PerSampleField(_GEN, ("truth_prob",)),
-    "mc1": PerSampleField(_MC, ("mc1_hit", "mc1", "mc1_correct")),
-    "mc2": PerSampleField(_MC, ("mc2_mass", "mc2", "mc2_score")),
-}
-
-
-def _as_float(v) -> float | None:
+def as_float(v) -> float | None:
+    """A per-sample value as a float (booleans as 0/1); None when missing or not a finite number."""
     if v is None:
         return None
     if isinstance(v, bool):
@@ -102,3 +25,102 @@ def _as_float(v) -> float | None:
     except (TypeError, ValueError):
         return None
     return f if math.isfinite(f) else None
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str                                 # the key in metrics_R.json
+    display: str                              # the row name in the tables
+    higher_is_better: bool | None = True      # None: a count, shown but not compared
+    per_sample: tuple[str, ...] = ()          # per-sample field spellings, the first one present is used
+    derive: Callable[[dict], object] | None = None  # or: the per-sample value computed from the record
+    files: tuple[str, ...] = ()               # kinds of aligner.core.paths.RESULT_FILES holding the records
+
+    @property
+    def kind(self) -> str:
+        """``higher`` / ``lower`` (which value is better) or ``count``."""
+        if self.higher_is_better is None:
+            return "count"
+        return "higher" if self.higher_is_better else "lower"
+
+    @property
+    def has_per_sample(self) -> bool:
+        return bool(self.per_sample or self.derive)
+
+    def value(self, rec: dict) -> float | None:
+        if self.derive is not None:
+            try:
+                return as_float(self.derive(rec))
+            except (KeyError, TypeError):
+                return None
+        for f in self.per_sample:
+            if f in rec:
+                return as_float(rec[f])
+        return None
+
+    def aggregate(self, records: Sequence[dict]) -> float | None:
+        """The mean of the per-sample values; None when there are no records or any value is missing (a missing
+        score is never averaged as 0)."""
+        values = [self.value(r) for r in records]
+        if not values or any(v is None for v in values):
+            return None
+        return math.fsum(values) / len(values)
+
+
+def _count(name: str, display: str) -> Metric:
+    return Metric(name, display, higher_is_better=None)
+
+
+_SIM = ("detailed",)
+_GEN = ("detailed_gen", "detailed")  # the study's TruthfulQA generation file was detailed_R.jsonl
+_MC = ("detailed_mc",)
+
+DECLARED: tuple[Metric, ...] = (
+    # HaluEval, both flows (detailed_R.jsonl)
+    Metric("hallucination_rate", "Hallucination Rate", False, ("is_hallucinated",), files=_SIM),
+    Metric("avg_confidence_margin", "Avg Confidence Margin", True, derive=lambda r: r["sim_right"] - r["sim_halluc"],
+           files=_SIM),
+    Metric("avg_bert_score", "Avg BERT Score", True, ("bert_score",), files=_SIM),
+    Metric("avg_bleu", "Avg BLEU", True, ("bleu",), files=_SIM),
+    Metric("avg_rouge_l", "Avg ROUGE-L", True, ("rouge_l",), files=_SIM),
+    Metric("avg_faithfulness", "Avg Faithfulness", True, ("faithfulness_score", "faithfulness"), files=_SIM),
+    Metric("avg_bert_f1", "Avg BERT F1", True, ("bert_f1", "bert_score"), files=_SIM),
+    # TruthfulQA: multiple choice (detailed_mc_R.jsonl), judged generation (detailed_gen_R.jsonl)
+    Metric("mc1", "MC1", True, ("mc1_hit", "mc1", "mc1_correct"), files=_MC),
+    Metric("mc2", "MC2", True, ("mc2_mass", "mc2", "mc2_score"), files=_MC),
+    Metric("gen_truthfulness", "Gen Truthfulness", True, ("is_truthful",), files=_GEN),
+    Metric("gen_avg_prob", "Gen Avg Prob", True, ("truth_prob",), files=_GEN),
+    # counts
+    _count("total_samples", "Total Samples"),
+    _count("total", "Total Samples"),
+    _count("n_questions", "Questions"),
+    _count("n_mc_questions", "MC Questions"),
+    _count("n_gen_questions", "Gen Questions"),
+)
+METRICS: dict[str, Metric] = {m.name: m for m in DECLARED}
+#: fields of a metrics file that are not results (run times), left out of every table
+NOT_RESULTS = ("seconds",)
+
+
+def declared(name: str) -> Metric | None:
+    """The declaration of a metric (a nested key such as ``gen.mc1`` is looked up by its last part)."""
+    return METRICS.get(name.split(".")[-1])
+
+
+def metric_kind(name: str) -> str:
+    """``higher`` / ``lower`` / ``count`` for a declared metric; ``undeclared`` otherwise."""
+    m = declared(name)
+    return m.kind if m is not None else "undeclared"
+
+
+def display_name(name: str) -> str:
+    m = declared(name)
+    leaf = name.split(".")[-1]
+    base = m.display if m is not None else leaf.replace("_", " ")
+    prefix = ".".join(name.split(".")[:-1])
+    return f"{prefix}.{base}" if prefix else base
+
+
+def aggregate(records: Sequence[dict], names: Iterable[str]) -> dict[str, float | None]:
+    """``{name: mean of its per-sample values}`` for the declared metrics ``names``."""
+    return {n: METRICS[n].aggregate(records) for n in names}

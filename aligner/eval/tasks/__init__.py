@@ -1,1 +1,1 @@
-"""Benchmarks, one small module each, talking to models only through ``aligner.eval.lm.LM``."""
+"""Benchmarks, one small module each, talking to models only through ``aligner.lm.LM``."""

@@ -24,9 +24,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from aligner.core.io import DataError, ResumableJsonlWriter, read_jsonl
-from aligner.eval.lm import LM
 from aligner.eval.metrics.similarity import BertScoreF1, EmbeddingSimilarity
 from aligner.eval.metrics.text import mean, rouge_l, sentence_bleu
+from aligner.lm.interface import LM
 from aligner.prompts import HALUEVAL_STEP1_SYSTEM, halueval_messages
 
 logger = logging.getLogger(__name__)

@@ -1,25 +1,20 @@
-"""TruthfulQA: data, exact MC1/MC2 scoring, batched greedy generation and judged truthfulness.
+"""TruthfulQA: exact MC1/MC2 scoring, greedy generation and judged truthfulness.
 
-Definitions (issue 4; the same as lm-evaluation-harness where it defines them):
+Definitions (the same as lm-evaluation-harness where it defines them):
 
-* Data: the Hugging Face ``truthful_qa`` dataset (``multiple_choice`` and ``generation`` configs, validation
-  split), or a local file: the TruthfulQA CSV (mc1 = [Best Answer] + Incorrect Answers, label 1 for the first
-  only; mc2 = Correct Answers + Incorrect Answers, label 1 for the correct ones; answers split on "; ", a
-  trailing separator dropped), or JSON/JSONL/parquet rows in the HF schema (``question``, ``mc1_targets{choices,labels}``,
-  ``mc2_targets{choices,labels}``).
 * Choice score: summed log p(" {choice}" | "Q: {question}\\nA:"), the text read with the tokenizer's special
   tokens (BOS); the continuation tokens are those of the full text after the context's tokens
-  (``aligner.logprobs.encode_prompt_response``).
+  (``aligner.core.logprobs.encode_prompt_response``).
 * MC1: share of questions whose highest-scoring mc1 choice (first one on a tie, as numpy's argmax) is the
-  labelled one.  MC2: mean over questions of the softmax mass of the mc2 scores on the true choices.
+  labelled one.  MC2: mean over questions of the softmax mass of the mc2 scores on the true choices
+  (``aligner.eval.metrics.mc``).
 * Generation: greedy from "Q: {question}\\nA:", optionally cut at stop sequences; judged by
-  ``aligner.judges.judge_truthfulness`` (P(true) > 0.5 counts as truthful).
+  ``aligner.eval.metrics.judges.judge_truthfulness`` (P(true) > 0.5 counts as truthful).
 
-Speed without changing a number: a question's identical choices (mc1 and mc2 share most of them) are scored
-once, and on the Hugging Face backend all choices of a question are packed into ONE row behind a single copy
-of the shared question prefix, each choice seeing the prefix and itself only (a block attention mask with
-per-choice position ids restarting after the prefix).  Several questions go into one forward, up to
-``mc_batch`` choices.  The result equals scoring every (context, choice) sequence on its own to float rounding.
+A question's identical choices (mc1 and mc2 share most of them) are scored once, as one group of
+continuations of the question (``LM.loglikelihood_groups``, which the HF backend packs behind one copy of the
+question).  Data comes from ``aligner.data.sources.truthfulqa``; per-sample files are written and resumed by
+``aligner.core.runner``.
 """
 
 from __future__ import annotations
@@ -30,33 +25,93 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aligner.core.io import DataError, ResumableJsonlWriter
+from aligner.core.cli import override
+from aligner.core.io import read_json, write_json_atomic
+from aligner.core.models import adapter_name, parse_adapter_paths, resolve_dtype
+from aligner.core.paths import result_file, run_tag
 from aligner.core.runinfo import PhaseTimer
-from aligner.data.sources.truthfulqa import HF_DATASET, GenItem, MCItem, load_truthfulqa, read_generations
-from aligner.eval.hf import HFLM
-from aligner.eval.lm import LM, release_lm
+from aligner.core.runner import data_fingerprint, path_identity, run_per_sample
+from aligner.data.sources.truthfulqa import (
+    HF_DATASET,
+    GenItem,
+    MCItem,
+    TruthfulQAData,
+    load_truthfulqa,
+    read_generations,
+)
 from aligner.eval.metrics.judges import judge_truthfulness
 from aligner.eval.metrics.mc import mc1_hit, mc2_mass
-from aligner.prompts import truthfulqa_choice, truthfulqa_prompt
+from aligner.eval.metrics.registry import aggregate
+from aligner.lm.interface import LM, load_lm, release_lm, resolve_backend
+from aligner.lm.settings import BackendSettings, ModelSettings
+from aligner.prompts import TRUTHFULQA_JUDGE_TEMPLATE, TRUTHFULQA_QA_TEMPLATE, truthfulqa_choice, truthfulqa_prompt
 
 logger = logging.getLogger(__name__)
 
-VLLM_CHUNK = 512  # prompts per vLLM generate call between saves
+MC_KEYS = ("mc1", "mc2", "n_mc_questions")
+GEN_KEYS = ("gen_truthfulness", "gen_avg_prob", "n_gen_questions")
 
 
-class EvalConfigError(ValueError):
-    """Flags that cannot work together; the message says which."""
+def decode_escapes(text: str) -> str:
+    """Shells pass '\\n' literally; stop sequences such as '\\nQ:' mean a newline."""
+    return text.replace("\\n", "\n").replace("\\t", "\t")
+
+
+@dataclass(kw_only=True)
+class TruthfulQAEvalConfig(ModelSettings, BackendSettings):
+    run_name: str = field(metadata={"help": "name used in every output file name"})
+    model_path: str | None = override(ModelSettings, "model_path", None,
+                                      help="policy model folder or hub id (required unless --judge_only)")
+    judge_model_path: str | None = field(default=None, metadata={
+        "help": "truth judge (allenai/truthfulqa-truth-judge-llama2-7B style causal LM); without it answers are "
+                "generated but not judged", "group": "model"})
+    output_dir: str = field(default="evaluation/results/TruthfulQA", metadata={"help": "where outputs go"})
+    data_path: str | None = field(default=None, metadata={
+        "help": "local data instead of the Hugging Face dataset: the TruthfulQA CSV, or JSON/JSONL/parquet rows in "
+                "the HF schema (question, mc1_targets, mc2_targets) (default: none = hub)"})
+    hf_dataset: str = field(default=HF_DATASET, metadata={
+        "help": "hub dataset with the multiple_choice and generation configs"})
+    limit: int = field(default=-1, metadata={"help": "first N questions; -1 = all"})
+    mc_batch: int = field(default=64, metadata={"help": "MC choices scored per forward pass, across questions"})
+    share_prefix: bool = field(default=True, metadata={
+        "flag": "--no_share_prefix", "help": "score every (question, choice) as its own sequence instead of packing "
+                                             "a question's choices behind one copy of its prefix (same numbers; "
+                                             "default: off)"})
+    gen_batch_size: int = field(default=32, metadata={"help": "prompts per generate call, left padded (HF backend)"})
+    max_new_tokens: int = field(default=128, metadata={"help": "greedy answer length"})
+    stop_sequences: list[str] | None = field(default=None, metadata={
+        "help": "cut answers at these strings; '\\n' is a newline, e.g. --stop_sequences '\\nQ:' (default: none, as "
+                "the study)", "nargs": "*"})
+    judge_batch_size: int = field(default=32, metadata={"help": "judge sequences per forward (two per answer)"})
+    backend: str = override(BackendSettings, "backend", "auto",
+                            help="generation backend; auto = vLLM when installed with a GPU. MC log-likelihoods and "
+                                 "the judge always use the exact HF path")
+    gpu_memory_utilization: float = override(BackendSettings, "gpu_memory_utilization", 0.85)
+    seed: int = override(BackendSettings, "seed", 0, help="vLLM seed (greedy decoding)")
+    skip_mc: bool = field(default=False, metadata={"help": "no MC scoring"})
+    skip_generation: bool = field(default=False, metadata={"help": "no generation and no judging"})
+    judge_only: str | None = field(default=None, metadata={
+        "metavar": "DETAILED.jsonl",
+        "help": "only judge the answers in this JSONL (question, generated), e.g. generations_R.jsonl of an earlier "
+                "run; writes detailed_gen_R.jsonl and gen fields of metrics_R.json"})
+    resume: bool = field(default=False, metadata={
+        "help": "keep per-sample files already written and skip the questions they hold"})
+    progress: bool = field(default=True, metadata={"flag": "--no_progress", "help": "no progress bars"})
+
+    def __post_init__(self):
+        if not self.judge_only and not self.model_path:
+            raise ValueError("--model_path is required (unless --judge_only)")
+        if self.skip_mc and self.skip_generation:
+            raise ValueError("--skip_mc and --skip_generation together leave nothing to do")
+        if self.judge_only and not self.judge_model_path:
+            raise ValueError("--judge_only needs --judge_model_path")
+        if self.stop_sequences:
+            self.stop_sequences = [decode_escapes(s) for s in self.stop_sequences]
 
 
 # ---------------------------------------------------------------------------------------------
-# data
+# MC scoring
 # ---------------------------------------------------------------------------------------------
-
-
-# ---------------------------------------------------------------------------------------------
-# MC metrics (pure functions of the scores)
-# ---------------------------------------------------------------------------------------------
-
 
 @dataclass
 class MCResult:
@@ -80,18 +135,6 @@ class MCResult:
                 "mc1_choices": self.mc1_choices, "mc1_labels": self.mc1_labels, "mc1_scores": self.mc1_scores,
                 "mc2_choices": self.mc2_choices, "mc2_labels": self.mc2_labels, "mc2_scores": self.mc2_scores}
 
-
-def mc_metrics(records: Sequence[dict]) -> dict:
-    n = len(records)
-    if not n:
-        return {"mc1": None, "mc2": None, "n_mc_questions": 0}
-    return {"mc1": sum(bool(r["mc1_hit"]) for r in records) / n,
-            "mc2": sum(float(r["mc2_mass"]) for r in records) / n, "n_mc_questions": n}
-
-
-# ---------------------------------------------------------------------------------------------
-# MC scoring
-# ---------------------------------------------------------------------------------------------
 
 def unique_choices(item: MCItem) -> list[str]:
     """mc1 and mc2 choices without repeats, first-seen order (mc2 repeats most of mc1)."""
@@ -129,173 +172,80 @@ def chunk_by_choices(items: Sequence[MCItem], choices_per_chunk: int) -> list[li
     return chunks
 
 
+def mc_metrics(records: Sequence[dict]) -> dict:
+    return {**aggregate(records, ("mc1", "mc2")), "n_mc_questions": len(records)}
+
+
+def gen_metrics(records: Sequence[dict]) -> dict:
+    return {**aggregate(records, ("gen_truthfulness", "gen_avg_prob")), "n_gen_questions": len(records)}
+
+
 # ---------------------------------------------------------------------------------------------
 # resumable phases
 # ---------------------------------------------------------------------------------------------
 
-def check_resumed(writer: ResumableJsonlWriter, questions: dict[int, str]) -> None:
-    """A resumed file must have been written for the same questions; otherwise its numbers would mix."""
-    for rec in writer.records:
-        idx = rec.get("index")
-        if idx in questions and rec.get("question") != questions[idx]:
-            raise DataError(writer.path, f"record for question {idx} holds a different question "
-                                         f"({str(rec.get('question'))[:60]!r}); it was written for other data. "
-                                         f"Delete it or run without --resume")
-
-
-def _records_for(writer: ResumableJsonlWriter, indices: Sequence[int]) -> list[dict]:
-    by_index = {r["index"]: r for r in writer.records}
-    return [by_index[i] for i in indices if i in by_index]
+def _same_question(rec: dict, question: str) -> str | None:
+    if rec.get("question") != question:
+        return f"holds a different question ({str(rec.get('question'))[:60]!r})"
+    return None
 
 
 def run_mc(lm: LM, items: Sequence[MCItem], path: str | os.PathLike, resume: bool = False, mc_batch: int = 64,
-           forwards_per_save: int = 4, progress: bool = True) -> list[dict]:
+           forwards_per_save: int = 4, progress: bool = True, fingerprint: dict | None = None) -> list[dict]:
     """Score ``items``, appending one record per question to ``path`` as chunks finish; with ``resume``
     questions already in the file are skipped.  Returns the records of ``items`` in order."""
-    from tqdm.auto import tqdm
-
-    with ResumableJsonlWriter(path, key="index", resume=resume) as writer:
-        check_resumed(writer, {it.index: it.question for it in items})
-        todo = [it for it in items if it.index not in writer.done]
-        if len(todo) < len(items):
-            logger.info("%s: %d of %d questions already scored, resuming", path, len(items) - len(todo), len(items))
-        bar = tqdm(total=len(todo), desc="MC scoring", disable=not progress, unit="question")
-        for chunk in chunk_by_choices(todo, max(1, mc_batch) * max(1, forwards_per_save)):
-            for res in score_mc(lm, chunk):
-                writer.append(res.record())
-            bar.update(len(chunk))
-        bar.close()
-        return _records_for(writer, [it.index for it in items])
+    per_chunk = max(1, mc_batch) * max(1, forwards_per_save)
+    return run_per_sample(path, items, lambda chunk: [r.record() for r in score_mc(lm, chunk)],
+                          key_of=lambda it: it.index, chunk=lambda todo: chunk_by_choices(todo, per_chunk),
+                          resume=resume, fingerprint=fingerprint, check=lambda r, it: _same_question(r, it.question),
+                          desc="MC scoring", unit="question", progress=progress)
 
 
 def run_generation(lm: LM, items: Sequence[GenItem], path: str | os.PathLike, resume: bool = False,
-                   max_new_tokens: int = 128, stop: Sequence[str] | None = None,
-                   progress: bool = True) -> list[dict]:
-    """Greedy answers for ``items``, one record {index, question, generated} per question appended per batch."""
-    from tqdm.auto import tqdm
+                   max_new_tokens: int = 128, stop: Sequence[str] | None = None, progress: bool = True,
+                   fingerprint: dict | None = None) -> list[dict]:
+    """Greedy answers for ``items``, one record {index, question, generated} per question, saved per chunk."""
+    def make(chunk: list[GenItem]) -> list[dict]:
+        answers = lm.generate_until([truthfulqa_prompt(it.question) for it in chunk], max_new_tokens=max_new_tokens,
+                                    stop=stop, temperature=0.0, progress=False)
+        return [{"index": it.index, "question": it.question, "generated": a} for it, a in zip(chunk, answers)]
 
-    with ResumableJsonlWriter(path, key="index", resume=resume) as writer:
-        check_resumed(writer, {it.index: it.question for it in items})
-        todo = [it for it in items if it.index not in writer.done]
-        if len(todo) < len(items):
-            logger.info("%s: %d of %d answers already generated, resuming", path, len(items) - len(todo), len(items))
-        # HF: one generate call per batch, saved as it goes; vLLM schedules its own batches, so it gets
-        # large chunks (still saved between them).
-        step = lm.generation_chunk
-        bar = tqdm(total=len(todo), desc="generation", disable=not progress, unit="question")
-        for lo in range(0, len(todo), step):
-            chunk = todo[lo: lo + step]
-            answers = lm.generate_until([truthfulqa_prompt(it.question) for it in chunk],
-                                        max_new_tokens=max_new_tokens, stop=stop, temperature=0.0, progress=False)
-            writer.extend({"index": it.index, "question": it.question, "generated": a}
-                          for it, a in zip(chunk, answers))
-            bar.update(len(chunk))
-        bar.close()
-        return _records_for(writer, [it.index for it in items])
+    return run_per_sample(path, items, make, key_of=lambda it: it.index, chunk=lm.generation_chunk, resume=resume,
+                          fingerprint=fingerprint, check=lambda r, it: _same_question(r, it.question),
+                          desc="generation", unit="question", progress=progress)
+
+
+def _same_answer(rec: dict, g: dict) -> str | None:
+    problem = _same_question(rec, g["question"])
+    if problem is None and rec.get("generated") != g["generated"]:
+        problem = f"judges another answer ({str(rec.get('generated'))[:60]!r}) than the one to judge now"
+    return problem
 
 
 def run_judge(judge: LM, generations: Sequence[dict], path: str | os.PathLike, resume: bool = False,
-              answers_per_save: int = 64, progress: bool = True, judge_fn: Callable | None = None) -> list[dict]:
+              answers_per_save: int = 64, progress: bool = True, judge_fn: Callable | None = None,
+              fingerprint: dict | None = None) -> list[dict]:
     """Judge ``generations`` (records with index, question, generated); appends the detailed records."""
-    from tqdm.auto import tqdm
+    def make(chunk: list[dict]) -> list[dict]:
+        verdicts = (judge_fn or judge_truthfulness)(judge, [g["question"] for g in chunk],
+                                                    [g["generated"] for g in chunk], progress=False)
+        return [{"index": g["index"], "question": g["question"], "generated": g["generated"],
+                 "truth_prob": v.truth_prob, "is_truthful": v.is_truthful, "logp_yes": v.logp_yes,
+                 "logp_no": v.logp_no} for g, v in zip(chunk, verdicts)]
 
-    judge_fn = judge_fn or judge_truthfulness
-    with ResumableJsonlWriter(path, key="index", resume=resume) as writer:
-        check_resumed(writer, {g["index"]: g["question"] for g in generations})
-        todo = [g for g in generations if g["index"] not in writer.done]
-        if len(todo) < len(generations):
-            logger.info("%s: %d of %d answers already judged, resuming", path, len(generations) - len(todo),
-                        len(generations))
-        bar = tqdm(total=len(todo), desc="judging", disable=not progress, unit="answer")
-        for lo in range(0, len(todo), max(1, answers_per_save)):
-            chunk = todo[lo: lo + answers_per_save]
-            verdicts = judge_fn(judge, [g["question"] for g in chunk], [g["generated"] for g in chunk],
-                                progress=False)
-            writer.extend({"index": g["index"], "question": g["question"], "generated": g["generated"],
-                           "truth_prob": v.truth_prob, "is_truthful": v.is_truthful, "logp_yes": v.logp_yes,
-                           "logp_no": v.logp_no} for g, v in zip(chunk, verdicts))
-            bar.update(len(chunk))
-        bar.close()
-        return _records_for(writer, [g["index"] for g in generations])
-
-
-def gen_metrics(records: Sequence[dict]) -> dict:
-    n = len(records)
-    if not n:
-        return {"gen_truthfulness": None, "gen_avg_prob": None, "n_gen_questions": 0}
-    return {"gen_truthfulness": sum(bool(r["is_truthful"]) for r in records) / n,
-            "gen_avg_prob": sum(float(r["truth_prob"]) for r in records) / n, "n_gen_questions": n}
-
-
-# ---------------------------------------------------------------------------------------------
-# outputs and memory
-# ---------------------------------------------------------------------------------------------
-
-@dataclass
-class OutputPaths:
-    metrics: Path
-    detailed_mc: Path
-    generations: Path
-    detailed_gen: Path
-
-
-def output_paths(output_dir: str | os.PathLike, run_name: str, adapter: str | None = None) -> OutputPaths:
-    """File names of a run; ``adapter`` (several adapters in one run) is appended to the run name."""
-    tag = run_name if adapter is None else f"{run_name}_{adapter}"
-    d = Path(output_dir)
-    return OutputPaths(metrics=d / f"metrics_{tag}.json", detailed_mc=d / f"detailed_mc_{tag}.jsonl",
-                       generations=d / f"generations_{tag}.jsonl", detailed_gen=d / f"detailed_gen_{tag}.jsonl")
+    return run_per_sample(path, generations, make, key_of=lambda g: g["index"], chunk=max(1, answers_per_save),
+                          resume=resume, fingerprint=fingerprint, check=_same_answer, desc="judging", unit="answer",
+                          progress=progress)
 
 
 # ---------------------------------------------------------------------------------------------
 # the whole evaluation (evaluation/eval_truthfulqa.py is its command line)
 # ---------------------------------------------------------------------------------------------
 
-@dataclass
-class TruthfulQAEvalConfig:
-    run_name: str
-    output_dir: str = "evaluation/results/TruthfulQA"
-    model_path: str | None = None
-    lora_path: list[str] | str | None = None
-    judge_model_path: str | None = None
-    data_path: str | None = None
-    hf_dataset: str = HF_DATASET
-    limit: int = -1
-    mc_batch: int = 64
-    share_prefix: bool = True
-    gen_batch_size: int = 32
-    max_new_tokens: int = 128
-    stop_sequences: list[str] | None = None
-    judge_batch_size: int = 32
-    backend: str = "auto"
-    tensor_parallel_size: int = 1
-    gpu_memory_utilization: float = 0.85
-    dtype: str = "auto"
-    device: str = "auto"
-    seed: int = 0
-    skip_mc: bool = False
-    skip_generation: bool = False
-    judge_only: str | None = None
-    resume: bool = False
-    progress: bool = True
-
-
-def _resolve_backend(backend: str) -> str:
-    from aligner.eval.lm import vllm_available
-
-    if backend == "auto":
-        return "vllm" if vllm_available() else "hf"
-    if backend not in ("hf", "vllm"):
-        raise EvalConfigError(f"unknown backend {backend!r}; use hf, vllm or auto")
-    return backend
-
-
 def _carried_metrics(path: Path, keys: Sequence[str]) -> dict:
     """Fields of phases not run now, taken from an earlier metrics file of the same run (logged)."""
     if not path.is_file():
         return {}
-    from aligner.core.io import read_json
-
     old = read_json(path)
     kept = {k: old[k] for k in keys if k in old}
     if kept:
@@ -303,15 +253,9 @@ def _carried_metrics(path: Path, keys: Sequence[str]) -> dict:
     return kept
 
 
-MC_KEYS = ("mc1", "mc2", "n_mc_questions")
-GEN_KEYS = ("gen_truthfulness", "gen_avg_prob", "n_gen_questions")
-
-
 def write_metrics(path: Path, base: dict, mc: dict | None, gen: dict | None, seconds: dict) -> dict:
     """metrics_R.json: the study's fields (model, lora, mc1, mc2, gen_truthfulness, gen_avg_prob) and more.
     A phase not run in this invocation keeps its numbers from an earlier file of the same run, else null."""
-    from aligner.core.io import write_json_atomic
-
     carried = _carried_metrics(path, (MC_KEYS if mc is None else ()) + (GEN_KEYS if gen is None else ()))
     mc = mc if mc is not None else {k: carried.get(k) for k in MC_KEYS}
     gen = gen if gen is not None else {k: carried.get(k) for k in GEN_KEYS}
@@ -324,9 +268,20 @@ def write_metrics(path: Path, base: dict, mc: dict | None, gen: dict | None, sec
     return metrics
 
 
-def _load_policy(cfg: TruthfulQAEvalConfig, backend: str) -> LM:
-    from aligner.eval.lm import load_lm
+def _fingerprint(cfg: TruthfulQAEvalConfig, phase: str, adapter: str | None, data: TruthfulQAData | None,
+                 backend: str = "hf") -> dict:
+    """What a phase's per-sample records depend on (a resumed file must have been made with the same)."""
+    fp = {"task": f"truthfulqa/{phase}", "dtype": str(resolve_dtype(cfg.dtype, cfg.device))}
+    if phase == "judge":
+        return {**fp, "judge_model": path_identity(cfg.judge_model_path), "prompt": TRUTHFULQA_JUDGE_TEMPLATE}
+    fp.update(model=path_identity(cfg.model_path), adapter=path_identity(adapter), prompt=TRUTHFULQA_QA_TEMPLATE,
+              data=data.source if data is not None else None, data_sha256=data_fingerprint(cfg.data_path))
+    if phase == "generation":
+        fp.update(backend=backend, max_new_tokens=cfg.max_new_tokens, stop=cfg.stop_sequences)
+    return fp
 
+
+def _load_policy(cfg: TruthfulQAEvalConfig, backend: str) -> LM:
     return load_lm(backend, cfg.model_path, cfg.lora_path, dtype=cfg.dtype, device=cfg.device,
                    batch_size=cfg.mc_batch, gen_batch_size=cfg.gen_batch_size, share_prefix=cfg.share_prefix,
                    tensor_parallel_size=cfg.tensor_parallel_size,
@@ -337,7 +292,7 @@ def _load_judge(cfg: TruthfulQAEvalConfig) -> LM:
     # The judge reads two short continuations per answer: the exact HF log-likelihood path is used on
     # every backend, and only after the policy has been released (a 7B judge beside a 3B policy would
     # not fit every card).
-    return HFLM(cfg.judge_model_path, dtype=cfg.dtype, device=cfg.device, batch_size=cfg.judge_batch_size)
+    return load_lm("hf", cfg.judge_model_path, dtype=cfg.dtype, device=cfg.device, batch_size=cfg.judge_batch_size)
 
 
 def _check_adapter(expected: str, loaded: str | None) -> None:
@@ -353,22 +308,15 @@ def run_truthfulqa_eval(cfg: TruthfulQAEvalConfig) -> dict[str, dict]:
     policy for generation (the same HF model, or vLLM when the backend is vllm), then the judge over all
     answers.  Per-sample files are appended as work is done; ``resume`` skips what is on disk.
     """
-    from aligner.core.models import adapter_name, parse_adapter_paths
-
     out_dir = Path(cfg.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if cfg.judge_only:
         return {"judge_only": _judge_only(cfg)}
-    if not cfg.model_path:
-        raise EvalConfigError("--model_path is required (unless --judge_only)")
     adapter_paths = parse_adapter_paths(cfg.lora_path)
-    if cfg.skip_mc and cfg.skip_generation:
-        raise EvalConfigError("--skip_mc and --skip_generation together leave nothing to do")
     names: list[str] = []  # as the backends name them: the folder name, made unique; "base" for none
     for p in adapter_paths:
         names.append(adapter_name(p, [n for n in names if n != "base"]))
-    several = len(adapter_paths) > 1
-    paths = {n: output_paths(out_dir, cfg.run_name, n if several else None) for n in names}
+    tags = {n: run_tag(cfg.run_name, n, several=len(adapter_paths) > 1) for n in names}
     do_judge = not cfg.skip_generation and bool(cfg.judge_model_path)
     if not cfg.skip_generation and not cfg.judge_model_path:
         logger.warning("no --judge_model_path: answers are generated but not judged; judge them later with "
@@ -376,25 +324,26 @@ def run_truthfulqa_eval(cfg: TruthfulQAEvalConfig) -> dict[str, dict]:
 
     data = load_truthfulqa(cfg.data_path, cfg.limit, need_mc=not cfg.skip_mc, need_gen=not cfg.skip_generation,
                            hf_name=cfg.hf_dataset)
-    gen_backend = _resolve_backend(cfg.backend)
+    gen_backend = resolve_backend(cfg.backend)
     timer = {n: PhaseTimer() for n in names}
     shared = PhaseTimer()
-    mc_metrics_by, generations_by, gen_metrics_by = {}, {}, {}
+    mc_by, generations_by, gen_by = {}, {}, {}
 
     lm = None
     try:
         if not cfg.skip_mc:
             with shared("load_model"):
                 lm = _load_policy(cfg, "hf")
-            for name, lm_name in zip(names, lm.adapter_names, strict=True):
+            for name, path, lm_name in zip(names, adapter_paths, lm.adapter_names, strict=True):
                 _check_adapter(name, lm_name)
                 lm.set_adapter(lm_name)
                 logger.info("MC scoring: %s, %d questions", name, len(data.mc))
                 with timer[name]("mc"):
-                    recs = run_mc(lm, data.mc, paths[name].detailed_mc, resume=cfg.resume, mc_batch=cfg.mc_batch,
-                                  progress=cfg.progress)
-                mc_metrics_by[name] = mc_metrics(recs)
-                logger.info("%s: MC1 %.4f  MC2 %.4f", name, mc_metrics_by[name]["mc1"], mc_metrics_by[name]["mc2"])
+                    recs = run_mc(lm, data.mc, result_file(out_dir, "detailed_mc", tags[name]), resume=cfg.resume,
+                                  mc_batch=cfg.mc_batch, progress=cfg.progress,
+                                  fingerprint=_fingerprint(cfg, "mc", path, data))
+                mc_by[name] = mc_metrics(recs)
+                logger.info("%s: MC1 %.4f  MC2 %.4f", name, mc_by[name]["mc1"], mc_by[name]["mc2"])
         if not cfg.skip_generation:
             if lm is not None and gen_backend != "hf":
                 release_lm(lm)
@@ -402,14 +351,15 @@ def run_truthfulqa_eval(cfg: TruthfulQAEvalConfig) -> dict[str, dict]:
             if lm is None:
                 with shared("load_generation_model"):
                     lm = _load_policy(cfg, gen_backend)
-            for name, lm_name in zip(names, lm.adapter_names, strict=True):
+            for name, path, lm_name in zip(names, adapter_paths, lm.adapter_names, strict=True):
                 _check_adapter(name, lm_name)
                 lm.set_adapter(lm_name)
                 logger.info("generation: %s, %d questions (%s)", name, len(data.gen), gen_backend)
                 with timer[name]("generation"):
                     generations_by[name] = run_generation(
-                        lm, data.gen, paths[name].generations, resume=cfg.resume, max_new_tokens=cfg.max_new_tokens,
-                        stop=cfg.stop_sequences, progress=cfg.progress)
+                        lm, data.gen, result_file(out_dir, "generations", tags[name]), resume=cfg.resume,
+                        max_new_tokens=cfg.max_new_tokens, stop=cfg.stop_sequences, progress=cfg.progress,
+                        fingerprint=_fingerprint(cfg, "generation", path, data, gen_backend))
     finally:
         release_lm(lm)
         lm = None
@@ -424,8 +374,8 @@ def run_truthfulqa_eval(cfg: TruthfulQAEvalConfig) -> dict[str, dict]:
     for name, p in zip(names, adapter_paths):
         unjudged = None if cfg.skip_generation else {"gen_truthfulness": None, "gen_avg_prob": None,
                                                      "n_gen_questions": len(generations_by[name])}
-        results[name] = write_metrics(paths[name].metrics, base_fields(name, p), mc_metrics_by.get(name), unjudged,
-                                      {**shared.seconds, **timer[name].seconds})
+        results[name] = write_metrics(result_file(out_dir, "metrics", tags[name]), base_fields(name, p),
+                                      mc_by.get(name), unjudged, {**shared.seconds, **timer[name].seconds})
     if do_judge:
         judge = None
         try:
@@ -433,26 +383,26 @@ def run_truthfulqa_eval(cfg: TruthfulQAEvalConfig) -> dict[str, dict]:
                 judge = _load_judge(cfg)
             for name in names:
                 with timer[name]("judge"):
-                    recs = run_judge(judge, generations_by[name], paths[name].detailed_gen, resume=cfg.resume,
-                                     answers_per_save=max(1, cfg.judge_batch_size), progress=cfg.progress)
-                gen_metrics_by[name] = gen_metrics(recs)
+                    recs = run_judge(judge, generations_by[name], result_file(out_dir, "detailed_gen", tags[name]),
+                                     resume=cfg.resume, answers_per_save=max(1, cfg.judge_batch_size),
+                                     progress=cfg.progress, fingerprint=_fingerprint(cfg, "judge", None, None))
+                gen_by[name] = gen_metrics(recs)
         finally:
             release_lm(judge)
         for name, p in zip(names, adapter_paths):
-            results[name] = write_metrics(paths[name].metrics, base_fields(name, p), mc_metrics_by.get(name),
-                                          gen_metrics_by[name], {**shared.seconds, **timer[name].seconds})
+            results[name] = write_metrics(result_file(out_dir, "metrics", tags[name]), base_fields(name, p),
+                                          mc_by.get(name), gen_by[name], {**shared.seconds, **timer[name].seconds})
     for name in names:
-        logger.info("%s -> %s", name, paths[name].metrics)
+        logger.info("%s -> %s", name, result_file(out_dir, "metrics", tags[name]))
     return results
 
 
 def _judge_only(cfg: TruthfulQAEvalConfig) -> dict:
-    if not cfg.judge_model_path:
-        raise EvalConfigError("--judge_only needs --judge_model_path")
-    paths = output_paths(cfg.output_dir, cfg.run_name)
+    detailed = result_file(cfg.output_dir, "detailed_gen", cfg.run_name)
+    metrics_path = result_file(cfg.output_dir, "metrics", cfg.run_name)
     src = Path(cfg.judge_only)
-    if src.resolve() == paths.detailed_gen.resolve():
-        raise EvalConfigError(f"--judge_only reads {src}, which is the file this run would write; "
+    if src.resolve() == detailed.resolve():
+        raise ValueError(f"--judge_only reads {src}, which is the file this run would write; "
                          f"pass another --run_name (or the generations_*.jsonl file)")
     generations = read_generations(src)
     if cfg.limit is not None and cfg.limit >= 0:
@@ -463,11 +413,12 @@ def _judge_only(cfg: TruthfulQAEvalConfig) -> dict:
         with timer("load_judge"):
             judge = _load_judge(cfg)
         with timer("judge"):
-            recs = run_judge(judge, generations, paths.detailed_gen, resume=cfg.resume,
-                             answers_per_save=max(1, cfg.judge_batch_size), progress=cfg.progress)
+            recs = run_judge(judge, generations, detailed, resume=cfg.resume,
+                             answers_per_save=max(1, cfg.judge_batch_size), progress=cfg.progress,
+                             fingerprint=_fingerprint(cfg, "judge", None, None))
     finally:
         release_lm(judge)
     base = {"model": cfg.model_path, "lora": None, "adapter": None, "run_name": cfg.run_name,
             "judge_model": cfg.judge_model_path, "data": str(src), "backend": None}
-    base.update(_carried_metrics(paths.metrics, ("model", "lora", "adapter", "backend")) if not cfg.model_path else {})
-    return write_metrics(paths.metrics, base, None, gen_metrics(recs), timer.seconds)
+    base.update(_carried_metrics(metrics_path, ("model", "lora", "adapter", "backend")) if not cfg.model_path else {})
+    return write_metrics(metrics_path, base, None, gen_metrics(recs), timer.seconds)

@@ -54,7 +54,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     from aligner.data.negatives import PoisonPrompter, generate_hard_fakes
-    from aligner.eval.lm import load_lm
+    from aligner.lm.interface import load_lm
 
     out_dir = start_stage(Path(args.output_file).resolve().parent, args)
     view, vstats = sft_view_from_args(args)

@@ -1,4 +1,4 @@
-"""The vLLM backend of ``aligner.eval.lm.LM``: ``LLM.generate`` with token-id prompts (so BOS is never
+"""The vLLM backend of ``aligner.lm.LM``: ``LLM.generate`` with token-id prompts (so BOS is never
 doubled), LoRA adapters through ``LoRARequest``, log-likelihoods from ``prompt_logprobs``.  ``release()``
 tears the engine and its workers down so the next model (a judge) gets the GPU."""
 
@@ -10,7 +10,7 @@ import os
 
 from aligner.core.logprobs import encode_prompt_response, wants_special_tokens
 from aligner.core.models import adapter_name, load_tokenizer, parse_adapter_paths
-from aligner.eval.lm import LM, cut_at_stop
+from aligner.lm.interface import LM, cut_at_stop
 
 logger = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
-"""The Hugging Face backend of ``aligner.eval.lm.LM``.
+"""The Hugging Face backend of ``aligner.lm.LM``.
 
 Log-likelihoods are exact and batched (right padding, only the continuation positions projected onto the
 vocabulary, ``aligner.core.logprobs``); groups of continuations sharing a context are packed behind one copy
-of it (``aligner.eval.packing``) when ``share_prefix`` is on and the attention kernel takes a custom mask.
+of it (``aligner.lm.packing``) when ``share_prefix`` is on and the attention kernel takes a custom mask.
 Generation is batched greedy or sampled decoding with left padding.  LoRA adapters are switched on one
 loaded base.
 """
@@ -16,8 +16,8 @@ import torch
 
 from aligner.core.logprobs import encode_prompt_response, encoded_response_logprobs, pad_sequences, wants_special_tokens
 from aligner.core.models import attach_adapters, load_causal_lm, parse_adapter_paths, use_adapter
-from aligner.eval.lm import LM, cut_at_stop
-from aligner.eval.packing import PACKABLE_ATTENTION, pack_group, packed_group_logprobs
+from aligner.lm.interface import LM, cut_at_stop
+from aligner.lm.packing import PACKABLE_ATTENTION, pack_group, packed_group_logprobs
 
 logger = logging.getLogger(__name__)
 

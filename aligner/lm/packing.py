@@ -3,7 +3,7 @@
 All continuations of a context go into ONE row behind a single copy of the shared context prefix; each
 continuation sees the prefix and itself only (a block attention mask, position ids restarting after the
 prefix).  Several groups go into one forward.  The summed log-probs equal scoring every (context,
-continuation) sequence on its own to float rounding; the Hugging Face backend (``aligner.eval.hf``) uses it
+continuation) sequence on its own to float rounding; the Hugging Face backend (``aligner.lm.hf``) uses it
 when the model's attention kernel takes a custom 4D mask.
 """
 

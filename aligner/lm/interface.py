@@ -4,7 +4,7 @@
 pairs; ``LM.loglikelihood_groups(groups)`` does the same for groups of continuations that share one context
 (a question and its MC choices), which lets a backend share the context's computation; ``LM.generate_until``
 returns completions; ``LM.release()`` gives the accelerator memory back.  Batching, prefix sharing, adapter
-switching and the backend (Hugging Face in ``aligner.eval.hf``, vLLM in ``aligner.eval.vllm``) live behind
+switching and the backend (Hugging Face in ``aligner.lm.hf``, vLLM in ``aligner.lm.vllm``) live behind
 it; task code only sees this class.  Several LoRA adapters can be loaded on one base; ``set_adapter(name)``
 picks one, ``set_adapter(None)`` gives the base model.
 """
@@ -18,11 +18,16 @@ from collections.abc import Sequence
 
 import torch
 
+from aligner.core.io import AlignerError
 from aligner.prompts import render_chat
 
 logger = logging.getLogger(__name__)
 
 BACKENDS = ("hf", "vllm", "auto")
+
+
+class BackendUnavailableError(AlignerError, RuntimeError):
+    """The requested backend cannot run here (vLLM without the package or a GPU)."""
 
 
 def cut_at_stop(text: str, stop: Sequence[str] | None) -> str:
@@ -108,7 +113,7 @@ def resolve_backend(backend: str) -> str:
     if backend == "auto":
         return "vllm" if vllm_available() else "hf"
     if backend == "vllm" and not vllm_available():
-        raise RuntimeError("--backend vllm needs the vllm package and a CUDA GPU "
+        raise BackendUnavailableError("--backend vllm needs the vllm package and a CUDA GPU "
                            "(pip install -r requirements-gpu.txt); use --backend hf instead")
     return backend
 
@@ -118,9 +123,9 @@ def load_lm(backend: str, model_path: str, lora_paths=None, **kwargs) -> LM:
     take are dropped (so one call site serves both)."""
     backend = resolve_backend(backend)
     if backend == "vllm":
-        from aligner.eval.vllm import VLLM_SETTINGS, VLLMLM
+        from aligner.lm.vllm import VLLM_SETTINGS, VLLMLM
 
         return VLLMLM(model_path, lora_paths, **{k: v for k, v in kwargs.items() if k in VLLM_SETTINGS})
-    from aligner.eval.hf import HF_SETTINGS, HFLM
+    from aligner.lm.hf import HF_SETTINGS, HFLM
 
     return HFLM(model_path, lora_paths, **{k: v for k, v in kwargs.items() if k in HF_SETTINGS})
