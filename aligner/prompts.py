@@ -46,6 +46,25 @@ def halueval_messages(knowledge: str, question: str, system: str | None = None) 
     return msgs
 
 
+# --- Faithfulness classifier (old_training/fine_tune_deberta.py): premise = context, hypothesis = answer ------
+def faithfulness_premise(context: str, question: str | None = None) -> str:
+    """The classifier's premise: the context, preceded by "Question: ..." when the question is included."""
+    context = (context or "").strip()
+    return f"Question: {question}\n{context}" if question else context
+
+
+# --- Merge check (scripts/merge_adapter.py): a fixed probe whose logits must survive the merge ------------
+MERGE_PROBE_CONTEXT = ("The Eiffel Tower was completed in 1889 for the World's Fair in Paris. It is 330 metres "
+                       "tall and was designed by the engineering company of Gustave Eiffel.")
+MERGE_PROBE_QUESTION = "Who designed the Eiffel Tower and when was it finished?"
+MERGE_PROBE_ANSWER = "The company of Gustave Eiffel designed it; it was completed in 1889."
+
+
+def merge_probe_plain_text() -> str:
+    """The probe for a tokenizer without a chat template: the user turn and the answer as plain text."""
+    return f"{context_question(MERGE_PROBE_CONTEXT, MERGE_PROBE_QUESTION)}\nAnswer: {MERGE_PROBE_ANSWER}"
+
+
 # --- DPOP training --------------------------------------------------------------------------
 DPO_IMPROVED_SYSTEM = "You are a helpful AI assistant. Use the provided context to answer the question."
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from aligner.core.io import DataError, ReadStats, iter_jsonl, write_json_atomic, write_jsonl_atomic
 from aligner.core.models import ModelLoadError, load_seq_cls, resolve_device
 from aligner.core.runinfo import write_run_config
+from aligner.prompts import faithfulness_premise
 
 logger = logging.getLogger(__name__)
 
@@ -81,9 +82,7 @@ def build_examples(files, limit: int = -1, include_question: bool = False) -> tu
             if 0 <= limit <= i:
                 break
             counts["records"] += 1
-            context = str(rec["context"]).strip()
-            if include_question and rec.get("question"):
-                context = f"Question: {rec['question']}\n{context}"
+            context = faithfulness_premise(str(rec["context"]), rec.get("question") if include_question else None)
             ideal, fake = str(rec["ideal_answer"]).strip(), str(rec["fake_answer"]).strip()
             if fake == ideal:
                 counts["fake_equals_ideal"] += 1

@@ -27,14 +27,17 @@ from aligner.core.models import (
     resolve_device,
     resolve_dtype,
 )
-from aligner.prompts import halueval_messages, render_chat
+from aligner.prompts import (
+    MERGE_PROBE_ANSWER,
+    MERGE_PROBE_CONTEXT,
+    MERGE_PROBE_QUESTION,
+    halueval_messages,
+    merge_probe_plain_text,
+    render_chat,
+)
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_PROBE_CONTEXT = ("The Eiffel Tower was completed in 1889 for the World's Fair in Paris. It is 330 metres "
-                         "tall and was designed by the engineering company of Gustave Eiffel.")
-DEFAULT_PROBE_QUESTION = "Who designed the Eiffel Tower and when was it finished?"
-DEFAULT_PROBE_ANSWER = "The company of Gustave Eiffel designed it; it was completed in 1889."
 # fp32 merges reorder a few additions; fp16/bf16 merges round the merged weight to 8-11 mantissa bits.
 DEFAULT_TOLERANCE = {torch.float32: 1e-3, torch.float16: 5e-2, torch.bfloat16: 2.5e-1}
 
@@ -68,12 +71,12 @@ def default_tolerance(dtype: torch.dtype) -> float:
 def probe_input_ids(tokenizer, text: str | None = None) -> torch.Tensor:
     """A (1, T) probe: the given text, or a chat-rendered HaluEval-style question with an answer."""
     if text is None:
-        msgs = halueval_messages(DEFAULT_PROBE_CONTEXT, DEFAULT_PROBE_QUESTION)
         if getattr(tokenizer, "chat_template", None):
-            text = render_chat(tokenizer, msgs) + DEFAULT_PROBE_ANSWER
+            msgs = halueval_messages(MERGE_PROBE_CONTEXT, MERGE_PROBE_QUESTION)
+            text = render_chat(tokenizer, msgs) + MERGE_PROBE_ANSWER
             ids = tokenizer(text, add_special_tokens=False)["input_ids"]  # the rendered chat carries BOS
             return torch.tensor([ids], dtype=torch.long)
-        text = f"{msgs[-1]['content']}\nAnswer: {DEFAULT_PROBE_ANSWER}"
+        text = merge_probe_plain_text()
     ids = tokenizer(text)["input_ids"]
     return torch.tensor([ids], dtype=torch.long)
 
