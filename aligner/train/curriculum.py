@@ -18,6 +18,7 @@ pass in an order shuffled with ``seed + stage``, so a run is reproducible and a 
 from __future__ import annotations
 
 import logging
+import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -129,3 +130,50 @@ def shuffled_mix(item_lists: Sequence[Sequence], seed: int) -> list:
     items = [x for lst in item_lists for x in lst]
     random.Random(seed).shuffle(items)
     return items
+
+
+@dataclass
+class StagePlan:
+    """Which pairs each optimizer step of each stage trains on: the whole run, fixed before training starts."""
+
+    stages: list[int]
+    pairs_per_step: int
+    orders: dict[int, list[PairRef]]     # stage -> pairs in training order, a whole number of steps long
+    steps: dict[int, int]                # stage -> optimizer steps
+    description: list[dict]              # per stage: pairs per level, steps, pairs wrapped round (for logs)
+
+    @property
+    def total_steps(self) -> int:
+        return sum(self.steps.values())
+
+    def step_pairs(self, stage: int, step_in_stage: int) -> list[PairRef]:
+        """The pairs of one optimizer step (all processes, all micro-batches)."""
+        lo = step_in_stage * self.pairs_per_step
+        return self.orders[stage][lo: lo + self.pairs_per_step]
+
+    def signature(self) -> dict:
+        """What a checkpoint must agree on to be resumed by this plan."""
+        return {"pairs_per_step": self.pairs_per_step, "stage_steps": {str(k): v for k, v in self.steps.items()}}
+
+
+def plan_stages(schedule: CurriculumSchedule, n_stages: int, pairs_per_step: int) -> StagePlan:
+    """Cut each stage's shuffled order into optimizer steps of ``pairs_per_step`` pairs; a last, partial step is
+    filled by wrapping round to the stage's first pairs (as ``DistributedSampler`` does), so every step has the
+    same size and every process the same number of micro-batches."""
+    if pairs_per_step < 1:
+        raise ValueError(f"pairs per optimizer step must be >= 1, got {pairs_per_step}")
+    stages = schedule.stages(n_stages)
+    orders, steps = {}, {}
+    for s in stages:
+        order = schedule.stage_order(s)
+        if not order:
+            logger.warning("stage %d has no pairs (its levels are empty); it is skipped", s)
+        n_steps = math.ceil(len(order) / pairs_per_step)
+        pad = n_steps * pairs_per_step - len(order)
+        orders[s] = order + [order[i % len(order)] for i in range(pad)]
+        steps[s] = n_steps
+    description = schedule.describe(n_stages)
+    for d in description:
+        d["optimizer_steps"] = steps[d["stage"]]
+        d["wrapped_pairs"] = d["optimizer_steps"] * pairs_per_step - d["n_pairs"]
+    return StagePlan(stages, pairs_per_step, orders, steps, description)

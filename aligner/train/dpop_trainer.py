@@ -23,9 +23,7 @@ logging step) and ``OUTPUT/run_config.json``.
 from __future__ import annotations
 
 import logging
-import math
 import os
-import shutil
 import time
 import warnings
 from collections.abc import Sequence
@@ -34,12 +32,13 @@ from pathlib import Path
 
 import torch
 
-from aligner.core.io import ResumableJsonlWriter, read_json, sha256_file, write_json_atomic, write_jsonl_atomic
+from aligner.core.io import ResumableJsonlWriter, sha256_file, write_jsonl_atomic
 from aligner.core.logprobs import batch_response_logprobs, pad_sequences, response_mask
 from aligner.core.models import attach_adapters, load_causal_lm, resolve_device, resolve_dtype, use_adapter
 from aligner.core.runinfo import write_run_config
+from aligner.train.checkpoints import CheckpointManager, TrainState
 from aligner.train.config import DPOPTrainingConfig
-from aligner.train.curriculum import CurriculumSchedule, n_stages_for
+from aligner.train.curriculum import CurriculumSchedule, n_stages_for, plan_stages
 from aligner.train.losses import METRIC_NAMES, dpop_loss
 from aligner.train.preference import (
     PairLevel,
@@ -55,25 +54,25 @@ from aligner.train.preference import (
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_DIR = "checkpoints"
 TRAIN_LOG = "train_log.jsonl"
-STATE_FILE = "trainer_state.json"
 
 
-@dataclass
-class TrainState:
-    """The data position, saved with every checkpoint (registered with ``accelerator.register_for_checkpointing``)."""
-    global_step: int = 0
-    stage: int = 1
-    step_in_stage: int = 0
-    pairs_seen: int = 0
+class LogWindow:
+    """The loss and per-pair metrics of the micro-batches since the last logging step."""
 
-    def state_dict(self) -> dict:
-        return asdict(self)
+    def __init__(self):
+        self.take()
 
-    def load_state_dict(self, state: dict) -> None:
-        for k, v in state.items():
-            setattr(self, k, int(v))
+    def add(self, loss: torch.Tensor, metrics: dict[str, torch.Tensor]) -> None:
+        self.losses.append(loss.reshape(1))
+        for k, v in metrics.items():
+            self.metrics[k].append(v)
+
+    def take(self) -> tuple[list[torch.Tensor], dict[str, list[torch.Tensor]]]:
+        out = (getattr(self, "losses", []), getattr(self, "metrics", {}))
+        self.losses: list[torch.Tensor] = []
+        self.metrics: dict[str, list[torch.Tensor]] = {k: [] for k in METRIC_NAMES}
+        return out
 
 
 @dataclass
@@ -82,11 +81,6 @@ class TrainResult:
     global_step: int
     completed: bool
     last_log: dict
-
-
-# ---------------------------------------------------------------------------------------------
-# data helpers used by the scripts
-# ---------------------------------------------------------------------------------------------
 
 
 # ---------------------------------------------------------------------------------------------
@@ -242,30 +236,13 @@ class DPOPTrainer:
         sizes = [len(t) for t in self.tokenized]
         if sum(sizes) == 0:
             raise ValueError("every pair was skipped (responses longer than --max_length?)")
-        self.schedule = CurriculumSchedule(sizes, cfg.stage_fractions, cfg.seed,
-                                           [lv.name for lv in self.levels])
-        self.stages = self.schedule.stages(cfg.epochs)
-        self.pairs_per_step = cfg.per_device_batch_size * acc.num_processes * cfg.grad_accum_steps
-        self.stage_orders: dict[int, list[tuple[int, int]]] = {}
-        self.stage_steps: dict[int, int] = {}
-        for s in self.stages:
-            order = self.schedule.stage_order(s)
-            if not order:
-                logger.warning("stage %d has no pairs (its levels are empty); it is skipped", s)
-            n_steps = math.ceil(len(order) / self.pairs_per_step)
-            pad = n_steps * self.pairs_per_step - len(order)
-            order = order + [order[i % len(order)] for i in range(pad)]
-            self.stage_orders[s], self.stage_steps[s] = order, n_steps
-        self.total_steps = sum(self.stage_steps.values())
-        desc = self.schedule.describe(cfg.epochs)
-        for d in desc:
-            d["optimizer_steps"] = self.stage_steps[d["stage"]]
-            d["wrapped_pairs"] = d["optimizer_steps"] * self.pairs_per_step - d["n_pairs"]
-        self.plan_description = desc
+        schedule = CurriculumSchedule(sizes, cfg.stage_fractions, cfg.seed, [lv.name for lv in self.levels])
+        self.plan = plan_stages(schedule, cfg.epochs, cfg.per_device_batch_size * acc.num_processes *
+                                cfg.grad_accum_steps)
         if acc.is_main_process:
-            for d in desc:
+            for d in self.plan.description:
                 print(f"stage {d['stage']}: {d['n_pairs']} pairs {d['per_level']} -> {d['optimizer_steps']} "
-                      f"optimizer steps of {self.pairs_per_step} pairs ({d['wrapped_pairs']} wrapped round)")
+                      f"optimizer steps of {self.plan.pairs_per_step} pairs ({d['wrapped_pairs']} wrapped round)")
 
     def _build_optimizer(self):
         from transformers import get_scheduler
@@ -275,15 +252,16 @@ class DPOPTrainer:
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         # Stepped by hand once per optimizer step (not prepared: accelerate would step it once per process).
         self.scheduler = get_scheduler(cfg.lr_scheduler, optimizer=self.optimizer,
-                                       num_warmup_steps=min(cfg.warmup_steps, self.total_steps),
-                                       num_training_steps=self.total_steps)
+                                       num_warmup_steps=min(cfg.warmup_steps, self.plan.total_steps),
+                                       num_training_steps=self.plan.total_steps)
 
     # -- batches ------------------------------------------------------------------------------
     def _micro_batch(self, stage: int, step_in_stage: int, micro: int) -> list[tuple[int, int]]:
-        cfg, acc = self.cfg, self.acc
-        bs, world = cfg.per_device_batch_size, acc.num_processes
-        lo = step_in_stage * self.pairs_per_step + micro * bs * world + acc.process_index * bs
-        return self.stage_orders[stage][lo: lo + bs]
+        """This process's rows of micro-batch ``micro``: process p takes rows p*B..(p+1)*B of each slice, so a
+        2-process run with batch B matches a 1-process run with batch 2B."""
+        bs, world = self.cfg.per_device_batch_size, self.acc.num_processes
+        lo = micro * bs * world + self.acc.process_index * bs
+        return self.plan.step_pairs(stage, step_in_stage)[lo: lo + bs]
 
     def _collate(self, refs: Sequence[tuple[int, int]]):
         ids, attn, rmask = collate_pairs([self.tokenized[lv][i] for lv, i in refs], self.tokenizer.pad_token_id,
@@ -306,107 +284,31 @@ class DPOPTrainer:
         return loss.detach(), metrics
 
     # -- checkpoints --------------------------------------------------------------------------
-    def _register_checkpointing(self):
-        acc = self.acc
-
-        def save_hook(models, weights, output_dir):
-            weights.clear()  # the adapter is saved by _save_checkpoint; never the frozen base weights
-
-        def load_hook(models, input_dir):
-            models.clear()  # loaded by _load_checkpoint
-
-        acc.register_save_state_pre_hook(save_hook)
-        acc.register_load_state_pre_hook(load_hook)
-        self.state = TrainState()
-        acc.register_for_checkpointing(self.scheduler, self.state)
-
-    def _save_adapter(self, path: Path, with_tokenizer: bool = False) -> None:
-        acc = self.acc
-        state = acc.get_state_dict(self.model)  # collective under FSDP / DeepSpeed ZeRO-3
-        if acc.is_main_process:
-            path.mkdir(parents=True, exist_ok=True)
-            acc.unwrap_model(self.model).save_pretrained(str(path), state_dict=state, safe_serialization=True)
-            if with_tokenizer:
-                self.tokenizer.save_pretrained(str(path))
-        acc.wait_for_everyone()
-
-    def _checkpoints(self) -> list[Path]:
-        root = self.out / CHECKPOINT_DIR
-        if not root.is_dir():
-            return []
-        done = [p for p in root.glob("step_*") if p.is_dir() and p.name[5:].isdigit() and (p / STATE_FILE).is_file()]
-        return sorted(done, key=lambda p: int(p.name[5:]))
-
-    def _save_checkpoint(self) -> None:
-        acc = self.acc
-        root = self.out / CHECKPOINT_DIR
-        final = root / f"step_{self.state.global_step}"
-        tmp = root / f"step_{self.state.global_step}.tmp"
-        if acc.is_main_process:
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
-        acc.wait_for_everyone()
-        acc.save_state(str(tmp))
-        self._save_adapter(tmp)
-        if acc.is_main_process:
-            write_json_atomic(tmp / STATE_FILE, {**self.state.state_dict(), **self._plan_signature(),
-                                                 "total_steps": self.total_steps})
-            shutil.rmtree(final, ignore_errors=True)
-            os.replace(tmp, final)  # a checkpoint exists only once complete
-            if self.cfg.save_total_limit > 0:
-                for old in self._checkpoints()[: -self.cfg.save_total_limit]:
-                    shutil.rmtree(old, ignore_errors=True)
-        acc.wait_for_everyone()
-
-    def _plan_signature(self) -> dict:
-        return {"world_size": self.acc.num_processes, "pairs_per_step": self.pairs_per_step,
-                "stage_steps": {str(k): v for k, v in self.stage_steps.items()}}
-
-    def _load_checkpoint(self, ckpt: Path) -> None:
-        from peft import set_peft_model_state_dict
-        from safetensors.torch import load_file
-
-        saved = read_json(ckpt / STATE_FILE)
-        mine = self._plan_signature()
-        for k, v in mine.items():
-            if saved.get(k) != v:
-                raise RuntimeError(f"cannot resume from {ckpt}: it was made with {k}={saved.get(k)}, this run has {v} "
-                                   "(same data, batch size, grad accumulation and process count are needed)")
-        self.acc.load_state(str(ckpt))
-        if self.acc.distributed_type not in (self.DistributedType.FSDP, self.DistributedType.DEEPSPEED):
-            weights = load_file(str(ckpt / "adapter_model.safetensors"))
-            result = set_peft_model_state_dict(self.acc.unwrap_model(self.model), weights)
-            missing = [k for k in getattr(result, "unexpected_keys", []) if "lora_" in k]
-            if missing:
-                raise RuntimeError(f"adapter weights in {ckpt} do not match the model: {missing[:3]}")
-        logger.info("resumed from %s (global step %d, stage %d, step %d of the stage)", ckpt,
-                    self.state.global_step, self.state.stage, self.state.step_in_stage)
+    def _signature(self) -> dict:
+        return {"world_size": self.acc.num_processes, **self.plan.signature(), "total_steps": self.plan.total_steps}
 
     # -- the loop -----------------------------------------------------------------------------
     def _start_position(self):
         """Resume from a checkpoint, or from the study's --start-epoch/--resume-step, or from the start."""
         cfg = self.cfg
-        ckpts = self._checkpoints() if cfg.resume else []
+        ckpts = self.checkpoints.complete() if cfg.resume else []
         if cfg.resume and ckpts:
-            self._load_checkpoint(ckpts[-1])
+            self.checkpoints.load(ckpts[-1], self.model, self.state, self._signature())
             return True
         if cfg.resume:
-            logger.warning("--resume: no checkpoint in %s; starting from the beginning", self.out / CHECKPOINT_DIR)
-        if self.acc.is_main_process and (self.out / CHECKPOINT_DIR).is_dir():
-            logger.warning("removing checkpoints of an earlier run in %s (pass --resume to continue it)",
-                           self.out / CHECKPOINT_DIR)
-            shutil.rmtree(self.out / CHECKPOINT_DIR)
-        self.acc.wait_for_everyone()
+            logger.warning("--resume: no checkpoint in %s; starting from the beginning", self.checkpoints.root)
+        self.checkpoints.discard_all()
         if cfg.start_epoch > 1 or cfg.resume_step > 0:
             # The study's manual resume: skip earlier stages and the micro-batches already trained, and move
             # the LR schedule to where it was (the optimizer moments are not available this way).
-            if cfg.start_epoch not in self.stage_steps:
-                raise ValueError(f"--start-epoch {cfg.start_epoch} is not one of the stages {self.stages}")
-            done_in_stage = min(cfg.resume_step // cfg.grad_accum_steps, self.stage_steps[cfg.start_epoch])
-            before = sum(self.stage_steps[s] for s in self.stages if s < cfg.start_epoch)
+            steps = self.plan.steps
+            if cfg.start_epoch not in steps:
+                raise ValueError(f"--start-epoch {cfg.start_epoch} is not one of the stages {self.plan.stages}")
+            done_in_stage = min(cfg.resume_step // cfg.grad_accum_steps, steps[cfg.start_epoch])
+            before = sum(steps[s] for s in self.plan.stages if s < cfg.start_epoch)
             self.state.stage, self.state.step_in_stage = cfg.start_epoch, done_in_stage
             self.state.global_step = before + done_in_stage
-            self.state.pairs_seen = self.state.global_step * self.pairs_per_step
+            self.state.pairs_seen = self.state.global_step * self.plan.pairs_per_step
             with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()" is intended here
                 warnings.simplefilter("ignore", UserWarning)
                 for _ in range(self.state.global_step):
@@ -426,12 +328,13 @@ class DPOPTrainer:
             write_jsonl_atomic(path, [r for r in old.records if r.get("step", 0) <= self.state.global_step])
         return ResumableJsonlWriter(path, resume=resumed)
 
-    def train(self) -> TrainResult:
+    def _setup(self) -> bool:
+        """Everything before the first step; returns whether a checkpoint was resumed."""
+        from accelerate.utils import set_seed
+
         cfg = self.cfg
         self._setup_accelerator()
         acc = self.acc
-        from accelerate.utils import set_seed
-
         set_seed(cfg.seed)
         if acc.is_main_process:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -443,94 +346,109 @@ class DPOPTrainer:
             self._precompute_reference()
         self._build_optimizer()
         self.model, self.optimizer = acc.prepare(self.model, self.optimizer)
-        self._register_checkpointing()
+        self.state = TrainState()
+        self.checkpoints = CheckpointManager(acc, self.out, cfg.save_total_limit)
+        self.checkpoints.register(self.scheduler, self.state)
         resumed = self._start_position()
         if acc.is_main_process:
             write_run_config(self.out, self.run_args, extra=self._run_extra())
-        log = self._open_log(resumed)
+        return resumed
 
+    def train(self) -> TrainResult:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=self.total_steps, initial=self.state.global_step, desc="DPOP",
-                   disable=not (cfg.progress and acc.is_main_process), unit="step")
-        window_losses: list[torch.Tensor] = []
-        window_metrics: dict[str, list[torch.Tensor]] = {k: [] for k in METRIC_NAMES}
-        last_log: dict = {}
-        t0 = time.perf_counter()
-        steps_this_run = 0
+        resumed = self._setup()
+        self.log = self._open_log(resumed)
+        self.window = LogWindow()
+        self.bar = tqdm(total=self.plan.total_steps, initial=self.state.global_step, desc="DPOP",
+                        disable=not (self.cfg.progress and self.acc.is_main_process), unit="step")
+        self.t0, self.steps_this_run, self.last_log = time.perf_counter(), 0, {}
         completed = True
-        grad_norm = None
-        for stage in self.stages:
+        for stage in self.plan.stages:
             if stage < self.state.stage:
                 continue
             if stage > self.state.stage:
                 self.state.stage, self.state.step_in_stage = stage, 0
-            while self.state.step_in_stage < self.stage_steps[stage]:
-                if cfg.stop_after_steps is not None and steps_this_run >= cfg.stop_after_steps:
-                    completed = False
-                    break
-                for micro in range(cfg.grad_accum_steps):
-                    with acc.accumulate(self.model):
-                        loss, metrics = self.micro_step(self._micro_batch(stage, self.state.step_in_stage, micro))
-                        if acc.sync_gradients:
-                            grad_norm = acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm) \
-                                if cfg.max_grad_norm and cfg.max_grad_norm > 0 else None
-                        self.optimizer.step()
-                        self.optimizer.zero_grad(set_to_none=True)
-                    window_losses.append(loss.reshape(1))
-                    for k, v in metrics.items():
-                        window_metrics[k].append(v)
-                lr = self.scheduler.get_last_lr()[0]
-                self.scheduler.step()
-                self.state.global_step += 1
-                self.state.step_in_stage += 1
-                self.state.pairs_seen += self.pairs_per_step
-                steps_this_run += 1
-                if self.state.global_step % cfg.logging_steps == 0 or self.state.step_in_stage == self.stage_steps[stage]:
-                    last_log = self._log_step(log, stage, lr, grad_norm, window_losses, window_metrics, t0,
-                                              steps_this_run)
-                    window_losses = []
-                    window_metrics = {k: [] for k in METRIC_NAMES}
-                    bar.set_postfix(loss=f"{last_log['loss']:.4f}", acc=f"{last_log['rewards/accuracies']:.2f}",
-                                    stage=stage)
-                bar.update(1)
-                if cfg.save_every_steps and self.state.global_step % cfg.save_every_steps == 0:
-                    self._save_checkpoint()
+            completed = self._run_stage(stage)
             if not completed:
                 break
-            self._save_adapter(self.out / f"epoch_{stage}")
-            if acc.is_main_process:
+            self.checkpoints.save_adapter(self.model, self.out / f"epoch_{stage}")
+            if self.acc.is_main_process:
                 print(f"stage {stage} done: adapter saved to {self.out / f'epoch_{stage}'}")
-        bar.close()
-        if log is not None:
-            log.close()
+        return self._finish(completed)
+
+    def _run_stage(self, stage: int) -> bool:
+        """The stage's remaining optimizer steps; False when ``stop_after_steps`` interrupts it."""
+        cfg = self.cfg
+        while self.state.step_in_stage < self.plan.steps[stage]:
+            if cfg.stop_after_steps is not None and self.steps_this_run >= cfg.stop_after_steps:
+                return False
+            grad_norm = self._optimizer_step(stage)
+            last_in_stage = self.state.step_in_stage == self.plan.steps[stage]
+            if self.state.global_step % cfg.logging_steps == 0 or last_in_stage:
+                self.last_log = self._log_step(stage, grad_norm)
+                self.bar.set_postfix(loss=f"{self.last_log['loss']:.4f}",
+                                     acc=f"{self.last_log['rewards/accuracies']:.2f}", stage=stage)
+            self.bar.update(1)
+            if cfg.save_every_steps and self.state.global_step % cfg.save_every_steps == 0:
+                self.checkpoints.save(self.model, self.state, self._signature())
+        return True
+
+    def _optimizer_step(self, stage: int):
+        """One optimizer step: ``grad_accum_steps`` micro-batches, clipping, AdamW, the LR schedule; returns the
+        gradient norm (None without clipping)."""
+        cfg, acc = self.cfg, self.acc
+        grad_norm = None
+        for micro in range(cfg.grad_accum_steps):
+            with acc.accumulate(self.model):
+                loss, metrics = self.micro_step(self._micro_batch(stage, self.state.step_in_stage, micro))
+                if acc.sync_gradients and cfg.max_grad_norm and cfg.max_grad_norm > 0:
+                    grad_norm = acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+            self.window.add(loss, metrics)
+        self.lr = self.scheduler.get_last_lr()[0]
+        self.scheduler.step()
+        self.state.global_step += 1
+        self.state.step_in_stage += 1
+        self.state.pairs_seen += self.plan.pairs_per_step
+        self.steps_this_run += 1
+        return grad_norm
+
+    def _finish(self, completed: bool) -> TrainResult:
+        acc = self.acc
+        self.bar.close()
+        if self.log is not None:
+            self.log.close()
         if completed:
-            self._save_adapter(self.out, with_tokenizer=True)
+            self.checkpoints.save_adapter(self.model, self.out, tokenizer=self.tokenizer)
             if acc.is_main_process:
-                write_run_config(self.out, self.run_args,
-                                 extra={**self._run_extra(), "final": {"global_step": self.state.global_step,
-                                                                       "last_log": last_log,
-                                                                       "seconds": time.perf_counter() - t0}})
+                final = {"global_step": self.state.global_step, "last_log": self.last_log,
+                         "seconds": time.perf_counter() - self.t0}
+                write_run_config(self.out, self.run_args, extra={**self._run_extra(), "final": final})
                 print(f"training finished after {self.state.global_step} optimizer steps; adapter in {self.out}")
         else:
-            logger.warning("stopped after %d optimizer steps (stop_after_steps); resume with --resume", steps_this_run)
+            logger.warning("stopped after %d optimizer steps (stop_after_steps); resume with --resume",
+                           self.steps_this_run)
         acc.wait_for_everyone()
         acc.end_training()
-        return TrainResult(self.out, self.state.global_step, completed, last_log)
+        return TrainResult(self.out, self.state.global_step, completed, self.last_log)
 
-    def _log_step(self, log, stage, lr, grad_norm, losses, metrics, t0, steps_this_run) -> dict:
+    def _log_step(self, stage: int, grad_norm) -> dict:
+        """One train_log.jsonl record: the window's loss and metrics averaged over every process's pairs."""
         acc = self.acc
-        loss = acc.gather(torch.cat(losses)).double().mean().item()
+        losses, metrics = self.window.take()
         record = {"step": self.state.global_step, "stage": stage, "epoch": stage,
-                  "step_in_stage": self.state.step_in_stage, "pairs_seen": self.state.pairs_seen, "lr": lr,
-                  "loss": loss}
+                  "step_in_stage": self.state.step_in_stage, "pairs_seen": self.state.pairs_seen, "lr": self.lr,
+                  "loss": acc.gather(torch.cat(losses)).double().mean().item()}
         for k, vals in metrics.items():
             record[k] = acc.gather(torch.cat(vals)).double().mean().item()
         if grad_norm is not None:
             record["grad_norm"] = float(grad_norm)
-        record["pairs_per_s"] = steps_this_run * self.pairs_per_step / max(1e-9, time.perf_counter() - t0)
-        if log is not None:
-            log.append(record)
+        elapsed = max(1e-9, time.perf_counter() - self.t0)
+        record["pairs_per_s"] = self.steps_this_run * self.plan.pairs_per_step / elapsed
+        if self.log is not None:
+            self.log.append(record)
         return record
 
     def _run_extra(self) -> dict:
@@ -541,9 +459,9 @@ class DPOPTrainer:
             "model_dtype": str(self.dtype),
             "levels": {lv.name: {"file": str(lv.data_path), "load": lv.load_stats,
                                  "tokenize": self.tokenize_stats[lv.name]} for lv in self.levels},
-            "curriculum": self.plan_description,
-            "pairs_per_optimizer_step": self.pairs_per_step,
-            "total_optimizer_steps": self.total_steps,
+            "curriculum": self.plan.description,
+            "pairs_per_optimizer_step": self.plan.pairs_per_step,
+            "total_optimizer_steps": self.plan.total_steps,
             "reference": ({"precomputed": True, "cache_files": self.ref_cache_files} if self.cfg.precompute_ref
                           else {"precomputed": False, "model": "policy with adapters disabled"}),
         }
