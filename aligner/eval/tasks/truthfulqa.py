@@ -301,6 +301,98 @@ def _check_adapter(expected: str, loaded: str | None) -> None:
         raise RuntimeError(f"adapter order mismatch: expected {expected!r}, the backend has {loaded!r}")
 
 
+@dataclass
+class _Run:
+    """One invocation: its adapters (as the backends name them), their file tags, the data, the timers."""
+
+    cfg: TruthfulQAEvalConfig
+    names: list[str]
+    paths: list[str | None]
+    tags: dict[str, str]
+    data: TruthfulQAData
+    backend: str
+    timer: dict[str, PhaseTimer]
+    shared: PhaseTimer = field(default_factory=PhaseTimer)
+
+    def file(self, kind: str, name: str) -> Path:
+        return result_file(self.cfg.output_dir, kind, self.tags[name])
+
+    def seconds(self, name: str) -> dict:
+        return {**self.shared.seconds, **self.timer[name].seconds}
+
+    def base_fields(self, name: str, path: str | None) -> dict:
+        return {"model": self.cfg.model_path, "lora": path, "adapter": name, "run_name": self.cfg.run_name,
+                "judge_model": self.cfg.judge_model_path, "data": self.data.source, "backend": self.backend}
+
+
+def _start(cfg: TruthfulQAEvalConfig) -> _Run:
+    adapter_paths = parse_adapter_paths(cfg.lora_path)
+    names: list[str] = []  # the folder name, made unique; "base" for none
+    for p in adapter_paths:
+        names.append(adapter_name(p, [n for n in names if n != "base"]))
+    data = load_truthfulqa(cfg.data_path, cfg.limit, need_mc=not cfg.skip_mc, need_gen=not cfg.skip_generation,
+                           hf_name=cfg.hf_dataset)
+    return _Run(cfg, names, adapter_paths, {n: run_tag(cfg.run_name, n, several=len(names) > 1) for n in names},
+                data, resolve_backend(cfg.backend), {n: PhaseTimer() for n in names})
+
+
+def _policy_phases(run: _Run) -> tuple[dict, dict]:
+    """MC for every adapter (HF, exact), then generation (the same model, or vLLM); one model at a time."""
+    cfg, data = run.cfg, run.data
+    mc_by, generations_by = {}, {}
+    lm = None
+    try:
+        if not cfg.skip_mc:
+            with run.shared("load_model"):
+                lm = _load_policy(cfg, "hf")
+            for name, path, lm_name in zip(run.names, run.paths, lm.adapter_names, strict=True):
+                _check_adapter(name, lm_name)
+                lm.set_adapter(lm_name)
+                logger.info("MC scoring: %s, %d questions", name, len(data.mc))
+                with run.timer[name]("mc"):
+                    recs = run_mc(lm, data.mc, run.file("detailed_mc", name), resume=cfg.resume,
+                                  mc_batch=cfg.mc_batch, progress=cfg.progress,
+                                  fingerprint=_fingerprint(cfg, "mc", path, data))
+                mc_by[name] = mc_metrics(recs)
+                logger.info("%s: MC1 %.4f  MC2 %.4f", name, mc_by[name]["mc1"], mc_by[name]["mc2"])
+        if not cfg.skip_generation:
+            if lm is not None and run.backend != "hf":
+                release_lm(lm)
+                lm = None
+            if lm is None:
+                with run.shared("load_generation_model"):
+                    lm = _load_policy(cfg, run.backend)
+            for name, path, lm_name in zip(run.names, run.paths, lm.adapter_names, strict=True):
+                _check_adapter(name, lm_name)
+                lm.set_adapter(lm_name)
+                logger.info("generation: %s, %d questions (%s)", name, len(data.gen), run.backend)
+                with run.timer[name]("generation"):
+                    generations_by[name] = run_generation(
+                        lm, data.gen, run.file("generations", name), resume=cfg.resume,
+                        max_new_tokens=cfg.max_new_tokens, stop=cfg.stop_sequences, progress=cfg.progress,
+                        fingerprint=_fingerprint(cfg, "generation", path, data, run.backend))
+    finally:
+        release_lm(lm)
+    return mc_by, generations_by
+
+
+def _judge_phase(run: _Run, generations_by: dict) -> dict:
+    gen_by = {}
+    judge = None
+    try:
+        with run.shared("load_judge"):
+            judge = _load_judge(run.cfg)
+        for name in run.names:
+            with run.timer[name]("judge"):
+                recs = run_judge(judge, generations_by[name], run.file("detailed_gen", name), resume=run.cfg.resume,
+                                 answers_per_save=max(1, run.cfg.judge_batch_size), progress=run.cfg.progress,
+                                 fingerprint=_fingerprint(run.cfg, "judge", None, None))
+            gen_by[name] = gen_metrics(recs)
+    finally:
+        release_lm(judge)
+    return gen_by
+
+
 def run_truthfulqa_eval(cfg: TruthfulQAEvalConfig) -> dict[str, dict]:
     """MC1/MC2 and judged generation for the base model and/or each adapter; returns metrics per adapter.
 
@@ -308,92 +400,29 @@ def run_truthfulqa_eval(cfg: TruthfulQAEvalConfig) -> dict[str, dict]:
     policy for generation (the same HF model, or vLLM when the backend is vllm), then the judge over all
     answers.  Per-sample files are appended as work is done; ``resume`` skips what is on disk.
     """
-    out_dir = Path(cfg.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
     if cfg.judge_only:
         return {"judge_only": _judge_only(cfg)}
-    adapter_paths = parse_adapter_paths(cfg.lora_path)
-    names: list[str] = []  # as the backends name them: the folder name, made unique; "base" for none
-    for p in adapter_paths:
-        names.append(adapter_name(p, [n for n in names if n != "base"]))
-    tags = {n: run_tag(cfg.run_name, n, several=len(adapter_paths) > 1) for n in names}
-    do_judge = not cfg.skip_generation and bool(cfg.judge_model_path)
     if not cfg.skip_generation and not cfg.judge_model_path:
         logger.warning("no --judge_model_path: answers are generated but not judged; judge them later with "
                        "--judge_only <generations file>")
-
-    data = load_truthfulqa(cfg.data_path, cfg.limit, need_mc=not cfg.skip_mc, need_gen=not cfg.skip_generation,
-                           hf_name=cfg.hf_dataset)
-    gen_backend = resolve_backend(cfg.backend)
-    timer = {n: PhaseTimer() for n in names}
-    shared = PhaseTimer()
-    mc_by, generations_by, gen_by = {}, {}, {}
-
-    lm = None
-    try:
-        if not cfg.skip_mc:
-            with shared("load_model"):
-                lm = _load_policy(cfg, "hf")
-            for name, path, lm_name in zip(names, adapter_paths, lm.adapter_names, strict=True):
-                _check_adapter(name, lm_name)
-                lm.set_adapter(lm_name)
-                logger.info("MC scoring: %s, %d questions", name, len(data.mc))
-                with timer[name]("mc"):
-                    recs = run_mc(lm, data.mc, result_file(out_dir, "detailed_mc", tags[name]), resume=cfg.resume,
-                                  mc_batch=cfg.mc_batch, progress=cfg.progress,
-                                  fingerprint=_fingerprint(cfg, "mc", path, data))
-                mc_by[name] = mc_metrics(recs)
-                logger.info("%s: MC1 %.4f  MC2 %.4f", name, mc_by[name]["mc1"], mc_by[name]["mc2"])
-        if not cfg.skip_generation:
-            if lm is not None and gen_backend != "hf":
-                release_lm(lm)
-                lm = None
-            if lm is None:
-                with shared("load_generation_model"):
-                    lm = _load_policy(cfg, gen_backend)
-            for name, path, lm_name in zip(names, adapter_paths, lm.adapter_names, strict=True):
-                _check_adapter(name, lm_name)
-                lm.set_adapter(lm_name)
-                logger.info("generation: %s, %d questions (%s)", name, len(data.gen), gen_backend)
-                with timer[name]("generation"):
-                    generations_by[name] = run_generation(
-                        lm, data.gen, result_file(out_dir, "generations", tags[name]), resume=cfg.resume,
-                        max_new_tokens=cfg.max_new_tokens, stop=cfg.stop_sequences, progress=cfg.progress,
-                        fingerprint=_fingerprint(cfg, "generation", path, data, gen_backend))
-    finally:
-        release_lm(lm)
-        lm = None
-
-    def base_fields(name: str, path: str | None) -> dict:
-        return {"model": cfg.model_path, "lora": path, "adapter": name, "run_name": cfg.run_name,
-                "judge_model": cfg.judge_model_path, "data": data.source, "backend": gen_backend}
-
+    run = _start(cfg)
+    mc_by, generations_by = _policy_phases(run)
     # Metrics now, so nothing is lost if the judge fails.  Fresh answers not judged yet have no numbers
     # (an earlier file's would describe other answers); a phase skipped now keeps the earlier file's.
     results = {}
-    for name, p in zip(names, adapter_paths):
+    for name, p in zip(run.names, run.paths):
         unjudged = None if cfg.skip_generation else {"gen_truthfulness": None, "gen_avg_prob": None,
                                                      "n_gen_questions": len(generations_by[name])}
-        results[name] = write_metrics(result_file(out_dir, "metrics", tags[name]), base_fields(name, p),
-                                      mc_by.get(name), unjudged, {**shared.seconds, **timer[name].seconds})
-    if do_judge:
-        judge = None
-        try:
-            with shared("load_judge"):
-                judge = _load_judge(cfg)
-            for name in names:
-                with timer[name]("judge"):
-                    recs = run_judge(judge, generations_by[name], result_file(out_dir, "detailed_gen", tags[name]),
-                                     resume=cfg.resume, answers_per_save=max(1, cfg.judge_batch_size),
-                                     progress=cfg.progress, fingerprint=_fingerprint(cfg, "judge", None, None))
-                gen_by[name] = gen_metrics(recs)
-        finally:
-            release_lm(judge)
-        for name, p in zip(names, adapter_paths):
-            results[name] = write_metrics(result_file(out_dir, "metrics", tags[name]), base_fields(name, p),
-                                          mc_by.get(name), gen_by[name], {**shared.seconds, **timer[name].seconds})
-    for name in names:
-        logger.info("%s -> %s", name, result_file(out_dir, "metrics", tags[name]))
+        results[name] = write_metrics(run.file("metrics", name), run.base_fields(name, p), mc_by.get(name), unjudged,
+                                      run.seconds(name))
+    if not cfg.skip_generation and cfg.judge_model_path:
+        gen_by = _judge_phase(run, generations_by)
+        for name, p in zip(run.names, run.paths):
+            results[name] = write_metrics(run.file("metrics", name), run.base_fields(name, p), mc_by.get(name),
+                                          gen_by[name], run.seconds(name))
+    for name in run.names:
+        logger.info("%s -> %s", name, run.file("metrics", name))
     return results
 
 
