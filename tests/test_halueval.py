@@ -10,7 +10,7 @@ from conftest import run_script
 
 from aligner.core.io import DataError, read_jsonl
 from aligner.core.models import load_causal_lm
-from aligner.data.sources.halueval import PREDICTION_FIELDS, load_halueval
+from aligner.data.sources.halueval import load_halueval
 from aligner.eval.metrics.similarity import EmbeddingSimilarity
 from aligner.eval.metrics.text import rouge_l, sentence_bleu
 from aligner.eval.tasks.halueval import (
@@ -21,6 +21,7 @@ from aligner.eval.tasks.halueval import (
     rescore_detailed,
     run_similarity_eval,
 )
+from aligner.eval.tasks.halueval import PREDICTION_RECORD_FIELDS as PREDICTION_FIELDS  # what step 1 writes
 from aligner.lm.hf import HFLM
 from aligner.lm.interface import LM
 from aligner.prompts import HALUEVAL_STEP1_SYSTEM
