@@ -16,9 +16,11 @@ import csv
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from aligner.core.io import DataError, read_jsonl
+from aligner.core.io import DataError, read_jsonl, read_records
+from aligner.core.paths import halueval_path
 from aligner.core.runinfo import finish_stage, write_run_config
 from aligner.data.sources.squad import SquadReadStats, SquadRow, read_squad_csv, sample_squad
 
@@ -202,4 +204,34 @@ def halueval_to_squad_csv(rows: Sequence[dict], out_csv: str | os.PathLike, unan
         expected.append({"id": f"{id_prefix}{i}", "question": r["question"].strip(),
                          "context": r["knowledge"].strip(), "answers": [] if unanswerable else [ans]})
     atomic_write_text(out_csv, buf.getvalue())
+    return expected
+
+
+@dataclass(kw_only=True)
+class HaluEvalSquadSliceConfig:
+    """``scripts/halueval_to_squad.py``: which HaluEval rows become the SQuAD-format CSV."""
+
+    data_path: str = field(default=str(halueval_path()), metadata={"help": "HaluEval qa_data.json"})
+    output_file: str = field(metadata={"help": "the SQuAD-format CSV to write"})
+    start: int = field(default=1000, metadata={"help": "first HaluEval row used (0-based)"})
+    n: int = field(default=300, metadata={"help": "number of rows"})
+    eval_rows: int = field(default=50, metadata={
+        "help": "rows [0, eval_rows) are kept for evaluation; --start must not overlap them"})
+    unanswerable_every: int = field(default=0, metadata={
+        "help": "every k-th row gets an empty answer (SQuAD v2 unanswerable); 0 = none"})
+
+
+def write_halueval_squad_slice(cfg: HaluEvalSquadSliceConfig) -> list[dict]:
+    """HaluEval rows [start, start + n) as a SQuAD v2 CSV, with its run config beside it; returns what the
+    SQuAD reader should parse each row to (``halueval_to_squad_csv``)."""
+    if cfg.start < cfg.eval_rows:
+        raise ValueError(f"--start {cfg.start} overlaps the evaluation rows [0, {cfg.eval_rows})")
+    rows = read_records(cfg.data_path, ["knowledge", "question", "right_answer"], limit=cfg.start + cfg.n)[cfg.start:]
+    if len(rows) < cfg.n:
+        raise DataError(cfg.data_path, f"has only {cfg.start + len(rows)} rows")
+    expected = halueval_to_squad_csv(rows, cfg.output_file, unanswerable_every=cfg.unanswerable_every)
+    write_run_config(Path(cfg.output_file).parent, cfg, filename="halueval_to_squad_run_config.json",
+                     extra={"rows": [cfg.start, cfg.start + len(rows)]})
+    print(f"wrote {len(rows)} HaluEval rows [{cfg.start}, {cfg.start + len(rows)}) as SQuAD CSV "
+          f"{cfg.output_file} (disjoint from evaluation rows [0, {cfg.eval_rows}))")
     return expected
