@@ -14,6 +14,7 @@ the driver and the docs.  Metadata keys:
              flag that turns it off
 ``choices``, ``nargs``, ``metavar``, ``group`` (an argparse group title)
 ``sep``      a list given as one string joined by ``sep`` ("q_proj,v_proj")
+``append``   a list given by repeating the flag, one item each (``--train_log a=x --train_log b=y``)
 ``parse``    a function turning the command-line string into the value
 ``boolean_optional``  a bool given as ``--x`` / ``--no-x`` (argparse.BooleanOptionalAction)
 ``cli``      False: not on the command line
@@ -122,6 +123,10 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls, defaults: dict | No
                 sep = meta["sep"]
                 item = convert or str
                 kwargs["type"] = lambda s, _sep=sep, _item=item: [_item(x.strip()) for x in s.split(_sep) if x.strip()]
+            elif is_list and meta.get("append"):
+                kwargs["action"] = "append"
+                if convert:
+                    kwargs["type"] = convert
             elif is_list:
                 kwargs["nargs"] = meta.get("nargs", "*")
                 if convert:
@@ -210,6 +215,9 @@ def to_argv(classes, **values) -> list[str]:
             continue
         if is_list and f.metadata.get("sep"):
             argv += [flag, f.metadata["sep"].join(str(v) for v in value)]
+        elif is_list and f.metadata.get("append"):
+            for v in value:
+                argv += [flag, str(v)]
         elif is_list or (f.metadata.get("nargs") and isinstance(value, (list, tuple))):
             argv += [flag, *[str(v) for v in value]]
         else:
