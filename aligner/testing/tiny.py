@@ -7,7 +7,8 @@ from __future__ import annotations
 import csv
 import json
 import os
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from aligner.core.paths import halueval_path, truthfulqa_csv_path
@@ -32,17 +33,28 @@ LLAMA3_CHAT_TEMPLATE = (
 
 @dataclass
 class TinyModelConfig:
-    kind: str = "causal"          # causal | seq_cls
-    seed: int = 0
-    vocab_size: int = 2048        # BPE vocabulary trained on real text
-    model_vocab_size: int | None = None  # embedding rows; larger than vocab_size to mimic big-vocab models
-    hidden_size: int = 128
-    intermediate_size: int = 256
-    num_layers: int = 4
-    num_heads: int = 4
-    num_kv_heads: int = 2
-    max_position_embeddings: int = 4096
-    n_text_rows: int = 3000       # rows of benchmark text used to train the tokenizer
+    """The tiny model's shape (``scripts/make_tiny_model.py`` generates its flags from these fields)."""
+
+    kind: str = field(default="causal", metadata={
+        "help": "causal LM (policy / truth judge) or 2-label sequence classifier (faithfulness judge)",
+        "choices": ["causal", "seq_cls"]})
+    seed: int = field(default=0, metadata={"help": "weight-init seed; same seed, same bytes"})
+    vocab_size: int = field(default=2048, metadata={"help": "BPE vocabulary size, trained on real text"})
+    model_vocab_size: int | None = field(default=None, metadata={
+        "help": "embedding rows, if larger than the tokenizer (benchmarks at a 32k+ vocabulary) (default: tokenizer "
+                "size)"})
+    hidden_size: int = field(default=128, metadata={"help": "model width"})
+    intermediate_size: int = field(default=256, metadata={"help": "MLP width"})
+    num_layers: int = field(default=4, metadata={"help": "decoder layers"})
+    num_heads: int = field(default=4, metadata={"cli": False})
+    num_kv_heads: int = field(default=2, metadata={"cli": False})
+    max_position_embeddings: int = field(default=4096, metadata={"cli": False})
+    n_text_rows: int = field(default=3000, metadata={"cli": False})  # rows of benchmark text for the tokenizer
+
+
+@dataclass(kw_only=True)
+class TinyModelOutput:
+    output_dir: str = field(metadata={"help": "where to save the model and tokenizer (HF format)"})
 
 
 def training_text(n_rows: int) -> list[str]:
@@ -128,6 +140,14 @@ def build_tiny_model(output_dir: str | os.PathLike, cfg: TinyModelConfig) -> Pat
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+def make_tiny_model(out: TinyModelOutput, cfg: TinyModelConfig) -> Path:
+    """``scripts/make_tiny_model.py``: build the model into ``out.output_dir`` and say where and how fast."""
+    t0 = time.perf_counter()
+    path = build_tiny_model(out.output_dir, cfg)
+    print(f"tiny {cfg.kind} model written to {path} in {time.perf_counter() - t0:.1f}s")
+    return path
 
 
 def count_parameters(model) -> int:
