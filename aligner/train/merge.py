@@ -13,7 +13,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -27,6 +27,7 @@ from aligner.core.models import (
     resolve_device,
     resolve_dtype,
 )
+from aligner.core.runinfo import write_run_config
 from aligner.prompts import (
     MERGE_PROBE_ANSWER,
     MERGE_PROBE_CONTEXT,
@@ -40,6 +41,29 @@ logger = logging.getLogger(__name__)
 
 # fp32 merges reorder a few additions; fp16/bf16 merges round the merged weight to 8-11 mantissa bits.
 DEFAULT_TOLERANCE = {torch.float32: 1e-3, torch.float16: 5e-2, torch.bfloat16: 2.5e-1}
+
+
+@dataclass(kw_only=True)
+class MergeConfig:
+    """``scripts/merge_adapter.py`` (the study's layout as defaults)."""
+
+    base_model_path: str = field(default="models/llama3-2-3b-instruct", metadata={
+        "help": "base model folder or hub id"})
+    adapter_path: str = field(default="dpop_out", metadata={"help": "LoRA adapter folder"})
+    output_path: str = field(default="models/llama3-2-3b-dpop-instruct", metadata={
+        "help": "where the merged model goes"})
+    dtype: str = field(default="auto", metadata={
+        "help": "dtype of the saved model: auto (the base checkpoint's), fp32, bf16, fp16"})
+    compute_dtype: str = field(default="fp32", metadata={
+        "help": "dtype the merge and the check run in; fp32 rounds the merged weights once"})
+    device: str = field(default="auto", metadata={"help": "cpu, cuda, cuda:1 or auto"})
+    tolerance: float | None = field(default=None, metadata={
+        "help": "largest accepted max |logit difference| merged vs base+adapter (default: 1e-3 for fp32, 5e-2 fp16, "
+                "0.25 bf16 compute dtype)"})
+    probe_text: str | None = field(default=None, metadata={
+        "help": "text to check on (default: a chat-rendered HaluEval-style question and answer)"})
+    verify_saved: bool = field(default=True, metadata={
+        "flag": "--no_verify_saved", "help": "skip reloading the saved model for a second check (default: off)"})
 
 
 class MergeCheckError(RuntimeError):
@@ -181,3 +205,19 @@ def _save_dtype(save_dtype: str | torch.dtype, base_model_path: str | os.PathLik
         except ValueError:
             logger.warning("%s: unknown dtype %r in config; saving in fp32", cfg_path, name)
     return torch.float32
+
+
+def run_merge(cfg: MergeConfig) -> MergeReport:
+    """``merge_lora`` with the script's report lines and run_config.json (holding the check) beside the model."""
+    print(f"merging {cfg.adapter_path} into {cfg.base_model_path} -> {Path(cfg.output_path).resolve()}")
+    report = merge_lora(cfg.base_model_path, cfg.adapter_path, cfg.output_path, save_dtype=cfg.dtype,
+                        compute_dtype=cfg.compute_dtype, device=cfg.device, tolerance=cfg.tolerance,
+                        probe_text=cfg.probe_text, verify_saved=cfg.verify_saved)
+    print(f"adapter effect on the probe: max |adapter - base| = {report.adapter_effect:.4g}")
+    print(f"merged vs base+adapter ({report.compute_dtype}, {report.probe_tokens} tokens): "
+          f"max abs diff = {report.max_abs_diff:.3g} (mean {report.mean_abs_diff:.3g}, tolerance {report.tolerance:.3g})")
+    if report.saved_max_abs_diff is not None:
+        print(f"saved {report.save_dtype} model vs base+adapter: max abs diff = {report.saved_max_abs_diff:.3g}")
+    write_run_config(cfg.output_path, cfg, extra={"merge_check": report.to_dict()})
+    print(f"saved merged model and tokenizer to {report.output_path}")
+    return report
