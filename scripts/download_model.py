@@ -6,7 +6,7 @@ folder still holds the files of the same request (a download manifest is kept in
 
 Examples:
     python scripts/download_model.py --repo_id meta-llama/Llama-3.2-3B-Instruct --output_dir models/llama3-2-3b-instruct
-    python scripts/download_model.py --repo_id mrhello291/llama3-3.2-instuct-dpop --output_dir models/dpop-adapters \
+    python scripts/download_model.py --repo_id mrhello291/llama3-3.2-instuct-dpop --output_dir models/dpop-adapters \\
         --allow_patterns "dpop_old_strat/*"
 """
 

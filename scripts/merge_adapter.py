@@ -7,7 +7,7 @@ nothing), then the model is cast to --dtype and saved with the tokenizer and run
 is reloaded and checked once more.
 
 Example (the study's layout):
-    python scripts/merge_adapter.py --base_model_path models/llama3-2-3b-instruct --adapter_path dpop_out \
+    python scripts/merge_adapter.py --base_model_path models/llama3-2-3b-instruct --adapter_path dpop_out \\
         --output_path models/llama3-2-3b-dpop-instruct --dtype bf16
 """
 

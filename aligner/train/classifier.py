@@ -9,12 +9,10 @@ judge reads (knowledge, answer), and truncation cuts the context first.  The sav
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import random
-from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from aligner.core.io import DataError, ReadStats, iter_jsonl, write_json_atomic, write_jsonl_atomic
@@ -30,33 +28,44 @@ REQUIRED = ("data_index", "context", "ideal_answer", "fake_answer")
 FAKES_GLOB = "*_fakes_with_context.jsonl"
 
 
-@dataclass
+@dataclass(kw_only=True)
 class FaithfulnessClassifierConfig:
-    """Everything a classifier run needs besides the data files (defaults: the script's flags)."""
+    """Everything a classifier run needs (``old_training/fine_tune_deberta.py`` generates its flags from these)."""
 
-    model_path: str = "microsoft/deberta-v3-base"
-    output_dir: str = "models/deberta-faithfulness-judge"
-    limit: int = -1                  # records read per file
-    eval_fraction: float = 0.1       # share of data_index groups held out
-    include_question: bool = False
-    balance: bool = False
-    max_length: int = 512
-    epochs: float = 2.0
-    max_steps: int = -1
-    batch_size: int = 16
-    grad_accum_steps: int = 1
-    lr: float = 2e-5
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    logging_steps: int = 50
-    dtype: str = "fp32"
-    bf16: bool = False
-    device: str = "auto"
-    seed: int = 42
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> FaithfulnessClassifierConfig:
-        return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})
+    # paths
+    model_path: str = field(default="microsoft/deberta-v3-base", metadata={
+        "help": "classifier to start from, folder or hub id", "group": "paths"})
+    data_files: str | None = field(default=None, metadata={
+        "help": "comma-separated *_fakes_with_context.jsonl files (default: none)", "group": "paths"})
+    data_dir: str | None = field(default=None, metadata={
+        "help": "or a folder: every *_fakes_with_context.jsonl in it; one of the two is required (default: none)",
+        "group": "paths"})
+    output_dir: str = field(default="models/deberta-faithfulness-judge", metadata={
+        "help": "the fine-tuned judge", "group": "paths"})
+    limit: int = field(default=-1, metadata={"help": "records read per file; -1 = all", "group": "paths"})
+    # data
+    eval_fraction: float = field(default=0.1, metadata={"help": "share of data_index groups held out", "group": "data"})
+    include_question: bool = field(default=False, metadata={
+        "help": "prefix the context with the question (default: off, as the step-2 judge sees only knowledge and "
+                "answer)", "group": "data"})
+    balance: bool = field(default=False, metadata={
+        "help": "down-sample hallucinated training examples to the number of faithful ones", "group": "data"})
+    max_length: int = field(default=512, metadata={"help": "tokens per pair, context cut first", "group": "data"})
+    # training
+    epochs: float = field(default=2.0, metadata={"help": "passes over the training data", "group": "training"})
+    max_steps: int = field(default=-1, metadata={"help": "overrides --epochs when > 0", "group": "training"})
+    batch_size: int = field(default=16, metadata={"help": "per device, train and eval", "group": "training"})
+    grad_accum_steps: int = field(default=1, metadata={"help": "micro-batches per optimizer step", "group": "training"})
+    lr: float = field(default=2e-5, metadata={"help": "peak learning rate", "group": "training"})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay", "group": "training"})
+    warmup_ratio: float = field(default=0.1, metadata={"help": "share of steps for LR warmup", "group": "training"})
+    logging_steps: int = field(default=50, metadata={"help": "optimizer steps between log lines", "group": "training"})
+    dtype: str = field(default="fp32", metadata={
+        "help": "weights dtype; mixed precision via --bf16", "group": "training"})
+    bf16: bool = field(default=False, metadata={"help": "bf16 mixed precision on GPU", "group": "training"})
+    device: str = field(default="auto", metadata={"help": "cpu, cuda or auto", "group": "training"})
+    seed: int = field(default=42, metadata={
+        "help": "seed for initialisation, shuffling and the split", "group": "training"})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -142,15 +151,28 @@ def classification_metrics(labels, preds) -> dict:
 # training
 # ---------------------------------------------------------------------------------------------
 
-def train_faithfulness_classifier(cfg: FaithfulnessClassifierConfig, files: Sequence[Path], run_args=None) -> dict:
-    """Split, fine-tune, score the held-out split and save the judge to ``cfg.output_dir``.
+def _training_arguments(cfg: FaithfulnessClassifierConfig, out: Path, use_cpu: bool):
+    from transformers import TrainingArguments
 
-    Returns the held-out metrics.  Raises DataError when there are too few examples for both splits."""
-    import numpy as np
-    import torch
-    from datasets import Dataset
-    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+    # Epoch runs evaluate after every epoch and keep the best; a --max_steps run (a smoke test, or a fixed
+    # budget) trains straight through.  Either way the held-out split is scored once more at the end.
+    by_epoch = cfg.max_steps <= 0
+    return TrainingArguments(
+        output_dir=str(out / "checkpoints"), num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum_steps, learning_rate=cfg.lr, weight_decay=cfg.weight_decay,
+        warmup_steps=cfg.warmup_ratio, logging_steps=cfg.logging_steps,
+        eval_strategy="epoch" if by_epoch else "no", save_strategy="epoch" if by_epoch else "no",
+        save_total_limit=1, load_best_model_at_end=by_epoch, metric_for_best_model="f1_macro",
+        seed=cfg.seed, bf16=cfg.bf16, use_cpu=use_cpu, report_to="none", dataloader_num_workers=0,
+    )
 
+
+def _split_examples(cfg: FaithfulnessClassifierConfig) -> tuple[list[dict], list[dict], dict]:
+    """(train, held-out, counts) from the configured files; a clear error when there is not enough data."""
+    files = fakes_files(cfg.data_files, cfg.data_dir)
+    if not files:
+        raise FileNotFoundError(f"no input: pass --data_files or a --data_dir holding {FAKES_GLOB}")
     examples, counts = build_examples(files, cfg.limit, cfg.include_question)
     train, held_out = split_by_group(examples, cfg.eval_fraction, cfg.seed)
     if cfg.balance:
@@ -159,7 +181,19 @@ def train_faithfulness_classifier(cfg: FaithfulnessClassifierConfig, files: Sequ
     print("examples: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
     if not train or not held_out:
         raise DataError(",".join(map(str, files)), "too few examples for a train and a held-out split")
+    return train, held_out, counts
 
+
+def train_faithfulness_classifier(cfg: FaithfulnessClassifierConfig) -> dict:
+    """Split, fine-tune, score the held-out split and save the judge to ``cfg.output_dir``.
+
+    Returns the held-out metrics.  Raises DataError when there are too few examples for both splits."""
+    import numpy as np
+    import torch
+    from datasets import Dataset
+    from transformers import DataCollatorWithPadding, Trainer
+
+    train, held_out, counts = _split_examples(cfg)
     dev = resolve_device(cfg.device)
     model, tok = load_seq_cls(cfg.model_path, dtype=cfg.dtype, device=dev, num_labels=2, id2label=ID2LABEL,
                               label2id=LABEL2ID, ignore_mismatched_sizes=True)
@@ -179,20 +213,9 @@ def train_faithfulness_classifier(cfg: FaithfulnessClassifierConfig, files: Sequ
         return classification_metrics(pred.label_ids, np.argmax(pred.predictions, axis=-1))
 
     out = Path(cfg.output_dir)
-    # Epoch runs evaluate after every epoch and keep the best; a --max_steps run (a smoke test, or a fixed
-    # budget) trains straight through.  Either way the held-out split is scored once more at the end.
-    by_epoch = cfg.max_steps <= 0
-    targs = TrainingArguments(
-        output_dir=str(out / "checkpoints"), num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.grad_accum_steps, learning_rate=cfg.lr, weight_decay=cfg.weight_decay,
-        warmup_steps=cfg.warmup_ratio, logging_steps=cfg.logging_steps,
-        eval_strategy="epoch" if by_epoch else "no", save_strategy="epoch" if by_epoch else "no",
-        save_total_limit=1, load_best_model_at_end=by_epoch, metric_for_best_model="f1_macro",
-        seed=cfg.seed, bf16=cfg.bf16, use_cpu=dev.type == "cpu", report_to="none", dataloader_num_workers=0,
-    )
-    trainer = Trainer(model=model, args=targs, train_dataset=train_ds, eval_dataset=eval_ds,
-                      data_collator=DataCollatorWithPadding(tok), compute_metrics=compute_metrics)
+    trainer = Trainer(model=model, args=_training_arguments(cfg, out, dev.type == "cpu"), train_dataset=train_ds,
+                      eval_dataset=eval_ds, data_collator=DataCollatorWithPadding(tok),
+                      compute_metrics=compute_metrics)
     trainer.train()
     prediction = trainer.predict(eval_ds)
 
@@ -205,7 +228,7 @@ def train_faithfulness_classifier(cfg: FaithfulnessClassifierConfig, files: Sequ
                        [{**e, "p_consistent": p, "pred": int(p > 0.5)} for e, p in zip(held_out, probs)])
     summary = {k.removeprefix("test_"): v for k, v in prediction.metrics.items()}
     write_json_atomic(out / "eval_metrics.json", {**summary, "counts": counts})
-    write_run_config(out, run_args if run_args is not None else vars(cfg), extra={"counts": counts})
+    write_run_config(out, cfg, extra={"counts": counts})
     print("held-out: " + ", ".join(f"{k}={summary[k]:.4f}" for k in
                                    ("accuracy", "f1_hallucinated", "f1_consistent", "f1_macro")))
     print(f"judge saved to {out} (id2label {ID2LABEL})")

@@ -8,11 +8,10 @@ As the data is prompt-completion, TRL computes the loss on the completion (answe
 
 from __future__ import annotations
 
-import argparse
 import logging
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from aligner.core.io import DataError, ReadStats, iter_jsonl, write_json_atomic
@@ -23,37 +22,47 @@ from aligner.prompts import dpo_chat_messages
 logger = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class RagSFTConfig:
-    """Everything a RAG SFT run needs besides the data files (defaults: the script's flags)."""
+    """Everything a RAG SFT run needs (``old_training/train_rag_sft.py`` generates its flags from these fields)."""
 
-    model_path: str = "models/llama3-2-3b-instruct"
-    output_dir: str = "outputs/old_training/rag_sft"
-    limit: int = -1
-    resume: bool = False
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    target_modules: str = "q_proj,v_proj"   # comma-separated names, or all-linear
-    max_length: int = 1024
-    epochs: float = 1.0
-    max_steps: int = -1
-    per_device_batch_size: int = 4
-    grad_accum_steps: int = 4
-    lr: float = 2e-4
-    warmup_ratio: float = 0.03
-    weight_decay: float = 0.0
-    logging_steps: int = 10
-    save_steps: int = 500
-    save_total_limit: int = 2
-    gradient_checkpointing: bool = False
-    dtype: str = "auto"
-    device: str = "auto"
-    seed: int = 42
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> RagSFTConfig:
-        return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})
+    # paths
+    model_path: str = field(default="models/llama3-2-3b-instruct", metadata={
+        "help": "instruct model folder or hub id", "group": "paths"})
+    data_files: list[str] = field(metadata={"help": "comma-separated RAG JSONL files", "sep": ",", "group": "paths"})
+    output_dir: str = field(default="outputs/old_training/rag_sft", metadata={
+        "help": "adapter, checkpoints, logs", "group": "paths"})
+    limit: int = field(default=-1, metadata={"help": "use the first N usable records; -1 = all", "group": "paths"})
+    resume: bool = field(default=False, metadata={
+        "help": "continue from the latest checkpoint in --output_dir", "group": "paths"})
+    # LoRA
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank", "group": "LoRA"})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling alpha", "group": "LoRA"})
+    lora_dropout: float = field(default=0.05, metadata={"help": "dropout on the LoRA input", "group": "LoRA"})
+    target_modules: str = field(default="q_proj,v_proj", metadata={
+        "help": "comma-separated module names, or all-linear", "group": "LoRA"})
+    # training
+    max_length: int = field(default=1024, metadata={
+        "help": "tokens per example, context cut to fit", "group": "training"})
+    epochs: float = field(default=1.0, metadata={"help": "passes over the training data", "group": "training"})
+    max_steps: int = field(default=-1, metadata={
+        "help": "optimizer steps; overrides --epochs when > 0", "group": "training"})
+    per_device_batch_size: int = field(default=4, metadata={
+        "help": "examples per device per micro-batch", "group": "training"})
+    grad_accum_steps: int = field(default=4, metadata={"help": "micro-batches per optimizer step", "group": "training"})
+    lr: float = field(default=2e-4, metadata={"help": "peak learning rate", "group": "training"})
+    warmup_ratio: float = field(default=0.03, metadata={"help": "share of steps for LR warmup", "group": "training"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay", "group": "training"})
+    logging_steps: int = field(default=10, metadata={"help": "optimizer steps between log lines", "group": "training"})
+    save_steps: int = field(default=500, metadata={"help": "checkpoint every N steps", "group": "training"})
+    save_total_limit: int = field(default=2, metadata={"help": "checkpoints kept", "group": "training"})
+    gradient_checkpointing: bool = field(default=False, metadata={
+        "help": "trade compute for memory", "group": "training"})
+    dtype: str = field(default="auto", metadata={
+        "help": "model dtype: auto (bf16 on GPU, fp32 on CPU), fp32, bf16, fp16", "group": "training"})
+    device: str = field(default="auto", metadata={"help": "cpu, cuda or auto", "group": "training"})
+    seed: int = field(default=42, metadata={
+        "help": "seed for initialisation, shuffling and the split", "group": "training"})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -159,22 +168,23 @@ def build_sft_trainer(cfg: RagSFTConfig, model, tokenizer, examples: Sequence[di
                       processing_class=tokenizer, peft_config=peft_config)
 
 
-def train_rag_sft(cfg: RagSFTConfig, data_files: Sequence[str], run_args=None):
-    """Load the model, build the examples, train the LoRA adapter and save it to ``cfg.output_dir``.
+def train_rag_sft(cfg: RagSFTConfig):
+    """Load the model, build the examples of ``cfg.data_files``, train the LoRA adapter and save it to
+    ``cfg.output_dir`` (with run_config.json).
 
     Returns (trainer, train result).  Raises DataError when no record is usable."""
     from transformers.trainer_utils import get_last_checkpoint
 
     random.seed(cfg.seed)
     model, tokenizer = load_causal_lm(cfg.model_path, dtype=cfg.dtype, device=cfg.device)
-    examples, counts = build_examples(data_files, tokenizer, cfg.max_length, cfg.limit)
+    examples, counts = build_examples(cfg.data_files, tokenizer, cfg.max_length, cfg.limit)
     print("records: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
     if not examples:
-        raise DataError(",".join(map(str, data_files)),
+        raise DataError(",".join(map(str, cfg.data_files)),
                         "no usable records (each needs a question and a non-empty answer)")
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    write_run_config(out, run_args if run_args is not None else vars(cfg), extra={"data_counts": counts})
+    write_run_config(out, cfg, extra={"data_counts": counts})
     trainer = build_sft_trainer(cfg, model, tokenizer, examples)
     resume = get_last_checkpoint(str(out)) if cfg.resume else None
     result = trainer.train(resume_from_checkpoint=resume)
