@@ -13,32 +13,35 @@ Example:
     python benchmarks/bench_eval.py --model_path models/llama3-2-3b-instruct --n_questions 100
 """
 
-import argparse
 import json
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from aligner.core.cli import parse_config, run_cli
 from aligner.core.paths import truthfulqa_csv_path
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model_path", default=None, help="policy model (default: a tiny model built in a temp folder)")
-    p.add_argument("--data_path", default=str(truthfulqa_csv_path()),
-                   help=f"TruthfulQA CSV or HF-schema file (default: {truthfulqa_csv_path()})")
-    p.add_argument("--n_questions", type=int, default=40, help="questions timed per phase (default: 40)")
-    p.add_argument("--mc_batch", type=int, default=64, help="MC choices per forward, batched way (default: 64)")
-    p.add_argument("--gen_batch_size", type=int, default=16, help="prompts per generate call, batched way (default: 16)")
-    p.add_argument("--max_new_tokens", type=int, default=32, help="greedy tokens per answer (default: 32)")
-    p.add_argument("--dtype", default="auto", help="auto = bf16 on CUDA, fp32 on CPU (default: auto)")
-    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: auto)")
-    p.add_argument("--repeats", type=int, default=2,
-                   help="timed runs of each way, interleaved; the fastest counts (shared machines are noisy) "
-                        "(default: 2)")
-    p.add_argument("--skip_generation", action="store_true", help="time MC only (default: off)")
-    p.add_argument("--output_json", default=None, help="also write the numbers here (default: None)")
-    return p.parse_args(argv)
+@dataclass(kw_only=True)
+class BenchEvalConfig:
+    model_path: str | None = field(default=None, metadata={
+        "help": "policy model (default: a tiny model built in a temp folder)"})
+    data_path: str = field(default=str(truthfulqa_csv_path()), metadata={"help": "TruthfulQA CSV or HF-schema file"})
+    n_questions: int = field(default=40, metadata={"help": "questions timed per phase"})
+    mc_batch: int = field(default=64, metadata={"help": "MC choices per forward, batched way"})
+    gen_batch_size: int = field(default=16, metadata={"help": "prompts per generate call, batched way"})
+    max_new_tokens: int = field(default=32, metadata={"help": "greedy tokens per answer"})
+    dtype: str = field(default="auto", metadata={"help": "auto = bf16 on CUDA, fp32 on CPU"})
+    device: str = field(default="auto", metadata={"help": "cpu, cuda or auto"})
+    repeats: int = field(default=2, metadata={
+        "help": "timed runs of each way, interleaved; the fastest counts (shared machines are noisy)"})
+    skip_generation: bool = field(default=False, metadata={"help": "time MC only"})
+    output_json: str | None = field(default=None, metadata={"help": "also write the numbers here (default: none)"})
+
+
+def parse_args(argv=None) -> BenchEvalConfig:
+    return parse_config(BenchEvalConfig, argv, description=__doc__)
 
 
 def timed(fn):
@@ -86,79 +89,104 @@ def generate(lm, prompts, max_new_tokens, one_call_per_prompt):
     return lm.generate_until(prompts, max_new_tokens=max_new_tokens, progress=False)
 
 
-def main(argv=None):
-    import torch
-
-    from aligner.data.sources.truthfulqa import load_truthfulqa
+def load_models(cfg: BenchEvalConfig):
+    """The model three ways (batched with prefix sharing, one sequence per forward, batched without sharing),
+    loaded once; and the temp folder of a tiny model built for the run (None with --model_path)."""
     from aligner.lm.hf import HFLM
-    from aligner.prompts import truthfulqa_prompt
 
-    args = parse_args(argv)
     tmp = None
-    model_path = args.model_path
+    model_path = cfg.model_path
     if model_path is None:
         from aligner.testing.tiny import TinyModelConfig, build_tiny_model
 
         tmp = tempfile.TemporaryDirectory(prefix="bench-eval-")
         model_path = str(build_tiny_model(tmp.name, TinyModelConfig(kind="causal", seed=0)))
-    lm = HFLM(model_path, dtype=args.dtype, device=args.device, batch_size=args.mc_batch,
-              gen_batch_size=args.gen_batch_size)
+    lm = HFLM(model_path, dtype=cfg.dtype, device=cfg.device, batch_size=cfg.mc_batch,
+              gen_batch_size=cfg.gen_batch_size)
 
     def same_model(**settings):  # the loaded model with other batching settings
         return HFLM(model_path, model=lm.model, tokenizer=lm.tokenizer, **settings)
 
-    single = same_model(batch_size=1)
-    flat = same_model(batch_size=args.mc_batch, share_prefix=False)
-    data = load_truthfulqa(args.data_path, limit=args.n_questions)
-    n = len(data.mc)
-    print(f"model {model_path} on {lm.device} ({torch.get_num_threads()} CPU threads), {n} questions, "
-          f"{sum(len(i.mc1_choices) + len(i.mc2_choices) for i in data.mc)} MC choices")
+    return lm, same_model(batch_size=1), same_model(batch_size=cfg.mc_batch, share_prefix=False), tmp
 
+
+def time_mc(cfg: BenchEvalConfig, lm, single, flat, items) -> tuple[list, dict]:
+    """MC one choice per forward vs batched (with and without prefix sharing): table rows and numbers."""
+    import torch
+
+    n = len(items)
     # Warm-up (allocator, kernels), then the timed runs.
-    mc_batched(lm, data.mc[:2])
-    mc_one_at_a_time(single, data.mc[:1])
+    mc_batched(lm, items[:2])
+    mc_one_at_a_time(single, items[:1])
     ((n1, n2, naive_mass), t_naive), ((b1, b2, packed_mass), t_packed), ((f1, f2, flat_mass), t_flat) = fastest(
-        [lambda: mc_one_at_a_time(single, data.mc), lambda: mc_batched(lm, data.mc),
-         lambda: mc_batched(flat, data.mc)], args.repeats)
+        [lambda: mc_one_at_a_time(single, items), lambda: mc_batched(lm, items),
+         lambda: mc_batched(flat, items)], cfg.repeats)
     diff = max(max(abs(a - b) for a, b in zip(naive_mass, packed_mass)),
                max(abs(a - b) for a, b in zip(naive_mass, flat_mass)))
     rows = [("MC one choice per forward", n / t_naive, None),
             ("MC batched, shared prefix", n / t_packed, t_naive / t_packed),
             ("MC batched, no prefix sharing", n / t_flat, t_naive / t_flat)]
-    result = {"device": str(lm.device), "n_questions": n, "mc_batch": args.mc_batch, "repeats": args.repeats,
+    result = {"device": str(lm.device), "n_questions": n, "mc_batch": cfg.mc_batch, "repeats": cfg.repeats,
               "torch_threads": torch.get_num_threads(),
               "mc_seconds": {"one_at_a_time": t_naive, "batched_shared_prefix": t_packed, "batched_flat": t_flat},
               "mc_speedup": t_naive / t_packed, "mc_speedup_flat": t_naive / t_flat,
               "mc_max_abs_diff_mc2_mass": diff, "mc_same_mc1": n1 == b1 == f1,
-              "mc1": b1, "mc2": b2}
+              "mc1": b1, "mc2": b2, "mc1_one_at_a_time": n1, "mc2_one_at_a_time": n2}
+    return rows, result
 
-    if not args.skip_generation:
-        prompts = [truthfulqa_prompt(g.question) for g in data.gen]
-        generate(lm, prompts[:2], 4, False)
-        (naive, t_gn), (batched, t_gb) = fastest(
-            [lambda: generate(single, prompts, args.max_new_tokens, True),
-             lambda: generate(lm, prompts, args.max_new_tokens, False)], args.repeats)
-        same = sum(a == b for a, b in zip(naive, batched))
-        rows += [("generation one prompt per call", n / t_gn, None),
-                 (f"generation batched ({args.gen_batch_size} per call)", n / t_gb, t_gn / t_gb)]
-        result.update({"gen_batch_size": args.gen_batch_size, "max_new_tokens": args.max_new_tokens,
-                       "gen_seconds": {"one_at_a_time": t_gn, "batched": t_gb}, "gen_speedup": t_gn / t_gb,
-                       "gen_identical_answers": same, "gen_answers": n})
 
+def time_generation(cfg: BenchEvalConfig, lm, single, items) -> tuple[list, dict]:
+    """Greedy generation one prompt per call vs batched: table rows and numbers."""
+    from aligner.prompts import truthfulqa_prompt
+
+    n = len(items)
+    prompts = [truthfulqa_prompt(g.question) for g in items]
+    generate(lm, prompts[:2], 4, False)
+    (naive, t_gn), (batched, t_gb) = fastest(
+        [lambda: generate(single, prompts, cfg.max_new_tokens, True),
+         lambda: generate(lm, prompts, cfg.max_new_tokens, False)], cfg.repeats)
+    rows = [("generation one prompt per call", n / t_gn, None),
+            (f"generation batched ({cfg.gen_batch_size} per call)", n / t_gb, t_gn / t_gb)]
+    return rows, {"gen_batch_size": cfg.gen_batch_size, "max_new_tokens": cfg.max_new_tokens,
+                  "gen_seconds": {"one_at_a_time": t_gn, "batched": t_gb}, "gen_speedup": t_gn / t_gb,
+                  "gen_identical_answers": sum(a == b for a, b in zip(naive, batched)), "gen_answers": n}
+
+
+def print_report(rows: list, result: dict) -> None:
     print(f"{'':40s} {'questions/s':>12s} {'speed-up':>9s}")
     for name, qps, ratio in rows:
         print(f"{name:40s} {qps:12.2f} {f'{ratio:.2f}x' if ratio else '':>9s}")
-    print(f"MC: MC1 {b1:.4f} / MC2 {b2:.4f} (one-at-a-time: {n1:.4f} / {n2:.4f}); max |MC2 mass diff| {diff:.2e}")
-    if not args.skip_generation:
-        print(f"generation: {result['gen_identical_answers']}/{n} greedy answers identical to one-at-a-time")
+    print(f"MC: MC1 {result['mc1']:.4f} / MC2 {result['mc2']:.4f} (one-at-a-time: {result['mc1_one_at_a_time']:.4f} "
+          f"/ {result['mc2_one_at_a_time']:.4f}); max |MC2 mass diff| {result['mc_max_abs_diff_mc2_mass']:.2e}")
+    if "gen_speedup" in result:
+        print(f"generation: {result['gen_identical_answers']}/{result['n_questions']} greedy answers identical to "
+              "one-at-a-time")
         print(f"ratios: MC {result['mc_speedup']:.2f}x (target >= 1.5x), generation {result['gen_speedup']:.2f}x "
               f"(target >= 3x)")
-    if args.output_json:
-        Path(args.output_json).write_text(json.dumps(result, indent=2) + "\n")
+
+
+def main(argv=None):
+    import torch
+
+    from aligner.data.sources.truthfulqa import load_truthfulqa
+
+    cfg = parse_args(argv)
+    lm, single, flat, tmp = load_models(cfg)
+    data = load_truthfulqa(cfg.data_path, limit=cfg.n_questions)
+    print(f"model {lm.model_path} on {lm.device} ({torch.get_num_threads()} CPU threads), {len(data.mc)} questions, "
+          f"{sum(len(i.mc1_choices) + len(i.mc2_choices) for i in data.mc)} MC choices")
+    rows, result = time_mc(cfg, lm, single, flat, data.mc)
+    if not cfg.skip_generation:
+        gen_rows, gen_result = time_generation(cfg, lm, single, data.gen)
+        rows += gen_rows
+        result.update(gen_result)
+    print_report(rows, result)
+    if cfg.output_json:
+        Path(cfg.output_json).write_text(json.dumps(result, indent=2) + "\n")
     if tmp is not None:
         tmp.cleanup()
     return result
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -21,38 +21,47 @@ Example:
     python benchmarks/bench_train.py --n_pairs 16 --batch_size 4 --steps 4
 """
 
-import argparse
+import dataclasses
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from aligner.core.cli import parse_config, run_cli, to_argv
 
 VARIANTS = ("trainer", "straightforward")
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model_path", default=None,
-                   help="causal LM to benchmark (default: a tiny Llama built with --model_vocab_size rows)")
-    p.add_argument("--model_vocab_size", type=int, default=32768,
-                   help="vocabulary rows of the tiny model built when --model_path is not given (default: %(default)s)")
-    p.add_argument("--data", default=None, help="HaluEval qa_data.json (default: ../shared/data/halueval/qa_data.json)")
-    p.add_argument("--n_pairs", type=int, default=16, help="pairs used, cycled over the steps (default: %(default)s)")
-    p.add_argument("--batch_size", type=int, default=4, help="pairs per step (default: %(default)s)")
-    p.add_argument("--steps", type=int, default=4,
-                   help="timed steps after one warm-up step; at least 1 (default: %(default)s)")
-    p.add_argument("--max_length", type=int, default=256, help="prompt+response tokens (default: %(default)s)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 = torch's default (default: %(default)s)")
-    p.add_argument("--output_json", default=None, help="also write the results here (default: none)")
-    p.add_argument("--variant", choices=VARIANTS, default=None, help=argparse.SUPPRESS)  # child process
-    args = p.parse_args(argv)
-    if args.steps < 1 or args.batch_size < 1:
-        p.error("--steps and --batch_size must be >= 1")
-    return args
+@dataclass(kw_only=True)
+class BenchTrainConfig:
+    model_path: str | None = field(default=None, metadata={
+        "help": "causal LM to benchmark (default: a tiny Llama built with --model_vocab_size rows)"})
+    model_vocab_size: int = field(default=32768, metadata={
+        "help": "vocabulary rows of the tiny model built when --model_path is not given"})
+    data: str | None = field(default=None, metadata={
+        "help": "HaluEval qa_data.json (default: ../shared/data/halueval/qa_data.json)"})
+    n_pairs: int = field(default=16, metadata={"help": "pairs used, cycled over the steps"})
+    batch_size: int = field(default=4, metadata={"help": "pairs per step"})
+    steps: int = field(default=4, metadata={"help": "timed steps after one warm-up step; at least 1"})
+    max_length: int = field(default=256, metadata={"help": "prompt+response tokens"})
+    device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
+    threads: int = field(default=0, metadata={"help": "torch CPU threads; 0 = torch's default"})
+    output_json: str | None = field(default=None, metadata={"help": "also write the results here (default: none)"})
+    variant: str | None = field(default=None, metadata={
+        "help": "internal: time this one variant in this process (the driver starts one process per variant) "
+                "(default: none, run both)", "choices": list(VARIANTS)})
+
+    def __post_init__(self):
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError("--steps and --batch_size must be >= 1")
+
+
+def parse_args(argv=None) -> BenchTrainConfig:
+    return parse_config(BenchTrainConfig, argv, description=__doc__)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -197,11 +206,10 @@ def main(argv=None):
             model_path = str(build_tiny_model(Path(tmp) / "tiny", TinyModelConfig(model_vocab_size=args.model_vocab_size)))
         results = {}
         for variant in VARIANTS:
-            cmd = [sys.executable, __file__, "--variant", variant, "--model_path", model_path,
-                   "--n_pairs", str(args.n_pairs), "--batch_size", str(args.batch_size), "--steps", str(args.steps),
-                   "--max_length", str(args.max_length), "--device", args.device, "--threads", str(args.threads)]
-            if args.data:
-                cmd += ["--data", args.data]
+            cmd = [sys.executable, __file__, *to_argv(
+                BenchTrainConfig, variant=variant, model_path=model_path, n_pairs=args.n_pairs,
+                batch_size=args.batch_size, steps=args.steps, max_length=args.max_length, device=args.device,
+                threads=args.threads, data=args.data)]
             proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
             lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
             if proc.returncode != 0 or not lines:
@@ -226,7 +234,7 @@ def main(argv=None):
     print(f"speed ratio (trainer / straightforward): {speed_ratio:.2f}x   "
           f"peak-memory ratio: {mem_ratio:.3f}x   log-probs and losses agree: {same}")
     summary = {"results": results, "speed_ratio": speed_ratio, "memory_ratio": mem_ratio, "losses_agree": same,
-               "args": {k: v for k, v in vars(args).items() if k != "variant"}}
+               "args": {k: v for k, v in dataclasses.asdict(args).items() if k != "variant"}}
     if args.output_json:
         from aligner.core.io import write_json_atomic
 
@@ -237,4 +245,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)
