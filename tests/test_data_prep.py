@@ -281,8 +281,7 @@ class StubLM:
 
 
 def test_teacher_pipeline_counts_types_and_resume(tmp_path):
-    from aligner.core.io import ResumableJsonlWriter
-    from aligner.data.teacher import generate_teacher_outputs, improved_pairs
+    from aligner.data.teacher import TeacherConfig, generate_teacher_outputs, improved_pairs
 
     view = [{"question": f"item{i} what?", "context": f"context {i} " * 20, "ideal_answer": f"fact {i}",
              "data_index": i} for i in range(7)]
@@ -293,9 +292,7 @@ def test_teacher_pipeline_counts_types_and_resume(tmp_path):
             6: json.dumps(GOOD)}
     lm = StubLM(outs)
     raw_path = tmp_path / "raw.jsonl"
-    with ResumableJsonlWriter(raw_path, key="data_index") as w:
-        gen = generate_teacher_outputs(lm, view, w, batch_size=2, max_input_tokens=1500)
-        raw = list(w.records)
+    raw, gen = generate_teacher_outputs(lm, view, raw_path, TeacherConfig(batch_size=2, max_input_tokens=1500))
     assert gen["generated"] == 6 and gen["skipped_too_long"] == 1 and lm.calls == 6
     recs, counts = teacher_records(raw, view)
     assert [r["data_index"] for r in recs] == [0, 3, 6]
@@ -311,8 +308,8 @@ def test_teacher_pipeline_counts_types_and_resume(tmp_path):
     pairs = improved_pairs(recs)
     assert [(p["prompt"], p["chosen"], p["rejected"]) for p in pairs] == [
         (r["question"], r["chosen"], r["rejected"]) for r in recs]
-    with ResumableJsonlWriter(raw_path, key="data_index", resume=True) as w:
-        gen2 = generate_teacher_outputs(lm, view, w, batch_size=2, max_input_tokens=1500)
+    _, gen2 = generate_teacher_outputs(lm, view, raw_path, TeacherConfig(batch_size=2, max_input_tokens=1500,
+                                                                          resume=True))
     assert gen2["already_done"] == 7 and lm.calls == 6
 
 

@@ -7,7 +7,7 @@ import pytest
 from test_data_prep_common import halueval_rows, load_script
 
 from aligner.core.io import write_jsonl_atomic
-from aligner.data.negatives import PoisonPrompter, clean_fake_answer, clean_hard_fakes, extract_generated_answer
+from aligner.data.hard_fakes import PoisonPrompter, clean_fake_answer, clean_hard_fakes, extract_generated_answer
 from aligner.prompts import POISON_PROMPT_TEMPLATES, POISON_TYPES
 
 HARD_SCRIPT = "first_improvement/data_prep/negative_sampling/scripts/generate_hard_fakes.py"

@@ -8,6 +8,7 @@ import pytest
 from test_data_prep_common import halueval_rows, load_script, nq_example, write_jsonl_gz
 
 from aligner.core.io import DataError
+from aligner.core.runner import RunMismatchError
 from aligner.data.retrieval import CrossEncoderReranker, chunk_words, split_sentences
 from aligner.data.sources.nq import (
     collect_articles,
@@ -209,9 +210,11 @@ def test_index_and_nq_rag_end_to_end(tmp_path, halueval_file, minilm_dir, tiny_j
     res = json.loads(res_file.read_text().splitlines()[0])
     assert res["contexts"] == recs[1]["contexts"]
 
-    # --resume keeps what is there and writes nothing new.
-    counts = load_script(NQ_SCRIPT).main([
-        "--nq_dir", str(nq_dir), "--index_file", str(out / "nq_wiki_index.faiss"), "--chunks_file",
-        str(out / "nq_wiki_chunks.jsonl"), "--embed_model", str(minilm_dir), "--rerank_model", str(tiny_judge_dir),
-        "--output_file", str(rag), "--device", "cpu", "--no_progress", "--resume"])
+    # --resume keeps what is there and writes nothing new; a resume with other reranking settings is refused.
+    resume = ["--nq_dir", str(nq_dir), "--index_file", str(out / "nq_wiki_index.faiss"), "--chunks_file",
+              str(out / "nq_wiki_chunks.jsonl"), "--embed_model", str(minilm_dir), "--rerank_model",
+              str(tiny_judge_dir), "--output_file", str(rag), "--device", "cpu", "--no_progress", "--resume"]
+    counts = load_script(NQ_SCRIPT).main([*resume, "--rerank_max_length", "96"])
     assert counts["already_done"] == 5 and counts["written"] == 0 and len(rag.read_text().splitlines()) == 5
+    with pytest.raises(RunMismatchError, match="rerank_max_length"):
+        load_script(NQ_SCRIPT).main(resume)

@@ -1,6 +1,7 @@
-"""Synthetic wrong answers ("fakes") for the curriculum: easy (another item's answer), hard (a poisoned
-generation by the instruct model, then cleaned), and the context restore that joins fakes back to the
-unified SFT view by ``data_index``.  Medium fakes (NER swaps) live in ``aligner.ner``.
+"""Synthetic wrong answers ("fakes") for the curriculum: what every kind shares (the fake record, answer
+comparison), easy fakes (another item's answer, stage 4) and the context restore that joins fakes back to the
+unified SFT view by ``data_index`` (stage 7).  Medium fakes (NER swaps) live in ``aligner.data.ner``, hard
+fakes (poisoned generations and their cleaning) in ``aligner.data.hard_fakes``.
 
 Fake record: {data_index, question, ideal_answer, fake_answer, type}.
 """
@@ -12,20 +13,52 @@ import random
 import re
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 
-from aligner.core.io import DataError, ResumableJsonlWriter
-from aligner.prompts import (
-    POISON_ANSWER_MARKERS,
-    POISON_LOOSE_MARKERS,
-    POISON_PROMPT_TEMPLATES,
-    POISON_TYPES,
-    poison_prompt,
-)
+from aligner.core.io import DataError, read_jsonl, write_jsonl_atomic
+from aligner.core.paths import LEVELS
+from aligner.core.runinfo import finish_stage, start_stage
+from aligner.data.sft import SFTView, load_view
 
 logger = logging.getLogger(__name__)
 
 EASY_TYPE = "easy_mismatch"
 MEDIUM_TYPE = "medium_ner_swap"
+
+
+def fakes_with_context_file(level: str) -> str:
+    """``<level>_fakes_with_context.jsonl``: one level's fakes with the view's context restored (stage 7's output,
+    stage 8's input)."""
+    return f"{level}_fakes_with_context.jsonl"
+
+
+@dataclass(kw_only=True)
+class EasyFakeConfig:
+    """generate_easy_fakes.py (the SFT view comes from ``SFTView``)."""
+
+    output_file: str = field(default="easy_fakes.jsonl", metadata={"help": "easy fakes"})
+    view_file: str = field(default="", metadata={
+        "help": "also write the unified SFT view here (default: '' = do not)"})
+    seed: int = field(default=42, metadata={"help": "seed of the mismatch draws"})
+
+
+@dataclass(kw_only=True)
+class RestoreContextConfig:
+    """fix_fakes.py (the SFT view comes from ``SFTView``)."""
+
+    easy_file: str = field(default="easy_fakes.jsonl", metadata={"help": "easy fakes ('' = skip)"})
+    medium_file: str = field(default="medium_fakes.jsonl", metadata={"help": "medium fakes ('' = skip)"})
+    hard_file: str = field(default="cleaned_hard_fakes.jsonl", metadata={"help": "cleaned hard fakes ('' = skip)"})
+    output_dir: str = field(default=".", metadata={"help": "where <level>_fakes_with_context.jsonl go"})
+    seed: int = field(default=42, metadata={"help": "recorded only; the restore is deterministic"})
+    skip_mismatched: bool = field(default=False, metadata={
+        "help": "count and skip fakes that do not match the view instead of stopping"})
+
+    def fake_files(self) -> dict[str, str]:
+        """level -> fakes file, for the levels given."""
+        files = dict(zip(LEVELS, (self.easy_file, self.medium_file, self.hard_file)))
+        return {level: path for level, path in files.items() if path}
 
 
 def norm_answer(text: str) -> str:
@@ -82,160 +115,6 @@ def make_easy_fakes(view: Sequence[dict], seed: int = 42, max_tries: int = 20) -
 
 
 # ---------------------------------------------------------------------------------------------
-# Hard fakes: poison prompts, generation, extraction, cleaning
-# ---------------------------------------------------------------------------------------------
-
-def poison_type_for(position: int, poison_types: Sequence[str] = POISON_TYPES) -> str:
-    """The study's assignment: one poison type per item, cycling over the types by position."""
-    return poison_types[position % len(poison_types)]
-
-
-def truncate_context(context: str, max_chars: int | None) -> str:
-    context = context or ""
-    if max_chars is None or max_chars < 0 or len(context) <= max_chars:
-        return context
-    return context[:max_chars] + " ..."
-
-
-class PoisonPrompter:
-    """Builds poison prompts: per item a poison type (cycling) and one of the type's wordings (seeded)."""
-
-    def __init__(self, poison_types: Sequence[str] = POISON_TYPES, seed: int = 42, max_context_chars: int | None = 4000,
-                 prompt_format: str = "plain", chat_renderer=None):
-        bad = [t for t in poison_types if t not in POISON_PROMPT_TEMPLATES]
-        if bad:
-            raise ValueError(f"unknown poison type(s) {bad}; use {list(POISON_PROMPT_TEMPLATES)}")
-        if prompt_format not in ("plain", "chat"):
-            raise ValueError("prompt_format must be plain or chat")
-        if prompt_format == "chat" and chat_renderer is None:
-            raise ValueError("prompt_format chat needs a chat renderer (LM.chat_prompt)")
-        self.poison_types = list(poison_types)
-        self.seed = seed
-        self.max_context_chars = max_context_chars
-        self.prompt_format = prompt_format
-        self.chat_renderer = chat_renderer
-
-    def variant_for(self, data_index: int, poison_type: str) -> int:
-        # Seeded per item (not a running RNG) so a resumed run picks the same wording.
-        return random.Random(f"{self.seed}:{data_index}").randrange(len(POISON_PROMPT_TEMPLATES[poison_type]))
-
-    def create_poison_prompt(self, question: str, ideal_answer: str, poison_type: str, context: str = "",
-                             data_index: int = 0) -> str:
-        text = poison_prompt(question, ideal_answer, truncate_context(context, self.max_context_chars), poison_type,
-                             self.variant_for(data_index, poison_type))
-        if self.prompt_format == "chat":
-            return self.chat_renderer([{"role": "user", "content": text}])
-        return text
-
-    def prompt_for(self, item: dict, position: int) -> tuple[str, str]:
-        ptype = poison_type_for(position, self.poison_types)
-        return ptype, self.create_poison_prompt(item["question"], item["ideal_answer"], ptype, item.get("context", ""),
-                                                item["data_index"])
-
-
-def extract_generated_answer(response: str) -> str:
-    """The answer part of a generation: the text after an echoed answer header when there is one."""
-    response = response or ""
-    for marker in POISON_ANSWER_MARKERS:
-        if marker in response:
-            return response.rsplit(marker, 1)[-1].strip()
-    for marker in POISON_LOOSE_MARKERS:
-        if marker in response:
-            return response.split(marker, 1)[-1].strip()
-    return response.strip()
-
-
-def generate_hard_fakes(lm, view: Sequence[dict], prompter: PoisonPrompter, writer: ResumableJsonlWriter,
-                        batch_size: int = 16, max_new_tokens: int = 128, temperature: float = 0.7,
-                        top_p: float = 0.9, seed: int = 42, progress: bool = True) -> Counter:
-    """Generate one hard fake per item not yet in ``writer.done`` (keyed by data_index), in batches.
-
-    Each batch is appended as soon as it is generated, so an interrupted run resumes where it stopped.
-    Records carry the raw generation (``raw_output``) for auditing; cleaning is a separate step.
-    """
-    from tqdm.auto import tqdm
-
-    counts: Counter = Counter()
-    todo = [(pos, item) for pos, item in enumerate(view) if item["data_index"] not in writer.done]
-    counts["already_done"] = len(view) - len(todo)
-    bar = tqdm(total=len(todo), desc="hard fakes", disable=not progress, unit="item")
-    for lo in range(0, len(todo), batch_size):
-        batch = todo[lo: lo + batch_size]
-        typed = [prompter.prompt_for(item, pos) for pos, item in batch]
-        outs = lm.generate_until([p for _, p in typed], max_new_tokens=max_new_tokens, stop=None,
-                                 temperature=temperature, top_p=top_p,
-                                 seed=None if seed is None else seed + batch[0][0], progress=False)
-        records = []
-        for (_, item), (ptype, _), raw in zip(batch, typed, outs):
-            rec = fake_record(item, extract_generated_answer(raw), f"hard_{ptype}")
-            rec["raw_output"] = raw
-            records.append(rec)
-            counts[f"type_hard_{ptype}"] += 1
-        writer.extend(records)
-        counts["generated"] += len(records)
-        bar.update(len(batch))
-    bar.close()
-    return counts
-
-
-# Where an explanation or meta-comment begins ("Note: ...", "(Explanation: ...", "The flawed answer is ...",
-# a new "Question:" block); the fake is everything before the first one.
-_EXPLANATION_START = re.compile(
-    r"[\s(\[]*\b(?:Note|Explanation|Reasoning|Rationale|Disclaimer|Justification)\s*:"
-    r"|[\s(\[]*\b(?:The (?:flawed|incorrect|fake|causal|unverifiable|above) (?:answer|error|detail|claim)"
-    r"|This (?:answer|response) (?:is|contains|introduces)|Answer generated)\b"
-    r"|\n\s*(?:Question|Context|Correct Answer)\s*:",  # the model starting the template over
-    re.IGNORECASE)
-_LEADING_LABEL = re.compile(r"^\s*(?:\*\*)?(?:Flawed|Causal Error|Unverifiable|Speculative|Final|Fake|Incorrect)?"
-                            r"\s*Answer(?:\*\*)?\s*:\s*", re.IGNORECASE)
-_QUOTE_PAIRS = [('"', '"'), ("'", "'"), ("\u201c", "\u201d"), ("\u2018", "\u2019"), ("`", "`")]
-
-
-def clean_fake_answer(text: str, ideal_answer: str | None = None, min_chars: int = 1) -> tuple[str | None, str]:
-    """Clean a generated fake: drop a leading answer label, cut from the first explanation / "Note:" on,
-    strip wrapping quotes and surrounding whitespace.
-
-    Returns (cleaned, "ok") or (None, reason) with reason ``empty`` (nothing, or fewer than ``min_chars``
-    characters, left) or ``copy_of_ideal`` (the same answer as the ideal one, up to case and punctuation).
-    """
-    s = (text or "").replace("\r\n", "\n")
-    s = re.sub(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", "", s).strip()  # control characters
-    s = _LEADING_LABEL.sub("", s, count=1)
-    m = _EXPLANATION_START.search(s)
-    if m:
-        s = s[:m.start()]
-    s = s.strip()
-    changed = True
-    while changed and len(s) >= 2:
-        changed = False
-        for a, b in _QUOTE_PAIRS:
-            if len(s) >= 2 and s.startswith(a) and s.endswith(b):
-                s = s[len(a):-len(b)].strip()
-                changed = True
-    s = re.sub(r"[ \t]+", " ", s).strip()
-    if len(s) < max(1, min_chars) or not re.search(r"\w", s):
-        return None, "empty"
-    if ideal_answer is not None and same_answer(s, ideal_answer):
-        return None, "copy_of_ideal"
-    return s, "ok"
-
-
-def clean_hard_fakes(records: Sequence[dict], min_chars: int = 1) -> tuple[list[dict], Counter]:
-    """Cleaned copies of the records whose fake survives cleaning; counts by outcome."""
-    kept: list[dict] = []
-    counts: Counter = Counter()
-    for rec in records:
-        cleaned, reason = clean_fake_answer(rec.get("fake_answer", ""), rec.get("ideal_answer"), min_chars)
-        counts[reason] += 1
-        if cleaned is None:
-            continue
-        out = {k: v for k, v in rec.items() if k != "raw_output"}
-        out["fake_answer"] = cleaned
-        kept.append(out)
-    return kept, counts
-
-
-# ---------------------------------------------------------------------------------------------
 # Context restore
 # ---------------------------------------------------------------------------------------------
 
@@ -272,3 +151,32 @@ def restore_context(fakes: Sequence[dict], view: Sequence[dict], source: str = "
                     "type": fake.get("type", "unknown")})
         counts["restored"] += 1
     return out, counts
+
+
+# ---------------------------------------------------------------------------------------------
+# The stages
+# ---------------------------------------------------------------------------------------------
+
+def write_easy_fakes(cfg: EasyFakeConfig, view_cfg: SFTView) -> dict:
+    """generate_easy_fakes.py: the easy fakes of the view (and the view itself with ``cfg.view_file``)."""
+    out_dir = start_stage(Path(cfg.output_file).resolve().parent, (cfg, view_cfg))
+    view, vstats = load_view(view_cfg)
+    fakes, counts = make_easy_fakes(view, seed=cfg.seed)
+    write_jsonl_atomic(cfg.output_file, fakes)
+    if cfg.view_file:
+        write_jsonl_atomic(cfg.view_file, view)
+    return finish_stage(out_dir, (cfg, view_cfg), {**vstats, **dict(counts)})
+
+
+def restore_fake_files(cfg: RestoreContextConfig, view_cfg: SFTView) -> dict:
+    """fix_fakes.py: every given fakes file with the view's question, context and ideal answer restored."""
+    out_dir = start_stage(cfg.output_dir, (cfg, view_cfg))
+    view, vstats = load_view(view_cfg)
+    counts: dict = dict(vstats)
+    for level, path in cfg.fake_files().items():
+        fakes = read_jsonl(path, required=["data_index", "fake_answer"], allow_empty=True)
+        restored, c = restore_context(fakes, view, source=path, strict=not cfg.skip_mismatched)
+        write_jsonl_atomic(out_dir / fakes_with_context_file(level), restored)
+        counts.update({f"{level}_{k}": v for k, v in c.items()})
+        counts[f"{level}_read"] = len(fakes)
+    return finish_stage(out_dir, (cfg, view_cfg), counts)

@@ -9,12 +9,19 @@ are swapped among each other).  ``auto`` uses ``en_core_web_trf`` when it is ins
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 from collections import Counter, defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 
+from aligner.core.io import read_jsonl, write_jsonl_atomic
 from aligner.core.models import ModelLoadError
+from aligner.core.runinfo import finish_stage, setup_logging, start_stage, write_run_config
+from aligner.data.negatives import MEDIUM_TYPE, fake_record, same_answer
+from aligner.data.sft import SFTView, load_view
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +48,42 @@ NAME_CONNECTORS = ["of", "'s", "de", "da", "del", "della", "von", "van", "der", 
                    "y", "bin", "al"]
 # Earlier labels win when two spans of the same length overlap.
 LABEL_PRIORITY = ["DATE", "MONEY", "PERCENT", "QUANTITY", "ORDINAL", "CARDINAL", "NAME"]
+
+
+@dataclass(kw_only=True)
+class NERSettings:
+    """Which NER pipeline tags the entities."""
+
+    spacy_model: str = field(default=DEFAULT_SPACY_MODEL, metadata={
+        "help": "spaCy model, 'rule' (offline fallback) or 'auto'"})
+
+
+@dataclass(kw_only=True)
+class MediumFakeConfig(NERSettings):
+    """generate_medium_fakes.py (the SFT view comes from ``SFTView``)."""
+
+    output_file: str = field(default="medium_fakes.jsonl", metadata={"help": "medium fakes"})
+    batch_size: int = field(default=64, metadata={"help": "texts per spaCy batch"})
+    prefer_gpu: bool = field(default=False, metadata={"help": "let spaCy use the GPU"})
+    seed: int = field(default=42, metadata={"help": "seed of the replacement draws"})
+    progress: bool = field(default=True, metadata={"help": "no progress bars (default: bars on)",
+                                                   "flag": "--no_progress"})
+
+
+@dataclass(kw_only=True)
+class NERSwapConfig(NERSettings):
+    """ner_swapper.py."""
+
+    input_file: str | None = field(default=None, metadata={
+        "help": "texts for the knowledge base: .jsonl or .txt (default: none)"})
+    text: list[str] = field(default_factory=list, metadata={
+        "help": "text(s) to swap; without it every input text is swapped (default: none)", "nargs": "*"})
+    output_file: str | None = field(default=None, metadata={"help": "JSON lines output; else printed (default: none)"})
+    show_kb: bool = field(default=False, metadata={"help": "print the entity counts per label"})
+    limit: int = field(default=-1, metadata={"help": "read at most N input texts, -1 = all"})
+    seed: int = field(default=42, metadata={"help": "seed of the replacement draws"})
+    # Declared last: the field's name hides ``dataclasses.field`` for the rest of the class body.
+    field: str = field(default="ideal_answer", metadata={"help": "JSON field holding the text"})
 
 _YEAR = {"TEXT": {"REGEX": r"^(1[0-9]|20)\d\d$"}}
 _DAY = {"TEXT": {"REGEX": r"^([1-9]|[12]\d|3[01])(st|nd|rd|th)?$"}}
@@ -209,8 +252,6 @@ def make_medium_fakes(view: Sequence[dict], swapper: NERSwapper, batch_size: int
                       keep_swaps: bool = True) -> tuple[list[dict], Counter]:
     """One medium fake per item whose ideal answer has a swappable entity; the knowledge base is built from
     all ideal answers of the view first (one NER pass serves both)."""
-    from aligner.data.negatives import MEDIUM_TYPE, fake_record, same_answer
-
     counts: Counter = Counter()
     answers = [item["ideal_answer"] for item in view]
     docs = swapper.docs(answers, batch_size, progress)
@@ -231,3 +272,63 @@ def make_medium_fakes(view: Sequence[dict], swapper: NERSwapper, batch_size: int
         out.append(rec)
         counts["written"] += 1
     return out, counts
+
+
+# ---------------------------------------------------------------------------------------------
+# The commands
+# ---------------------------------------------------------------------------------------------
+
+def write_medium_fakes(cfg: MediumFakeConfig, view_cfg: SFTView) -> dict:
+    """generate_medium_fakes.py: the medium fakes of the view into ``cfg.output_file``; returns the counts."""
+    out_dir = start_stage(Path(cfg.output_file).resolve().parent, (cfg, view_cfg))
+    view, vstats = load_view(view_cfg)
+    nlp, used = load_ner_pipeline(cfg.spacy_model, prefer_gpu=cfg.prefer_gpu)
+    print(f"NER pipeline: {used}" + (" (rule-based offline fallback)" if used == RULE_MODEL else ""))
+    fakes, counts = make_medium_fakes(view, NERSwapper(nlp, seed=cfg.seed), batch_size=cfg.batch_size,
+                                      progress=cfg.progress)
+    write_jsonl_atomic(cfg.output_file, fakes)
+    return finish_stage(out_dir, (cfg, view_cfg), {"spacy_model_used": used, **vstats, **dict(counts)})
+
+
+def read_texts(path: str, field: str, limit: int) -> list[str]:
+    """Plain text (one per line, for .txt) or the ``field`` of each JSON line (a list gives its first element)."""
+    if path.endswith(".txt"):
+        texts = [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    else:
+        texts = []
+        for rec in read_jsonl(path, required=[field]):
+            val = rec[field]
+            val = val[0] if isinstance(val, list) and val else val
+            if isinstance(val, str) and val.strip():
+                texts.append(val.strip())
+    return texts[:limit] if limit >= 0 else texts
+
+
+def swap_texts(cfg: NERSwapConfig) -> dict:
+    """ner_swapper.py: the knowledge base from the input texts (and ``cfg.text``), then every target's entities
+    swapped; returns the counts."""
+    setup_logging()
+    if not cfg.input_file and not cfg.text:
+        raise ValueError("give --input_file and/or --text")
+    kb_texts = read_texts(cfg.input_file, cfg.field, cfg.limit) if cfg.input_file else []
+    nlp, used = load_ner_pipeline(cfg.spacy_model)
+    print(f"NER pipeline: {used}")
+    swapper = NERSwapper(nlp, seed=cfg.seed)
+    kb = swapper.build_knowledge_base(kb_texts + list(cfg.text))
+    if cfg.show_kb:
+        print(json.dumps({label: len(v) for label, v in kb.items()}, indent=2))
+    results = []
+    for text in list(cfg.text) or kb_texts:
+        swapped, swaps = swapper.swap_entities(text)
+        results.append({"text": text, "swapped": swapped, "swaps": swaps})
+    if cfg.output_file:
+        write_jsonl_atomic(cfg.output_file, results)
+    else:
+        for r in results:
+            print(json.dumps({"text": r["text"], "swapped": r["swapped"]}, ensure_ascii=False))
+    counts = {"spacy_model_used": used, "kb_texts": len(kb_texts), "swapped": sum(bool(r["swaps"]) for r in results),
+              "unchanged": sum(not r["swaps"] for r in results)}
+    if cfg.output_file:
+        write_run_config(Path(cfg.output_file).resolve().parent, cfg, extra={"counts": counts})
+    print(json.dumps(counts, indent=2))
+    return counts

@@ -18,15 +18,42 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 
-from aligner.core.paths import LEVELS
-from aligner.data.negatives import same_answer
+from aligner.core.io import read_jsonl, write_jsonl_atomic
+from aligner.core.paths import LEVELS, pair_file
+from aligner.core.runinfo import finish_stage, start_stage
+from aligner.data.negatives import fakes_with_context_file, same_answer
+
+#: the fields every fake with context needs to make pairs
+FAKE_FIELDS = ["data_index", "question", "context", "ideal_answer", "fake_answer"]
 
 PHASE_RULES: dict[str, tuple[str, ...]] = {
     "easy": ("ideal>easy",),
     "medium": ("ideal>medium", "hard>easy"),
     "hard": ("ideal>hard", "hard>medium", "medium>easy"),
 }
+
+
+@dataclass(kw_only=True)
+class CurriculumPairsConfig:
+    """create_dataset.py: the fakes with context of each level in, one pair file per phase out."""
+
+    input_dir: str = field(default=".", metadata={"help": "folder of the *_fakes_with_context.jsonl files"})
+    easy_file: str | None = field(default=None, metadata={
+        "help": f"easy fakes with context (default: <input_dir>/{fakes_with_context_file('easy')})"})
+    medium_file: str | None = field(default=None, metadata={
+        "help": f"medium fakes with context (default: <input_dir>/{fakes_with_context_file('medium')})"})
+    hard_file: str | None = field(default=None, metadata={
+        "help": f"hard fakes with context (default: <input_dir>/{fakes_with_context_file('hard')})"})
+    output_dir: str = field(default=".", metadata={"help": "where dpo_pairs_{easy,medium,hard}.jsonl go"})
+    limit: int = field(default=-1, metadata={"help": "write at most N pairs per phase, -1 = all"})
+    seed: int = field(default=42, metadata={"help": "recorded only; pairs come in data_index order"})
+
+    def fake_file(self, level: str) -> str:
+        given = {"easy": self.easy_file, "medium": self.medium_file, "hard": self.hard_file}[level]
+        return given or str(Path(self.input_dir) / fakes_with_context_file(level))
 
 
 def group_by_index(easy: Sequence[dict], medium: Sequence[dict], hard: Sequence[dict]) -> dict[int, dict]:
@@ -84,3 +111,18 @@ def build_curriculum_pairs(easy: Sequence[dict], medium: Sequence[dict], hard: S
     for phase in LEVELS:
         counts[f"pairs_{phase}"] = len(pairs[phase])
     return pairs, counts
+
+
+def write_curriculum_pairs(cfg: CurriculumPairsConfig) -> dict:
+    """create_dataset.py: dpo_pairs_<phase>.jsonl for every phase from the fakes with context; returns the counts."""
+    out_dir = start_stage(cfg.output_dir, cfg)
+    fakes = {level: read_jsonl(cfg.fake_file(level), required=FAKE_FIELDS, allow_empty=True) for level in LEVELS}
+    pairs, counts = build_curriculum_pairs(fakes["easy"], fakes["medium"], fakes["hard"])
+    for phase in LEVELS:
+        rows = pairs[phase][:cfg.limit] if cfg.limit >= 0 else pairs[phase]
+        write_jsonl_atomic(out_dir / pair_file(phase), rows)
+        counts[f"written_{phase}"] = len(rows)
+    counts = {**{f"fakes_{k}": len(v) for k, v in fakes.items()}, **dict(sorted(counts.items()))}
+    finish_stage(out_dir, cfg, counts)
+    print("phase summary: " + ", ".join(f"{p}={counts[f'written_{p}']}" for p in LEVELS))
+    return counts

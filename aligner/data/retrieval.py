@@ -1,9 +1,8 @@
-"""Retrieval corpus for the NQ RAG set: Natural Questions articles -> sentence-aligned chunks -> FAISS index,
-then dense retrieval of the top-k chunks per question and a cross-encoder rerank.
-
-Both NQ distributions are read: the original one (``document_tokens`` with an ``html_token`` flag per token,
-``document_title``) and the simplified one (``document_text``, whitespace tokens with the HTML tags inline, no
-title field: the title comes from the URL or the first ``<H1>``).  Answer spans index the same token lists.
+"""Retrieval over the Natural Questions articles: sentence-aligned chunks, embeddings and FAISS indexes, dense
+retrieval of the top-k chunks per question and a cross-encoder rerank, with the settings the retrieval stages
+share.  The stages: ``aligner.data.retrieval_index`` (stage 1, chunks + index) and ``aligner.data.nq_rag``
+(stage 2, the NQ RAG set; the stand-alone retrieve+rerank command).  NQ itself is read by
+``aligner.data.sources.nq``.
 """
 
 from __future__ import annotations
@@ -14,11 +13,11 @@ import math
 import os
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from aligner.core.io import DataError
-from aligner.core.runinfo import finish_stage, write_run_config
-from aligner.data.sources.nq import Article, collect_articles, nq_question_items, resolve_nq_paths
+from aligner.data.sources.nq import Article
 
 logger = logging.getLogger(__name__)
 # faiss logs its failed AVX-512/AVX2 imports at INFO before falling back; that is not news to our users.
@@ -29,9 +28,28 @@ DEFAULT_RERANK_MODEL = "cross-encoder/ms-marco-MiniLM-L-6-v2"
 CONTEXT_SEPARATOR = "\n\n"
 
 
-# ---------------------------------------------------------------------------------------------
-# Reading Natural Questions
-# ---------------------------------------------------------------------------------------------
+@dataclass(kw_only=True)
+class EmbeddingSettings:
+    """The sentence-embedding model of the index (and of the questions searched in it)."""
+
+    embed_model: str = field(default=DEFAULT_EMBED_MODEL, metadata={
+        "help": "sentence-transformers model name or local folder; the same for the index and its questions"})
+    device: str = field(default="auto", metadata={"help": "device of the embedding and reranking models: auto, "
+                                                          "cpu, cuda"})
+
+
+@dataclass(kw_only=True)
+class RetrievalSettings(EmbeddingSettings):
+    """What a question is searched in and how its hits are reranked."""
+
+    index_file: str = field(default="retrieval/nq_wiki_index.faiss", metadata={"help": "FAISS index"})
+    chunks_file: str = field(default="retrieval/nq_wiki_chunks.jsonl", metadata={"help": "chunks behind the index"})
+    rerank_model: str = field(default=DEFAULT_RERANK_MODEL, metadata={
+        "help": "cross-encoder or any sequence-classification model"})
+    top_k_retrieve: int = field(default=100, metadata={"help": "chunks retrieved per question"})
+    top_k_rerank: int = field(default=5, metadata={"help": "chunks kept after reranking"})
+    rerank_max_length: int = field(default=512, metadata={
+        "help": "tokens per (question, chunk) pair given to the reranker"})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -292,153 +310,9 @@ def rerank_hits(question: str, retriever: FaissRetriever, reranker: CrossEncoder
             "retrieval_scores": [hits[i][1] for i, _ in best]}
 
 
-def rag_record(item: dict, retriever: FaissRetriever, reranker: CrossEncoderReranker, hits: list[tuple[int, float]],
-               top_k_rerank: int = 5) -> dict:
-    """The NQ RAG record for one question from its retrieval hits: the reranker's top ``top_k_rerank``."""
-    top = rerank_hits(item["question"], retriever, reranker, hits, top_k_rerank)
-    return {"example_id": item["example_id"], "question": item["question"], "contexts": top["contexts"],
-            "context": CONTEXT_SEPARATOR.join(top["contexts"]), "answers": item["answers"],
-            "chunk_ids": top["chunk_ids"], "rerank_scores": [round(s, 6) for s in top["rerank_scores"]]}
-
-
-# ---------------------------------------------------------------------------------------------
-# Stage runners (called by the thin scripts)
-# ---------------------------------------------------------------------------------------------
-
-
-def run_index_creation(nq_paths: Sequence[Path], output_dir: str | os.PathLike, embed_model: str,
-                       chunks_file: str = "nq_wiki_chunks.jsonl", index_file: str = "nq_wiki_index.faiss",
-                       gpu_index_file: str = "nq_wiki_index_gpu.faiss", metadata_file: str = "metadata.json",
-                       chunk_size: int = 512, chunk_overlap: int = 50, min_chars: int = 200, batch_size: int = 64,
-                       gpu_index: bool = False, nlist: int | None = None, nprobe: int | None = None,
-                       device: str = "auto", limit: int | None = None, skip_invalid: bool = False, seed: int = 42,
-                       progress: bool = True) -> dict:
-    """Articles -> chunks file -> embeddings -> IndexFlatIP (+ IVF when ``gpu_index``) -> metadata.json."""
-    import faiss
-
-    from aligner.core.io import write_json_atomic, write_jsonl_atomic
-
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    articles, cstats = collect_articles(nq_paths, min_chars=min_chars, skip_invalid=skip_invalid, limit=limit,
-                                        progress=progress)
-    if not articles:
-        raise DataError(nq_paths[0], f"no usable article in {len(nq_paths)} shard(s) "
-                                     f"({cstats.records} records, {cstats.too_short} shorter than {min_chars} chars)")
-    chunks = chunk_articles(articles, chunk_size, chunk_overlap, progress)
-    write_jsonl_atomic(out / chunks_file, chunks)
-    embedder = load_embedder(embed_model, device)
-    emb = embed_texts(embedder, [c["text"] for c in chunks], batch_size=batch_size, progress=progress)
-    flat = build_flat_ip_index(emb)
-    faiss.write_index(flat, str(out / index_file))
-    indexes = {"cpu": {"file": index_file, "type": "IndexFlatIP", "metric": "inner_product"}}
-    if gpu_index:
-        n_gpus = faiss_gpu_count()
-        if n_gpus == 0:
-            logger.warning("--gpu_index: faiss sees no GPU (faiss-cpu build?); training the IVF index on CPU")
-        ivf, info = build_ivf_index(emb, nlist, nprobe, use_gpu=True, seed=seed)
-        faiss.write_index(ivf, str(out / gpu_index_file))
-        indexes["gpu"] = {"file": gpu_index_file, "metric": "inner_product", **info}
-    meta = {
-        "embedding_model": embed_model, "embedding_dim": int(emb.shape[1]), "normalized_embeddings": True,
-        "chunking": {"method": "sentence_aligned_words", "sentence_splitter": "aligner.data.retrieval.split_sentences "
-                     "(rule-based, no downloads)", "chunk_size_words": chunk_size, "chunk_overlap_words": chunk_overlap},
-        "min_article_chars": min_chars, "indexes": indexes, "chunks_file": chunks_file,
-        "total_chunks": len(chunks), "total_articles": len(articles), "nq_records_read": cstats.records,
-        "duplicate_titles_dropped": cstats.duplicate_titles, "short_articles_dropped": cstats.too_short,
-        "untitled_dropped": cstats.untitled, "invalid_lines_skipped": cstats.invalid,
-        "sources": [str(p) for p in nq_paths],
-    }
-    write_json_atomic(out / metadata_file, meta)
-    return {"nq_records": cstats.records, "articles": len(articles), "duplicate_titles": cstats.duplicate_titles,
-            "short_articles_dropped": cstats.too_short, "untitled_dropped": cstats.untitled,
-            "invalid_lines_skipped": cstats.invalid, "chunks": len(chunks), "embedding_dim": int(emb.shape[1]),
-            "indexes": sorted(indexes)}
-
-
-def run_nq_rag(nq_paths: Sequence[Path], output_file: str | os.PathLike, index_file: str, chunks_file: str,
-               embed_model: str, rerank_model: str, top_k_retrieve: int = 100, top_k_rerank: int = 5,
-               retrieval_batch_size: int = 64, rerank_batch_size: int = 32, rerank_max_length: int = 512,
-               device: str = "auto",
-               limit: int | None = None, resume: bool = False, skip_invalid: bool = False, progress: bool = True,
-               retriever: FaissRetriever | None = None, reranker: CrossEncoderReranker | None = None) -> dict:
-    """NQ questions -> top ``top_k_retrieve`` chunks -> cross-encoder -> top ``top_k_rerank`` -> RAG records,
-    appended per batch (resumable, keyed by example_id)."""
-    from tqdm.auto import tqdm
-
-    from aligner.core.io import ResumableJsonlWriter
-
-    stats: dict = {}
-    items = list(nq_question_items(nq_paths, skip_invalid=skip_invalid, limit=limit, stats=stats))
-    written = 0
-    with ResumableJsonlWriter(output_file, key="example_id", resume=resume) as writer:
-        todo = [it for it in items if it["example_id"] not in writer.done]
-        already = len(items) - len(todo)
-        if todo:  # models are loaded only when there is work left
-            retriever = retriever or FaissRetriever(index_file, chunks_file, embed_model=embed_model, device=device)
-            reranker = reranker or CrossEncoderReranker(rerank_model, batch_size=rerank_batch_size,
-                                                        max_length=rerank_max_length, device=device)
-        bar = tqdm(total=len(todo), desc="retrieve+rerank", disable=not progress, unit="question")
-        for lo in range(0, len(todo), retrieval_batch_size):
-            batch = todo[lo: lo + retrieval_batch_size]
-            hits = retriever.search([it["question"] for it in batch], top_k_retrieve, batch_size=retrieval_batch_size)
-            writer.extend(rag_record(it, retriever, reranker, h, top_k_rerank) for it, h in zip(batch, hits))
-            written += len(batch)
-            bar.update(len(batch))
-        bar.close()
-    return {"nq_records_read": stats.get("read", 0), "short_answers": stats.get("answer_short", 0),
-            "long_answer_fallbacks": stats.get("answer_long", 0), "skipped_no_answer": stats.get("no_answer", 0),
-            "invalid_lines_skipped": stats.get("invalid", 0), "already_done": already, "written": written,
-            "corpus_chunks": len(retriever.chunks) if retriever is not None else None}
-
-
-# --- the NQ RAG stage's command line (create_nq_training.py and create_nq_validation.py differ only in defaults)
-
-def add_nq_rag_args(p, split: str = "train", output_file: str = "train_nq_rag.jsonl", limit: int = -1) -> None:
-    """The flags of the NQ RAG stage; ``split``, ``output_file`` and ``limit`` are the per-set defaults."""
-    p.add_argument("--nq_files", nargs="*", default=None, help="NQ shards; overrides --nq_dir (default: %(default)s)")
-    p.add_argument("--nq_dir", default=None,
-                   help="folder of NQ shards; the ones whose name contains --split are used (default: %(default)s)")
-    p.add_argument("--split", default=split,
-                   help="shard-name filter inside --nq_dir: train, dev or all (default: %(default)s)")
-    p.add_argument("--index_file", default="retrieval/nq_wiki_index.faiss", help="FAISS index (default: %(default)s)")
-    p.add_argument("--chunks_file", default="retrieval/nq_wiki_chunks.jsonl",
-                   help="chunks behind the index (default: %(default)s)")
-    p.add_argument("--embed_model", default=DEFAULT_EMBED_MODEL,
-                   help="the index's embedding model (default: %(default)s)")
-    p.add_argument("--rerank_model", default=DEFAULT_RERANK_MODEL,
-                   help="cross-encoder or any sequence-classification model (default: %(default)s)")
-    p.add_argument("--output_file", default=output_file, help="RAG records (default: %(default)s)")
-    p.add_argument("--top_k_retrieve", type=int, default=100,
-                   help="chunks retrieved per question (default: %(default)s)")
-    p.add_argument("--top_k_rerank", type=int, default=5, help="chunks kept after reranking (default: %(default)s)")
-    p.add_argument("--retrieval_batch_size", type=int, default=64,
-                   help="questions embedded per batch (default: %(default)s)")
-    p.add_argument("--rerank_batch_size", type=int, default=32,
-                   help="(question, chunk) pairs per reranker batch (default: %(default)s)")
-    p.add_argument("--rerank_max_length", type=int, default=512,
-                   help="tokens per (question, chunk) pair given to the reranker (default: %(default)s)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda (default: %(default)s)")
-    p.add_argument("--limit", type=int, default=limit,
-                   help="read at most this many NQ records, -1 = all (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=42,
-                   help="recorded only; retrieval and reranking are deterministic (default: %(default)s)")
-    p.add_argument("--resume", action="store_true",
-                   help="keep the records already in --output_file (default: %(default)s)")
-    p.add_argument("--skip_invalid", action="store_true",
-                   help="skip (and count) malformed NQ lines (default: %(default)s)")
-    p.add_argument("--no_progress", action="store_true", help="no progress bars (default: %(default)s)")
-
-
-def nq_rag_stage(args) -> dict:
-    """Run the NQ RAG stage from the flags of ``add_nq_rag_args``; run_config.json goes beside --output_file."""
-    paths = resolve_nq_paths(args.nq_files, args.nq_dir, args.split)
-    out_dir = Path(args.output_file).resolve().parent
-    write_run_config(out_dir, args)
-    counts = run_nq_rag(paths, args.output_file, args.index_file, args.chunks_file, args.embed_model,
-                        args.rerank_model, top_k_retrieve=args.top_k_retrieve, top_k_rerank=args.top_k_rerank,
-                        retrieval_batch_size=args.retrieval_batch_size, rerank_batch_size=args.rerank_batch_size,
-                        rerank_max_length=args.rerank_max_length,
-                        device=args.device, limit=args.limit, resume=args.resume, skip_invalid=args.skip_invalid,
-                        progress=not args.no_progress)
-    return finish_stage(out_dir, args, counts)
+def load_retrieval(cfg: RetrievalSettings, rerank_batch_size: int) -> tuple[FaissRetriever, CrossEncoderReranker]:
+    """The retriever and reranker ``cfg`` names."""
+    retriever = FaissRetriever(cfg.index_file, cfg.chunks_file, embed_model=cfg.embed_model, device=cfg.device)
+    reranker = CrossEncoderReranker(cfg.rerank_model, batch_size=rerank_batch_size, max_length=cfg.rerank_max_length,
+                                    device=cfg.device)
+    return retriever, reranker

@@ -19,9 +19,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aligner.core.io import DataError, read_jsonl, read_records
+from aligner.core.io import DataError, read_jsonl, read_records, write_jsonl_atomic
 from aligner.core.paths import halueval_path
-from aligner.core.runinfo import finish_stage, write_run_config
+from aligner.core.runinfo import finish_stage, start_stage, write_run_config
+from aligner.core.runner import data_fingerprint
 from aligner.data.sources.squad import SquadReadStats, SquadRow, read_squad_csv, sample_squad
 
 logger = logging.getLogger(__name__)
@@ -48,6 +49,37 @@ def _optional_path(path) -> Path | None:
     if not s or s.lower() == "none":
         return None
     return Path(s)
+
+
+NQ_RAG_DEFAULT = "data_prep/train_nq_rag.jsonl"
+SQUAD_DEFAULT = "data_prep/squad_15k.jsonl"
+
+
+@dataclass(kw_only=True)
+class SFTView:
+    """The inputs of the unified SFT view (``load_sft_view``).  Every stage that numbers items by data_index
+    builds the view from the same files and --limit."""
+
+    nq_jsonl: str = field(default=NQ_RAG_DEFAULT, metadata={
+        "help": "NQ RAG records; '' or none = no NQ", "group": "SFT view"})
+    squad_jsonl: str = field(default=SQUAD_DEFAULT, metadata={
+        "help": "SQuAD records; '' or none = no SQuAD", "group": "SFT view"})
+    limit: int = field(default=-1, metadata={
+        "help": "use the first N items of the SFT view, -1 = all; every stage of a run needs the same value",
+        "group": "SFT view"})
+
+
+def load_view(cfg: SFTView) -> tuple[list[dict], dict]:
+    """(view, counts) of ``cfg`` (see ``load_sft_view``)."""
+    stats: dict = {}
+    view = load_sft_view(cfg.nq_jsonl, cfg.squad_jsonl, cfg.limit, stats)
+    return view, stats
+
+
+def view_fingerprint(cfg: SFTView) -> dict:
+    """What the view's items depend on, for a resumable stage's run fingerprint: the input files' sha256."""
+    return {"nq_sha256": data_fingerprint(_optional_path(cfg.nq_jsonl)),
+            "squad_sha256": data_fingerprint(_optional_path(cfg.squad_jsonl))}
 
 
 def load_sft_view(nq_path=None, squad_path=None, limit: int | None = None, stats: dict | None = None) -> list[dict]:
@@ -93,83 +125,40 @@ def load_sft_view(nq_path=None, squad_path=None, limit: int | None = None, stats
     return view
 
 
-def run_squad(csv_path, output_file, n_answerable: int, n_unanswerable: int, seed: int = 42,
-              limit: int | None = None, no_answer_target: str = NO_ANSWER_TARGET, skip_invalid: bool = False) -> dict:
-    """SQuAD v2 CSV -> sampled, normalised JSON lines (see ``squad_record``); returns the counts."""
-    from aligner.core.io import write_jsonl_atomic
+@dataclass(kw_only=True)
+class SquadConfig:
+    """Stage 3: the SQuAD v2 set (create_squad_training.py; create_squad_validation.py changes the defaults)."""
 
+    csv_file: str = field(default="datasets/squad2/train.csv", metadata={
+        "help": "SQuAD v2 CSV with columns question, context, answers (id, title optional)"})
+    output_file: str = field(default="squad_15k.jsonl", metadata={"help": "normalised JSON lines"})
+    n_answerable: int = field(default=10000, metadata={"help": "answerable rows sampled, -1 = all"})
+    n_unanswerable: int = field(default=5000, metadata={"help": "unanswerable rows sampled, -1 = all"})
+    no_answer_target: str = field(default=NO_ANSWER_TARGET, metadata={
+        "help": "answer given to unanswerable questions"})
+    limit: int = field(default=-1, metadata={"help": "keep at most this many of the shuffled sample, -1 = all"})
+    seed: int = field(default=42, metadata={"help": "sampling and shuffling seed"})
+    skip_invalid: bool = field(default=False, metadata={
+        "help": "skip (and count) rows with unreadable answers instead of stopping"})
+
+
+def make_squad_set(cfg: SquadConfig) -> dict:
+    """SQuAD v2 CSV -> sampled, normalised JSON lines (see ``squad_record``), run_config.json beside them;
+    returns the counts."""
+    out_dir = start_stage(Path(cfg.output_file).resolve().parent, cfg)
     rstats = SquadReadStats()
-    rows = read_squad_csv(csv_path, skip_invalid=skip_invalid, stats=rstats)
+    rows = read_squad_csv(cfg.csv_file, skip_invalid=cfg.skip_invalid, stats=rstats)
     if not rows:
-        raise DataError(csv_path, "no usable rows")
-    sampled, info = sample_squad(rows, n_answerable, n_unanswerable, seed)
-    if limit is not None and limit >= 0:
-        sampled = sampled[:limit]
-    records = [squad_record(r, no_answer_target) for r in sampled]
-    write_jsonl_atomic(output_file, records)
-    return {"csv_rows": rstats.rows, "bad_rows_skipped": rstats.skipped, **info,
-            "written": len(records), "written_answerable": sum(r["has_answer"] for r in records),
-            "written_unanswerable": sum(not r["has_answer"] for r in records)}
-
-
-# --- the stages' command lines ---------------------------------------------------------------------
-
-def add_squad_args(p, csv_file: str = "datasets/squad2/train.csv", output_file: str = "squad_15k.jsonl",
-                   n_answerable: int = 10000, n_unanswerable: int = 5000) -> None:
-    """The flags of the SQuAD stage (create_squad_training.py / create_squad_validation.py differ only in the
-    defaults given here)."""
-    p.add_argument("--csv_file", default=csv_file,
-                   help="SQuAD v2 CSV with columns question, context, answers (id, title optional) "
-                        "(default: %(default)s)")
-    p.add_argument("--output_file", default=output_file, help="normalised JSON lines (default: %(default)s)")
-    p.add_argument("--n_answerable", type=int, default=n_answerable,
-                   help="answerable rows sampled, -1 = all (default: %(default)s)")
-    p.add_argument("--n_unanswerable", type=int, default=n_unanswerable,
-                   help="unanswerable rows sampled, -1 = all (default: %(default)s)")
-    p.add_argument("--no_answer_target", default=NO_ANSWER_TARGET,
-                   help="answer given to unanswerable questions (default: %(default)r)")
-    p.add_argument("--limit", type=int, default=-1,
-                   help="keep at most this many of the shuffled sample, -1 = all (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=42, help="sampling and shuffling seed (default: %(default)s)")
-    p.add_argument("--skip_invalid", action="store_true",
-                   help="skip (and count) rows with unreadable answers instead of stopping (default: %(default)s)")
-
-
-def squad_stage(args) -> dict:
-    """Run the SQuAD stage from the flags of ``add_squad_args``; run_config.json goes beside --output_file."""
-    out_dir = Path(args.output_file).resolve().parent
-    write_run_config(out_dir, args)
-    counts = run_squad(args.csv_file, args.output_file, args.n_answerable, args.n_unanswerable, seed=args.seed,
-                       limit=args.limit, no_answer_target=args.no_answer_target, skip_invalid=args.skip_invalid)
-    return finish_stage(out_dir, args, counts)
-
-
-def add_sft_view_args(p, nq_default: str = "data_prep/train_nq_rag.jsonl",
-                      squad_default: str = "data_prep/squad_15k.jsonl", path_flags: bool = False) -> None:
-    """The inputs of the unified SFT view (see ``load_sft_view``): the NQ RAG and SQuAD files and --limit.
-
-    Every stage that numbers items by data_index builds the view from the same files and --limit.  With
-    ``path_flags`` the files are --nq_path / --squad_path (--nq_jsonl / --squad_jsonl kept as aliases)."""
-    names = {"nq": ["--nq_jsonl"], "squad": ["--squad_jsonl"]}
-    if path_flags:
-        names = {"nq": ["--nq_path", "--nq_jsonl"], "squad": ["--squad_path", "--squad_jsonl"]}
-    g = p.add_argument_group("SFT view")
-    g.add_argument(*names["nq"], dest=names["nq"][0][2:], default=nq_default,
-                   help="NQ RAG records; '' or none = no NQ (default: %(default)r)")
-    g.add_argument(*names["squad"], dest=names["squad"][0][2:], default=squad_default,
-                   help="SQuAD records; '' or none = no SQuAD (default: %(default)r)")
-    g.add_argument("--limit", type=int, default=-1,
-                   help="use the first N items of the SFT view, -1 = all; every stage of a run needs the same "
-                        "value (default: %(default)s)")
-
-
-def sft_view_from_args(args) -> tuple[list[dict], dict]:
-    """(view, counts) for the flags of ``add_sft_view_args``."""
-    nq = args.nq_path if hasattr(args, "nq_path") else args.nq_jsonl
-    squad = args.squad_path if hasattr(args, "squad_path") else args.squad_jsonl
-    stats: dict = {}
-    view = load_sft_view(nq, squad, args.limit, stats)
-    return view, stats
+        raise DataError(cfg.csv_file, "no usable rows")
+    sampled, info = sample_squad(rows, cfg.n_answerable, cfg.n_unanswerable, cfg.seed)
+    if cfg.limit is not None and cfg.limit >= 0:
+        sampled = sampled[:cfg.limit]
+    records = [squad_record(r, cfg.no_answer_target) for r in sampled]
+    write_jsonl_atomic(cfg.output_file, records)
+    counts = {"csv_rows": rstats.rows, "bad_rows_skipped": rstats.skipped, **info,
+              "written": len(records), "written_answerable": sum(r["has_answer"] for r in records),
+              "written_unanswerable": sum(not r["has_answer"] for r in records)}
+    return finish_stage(out_dir, cfg, counts)
 
 
 # --- HaluEval rows in SQuAD format (demo and tests: real text, no SQuAD download) ----------------

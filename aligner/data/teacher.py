@@ -3,9 +3,10 @@ polished true sentence (chosen) and the same sentence with one fabricated detail
 
 Flow: prompt (Llama-3 chat format; poison type cycling logical flaw / causal error / unverifiable by
 position; context cut to 4,000 characters) -> prompts over 3,000 tokens dropped -> sampled generation
-(temperature 0.6, top-p 0.95, up to 1,024 new tokens) appended to a raw file keyed by data_index (so the run
-resumes) -> parsing (the whole output as JSON, a fenced ```json block, the first JSON object embedded in the
-text, then field-wise regex salvage) -> validation (both sentences present, >= 10 characters, different) ->
+(temperature 0.6, top-p 0.95, up to 1,024 new tokens) appended to a raw file keyed by data_index through
+``aligner.core.runner.run_per_sample`` (so a run resumes, only with the same fingerprint) -> parsing (the whole
+output as JSON, a fenced ```json block, the first JSON object embedded in the text, then field-wise regex
+salvage) -> validation (both sentences present, >= 10 characters, different) ->
 context trimmed so that context + question + the longer answer fit the training budget of 7,500 characters
 (dropped when fewer than 500 characters of context would remain).
 
@@ -18,13 +19,34 @@ import json
 import logging
 import re
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
-from aligner.core.io import ResumableJsonlWriter
+from aligner.core.cli import override
+from aligner.core.io import read_jsonl, write_jsonl_atomic
 from aligner.core.logprobs import wants_special_tokens
-from aligner.data.negatives import poison_type_for, same_answer
-from aligner.prompts import POISON_TYPES, TEACHER_CONTEXT_CHARS, llama3_chat_prompt, teacher_messages
+from aligner.core.paths import TEACHER_PAIRS_FILE
+from aligner.core.runinfo import finish_stage, start_stage
+from aligner.core.runner import run_per_sample
+from aligner.data.generation import (
+    BACKEND_LABELS,
+    GeneratorSettings,
+    generator_fingerprint,
+    load_generator,
+    sampling_seed,
+)
+from aligner.data.hard_fakes import PoisonSettings, poison_type_for
+from aligner.data.negatives import same_answer
+from aligner.data.sft import NQ_RAG_DEFAULT, SQUAD_DEFAULT, SFTView, load_view
+from aligner.prompts import (
+    POISON_TYPES,
+    TEACHER_CONTEXT_CHARS,
+    TEACHER_ERROR_INSTRUCTIONS,
+    TEACHER_SYSTEM_PROMPT,
+    TEACHER_USER_TEMPLATE,
+    llama3_chat_prompt,
+    teacher_messages,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +57,49 @@ CONTEXT_BUDGET_CHARS = 7500
 MIN_CONTEXT_CHARS = 500
 MIN_SENTENCE_CHARS = 10
 TEACHER_STOP = ("<|eot_id|>",)
+CHAT_FORMATS = ("llama3", "template")
+
+
+@dataclass(kw_only=True)
+class TeacherSFTView(SFTView):
+    """The SFT view as hard_fake_gen_vllm.py spells its inputs: --nq_path / --squad_path (the other stages'
+    --nq_jsonl / --squad_jsonl kept as aliases)."""
+
+    nq_jsonl: str = override(SFTView, "nq_jsonl", NQ_RAG_DEFAULT, flag="--nq_path", aliases=["--nq_jsonl"])
+    squad_jsonl: str = override(SFTView, "squad_jsonl", SQUAD_DEFAULT, flag="--squad_path",
+                                aliases=["--squad_jsonl"])
+
+
+@dataclass(kw_only=True)
+class TeacherConfig(GeneratorSettings, PoisonSettings):
+    """hard_fake_gen_vllm.py (the SFT view comes from ``TeacherSFTView``)."""
+
+    model_path: str = override(GeneratorSettings, "model_path", "models/Llama-3.1-8B-Instruct",
+                               help="the teacher model")
+    output_dir: str = field(default=".", metadata={"help": "folder of the three output files"})
+    output_file: str = field(default=TEACHER_PAIRS_FILE, metadata={"help": "teacher records, in --output_dir"})
+    pairs_file: str = field(default="dpo_pairs_hard_improved.jsonl", metadata={"help": "DPO pairs, in --output_dir"})
+    raw_file: str = field(default="hard_fakes_vllm.raw.jsonl", metadata={
+        "help": "raw generations (resumable), in --output_dir"})
+    chat_format: str = field(default="llama3", metadata={
+        "help": "Llama-3 chat format written literally, or the tokenizer's chat template",
+        "choices": list(CHAT_FORMATS)})
+    poison_types: Sequence[str] = override(PoisonSettings, "poison_types", POISON_TYPES,
+                                           help="error kinds cycled over the items")
+    max_context_chars: int = override(PoisonSettings, "max_context_chars", TEACHER_CONTEXT_CHARS,
+                                      help="context characters shown to the teacher")
+    max_input_tokens: int = field(default=MAX_INPUT_TOKENS, metadata={
+        "help": "prompts longer than this are dropped"})
+    batch_size: int = override(GeneratorSettings, "batch_size", 64)
+    max_new_tokens: int = override(GeneratorSettings, "max_new_tokens", 1024)
+    temperature: float = override(GeneratorSettings, "temperature", 0.6)
+    top_p: float = override(GeneratorSettings, "top_p", 0.95)
+    min_sentence_chars: int = field(default=MIN_SENTENCE_CHARS, metadata={"help": "shortest acceptable sentence"})
+    context_budget_chars: int = field(default=CONTEXT_BUDGET_CHARS, metadata={
+        "help": "context + question + longer answer must fit in this many characters"})
+    min_context_chars: int = field(default=MIN_CONTEXT_CHARS, metadata={
+        "help": "drop a pair when less context than this would remain"})
+    resume: bool = override(GeneratorSettings, "resume", False, help="keep the generations already in --raw_file")
 
 
 @dataclass
@@ -157,18 +222,16 @@ def trim_context_to_budget(context: str, question: str, chosen: str, rejected: s
 # Prompting and generation
 # ---------------------------------------------------------------------------------------------
 
-def build_teacher_prompt(item: dict, poison_type: str, tokenizer=None, chat_format: str = "llama3",
-                         max_context_chars: int = TEACHER_CONTEXT_CHARS) -> str:
+def build_teacher_prompt(item: dict, poison_type: str, chat_prompt: Callable[[list[dict]], str] | None = None,
+                         chat_format: str = "llama3", max_context_chars: int = TEACHER_CONTEXT_CHARS) -> str:
     """The rendered prompt: ``llama3`` writes the Llama-3 chat format literally (as the study did);
-    ``template`` uses the tokenizer's chat template."""
+    ``template`` renders the messages with ``chat_prompt`` (``LM.chat_prompt``: the tokenizer's chat template)."""
     msgs = teacher_messages(item["question"], item["ideal_answer"], item.get("context", ""), poison_type,
                             max_context_chars)
     if chat_format == "llama3":
         return llama3_chat_prompt(msgs)
     if chat_format == "template":
-        from aligner.prompts import render_chat
-
-        return render_chat(tokenizer, msgs)
+        return chat_prompt(msgs)
     raise ValueError("chat_format must be llama3 or template")
 
 
@@ -176,47 +239,74 @@ def count_prompt_tokens(tokenizer, prompt: str) -> int:
     return len(tokenizer(prompt, add_special_tokens=wants_special_tokens(tokenizer, prompt))["input_ids"])
 
 
-def generate_teacher_outputs(lm, view: Sequence[dict], writer: ResumableJsonlWriter, poison_types=POISON_TYPES,
-                             chat_format: str = "llama3", max_context_chars: int = TEACHER_CONTEXT_CHARS,
-                             max_input_tokens: int = MAX_INPUT_TOKENS, batch_size: int = 64,
-                             max_new_tokens: int = 1024, temperature: float = 0.6, top_p: float = 0.95,
-                             seed: int | None = 42, progress: bool = True) -> Counter:
-    """Raw teacher generations for every item not yet in ``writer.done``, appended batch by batch.
+@dataclass
+class TeacherPrompt:
+    """One view item's prompt: its position in the view (poison type and sampling seed follow it) and length."""
+
+    position: int
+    item: dict
+    poison_type: str
+    text: str
+    n_tokens: int
+
+
+def teacher_prompts(lm, view: Sequence[dict], cfg: TeacherConfig) -> list[TeacherPrompt]:
+    chat_prompt = lm.chat_prompt if cfg.chat_format == "template" else None
+    out = []
+    for pos, item in enumerate(view):
+        ptype = poison_type_for(pos, cfg.poison_types)
+        text = build_teacher_prompt(item, ptype, chat_prompt, cfg.chat_format, cfg.max_context_chars)
+        out.append(TeacherPrompt(pos, item, ptype, text, count_prompt_tokens(lm.tokenizer, text)))
+    return out
+
+
+def _same_prompt(record: dict, prompt: TeacherPrompt) -> str | None:
+    if record.get("type") != f"hard_{prompt.poison_type}" or record.get("n_prompt_tokens") != prompt.n_tokens:
+        return (f"was made from another prompt (type {record.get('type')!r}, {record.get('n_prompt_tokens')} tokens; "
+                f"now hard_{prompt.poison_type}, {prompt.n_tokens} tokens)")
+    return None
+
+
+def generate_teacher_outputs(lm, view: Sequence[dict], raw_path, cfg: TeacherConfig,
+                             fingerprint: dict | None = None) -> tuple[list[dict], Counter]:
+    """Raw teacher generations for the view into ``raw_path`` (keyed by data_index; with ``cfg.resume`` the items
+    already there are kept), ``cfg.batch_size`` prompts per generate call, appended call by call.
 
     Raw record: {data_index, type, status (generated | too_long), n_prompt_tokens, raw_output}; prompts over
-    ``max_input_tokens`` tokens are recorded as ``too_long`` without generating, so a resumed run skips them.
+    ``cfg.max_input_tokens`` tokens are recorded as ``too_long`` without generating (first, all at once), so a
+    resumed run skips them.  Returns (the view's raw records, counts).
     """
-    from tqdm.auto import tqdm
+    new: Counter = Counter()
 
-    counts: Counter = Counter()
-    tok = lm.tokenizer
-    todo = []
-    for pos, item in enumerate(view):
-        if item["data_index"] in writer.done:
-            counts["already_done"] += 1
-            continue
-        ptype = poison_type_for(pos, poison_types)
-        prompt = build_teacher_prompt(item, ptype, tok, chat_format, max_context_chars)
-        n_tok = count_prompt_tokens(tok, prompt)
-        if n_tok > max_input_tokens:
-            writer.append({"data_index": item["data_index"], "type": f"hard_{ptype}", "status": "too_long",
-                           "n_prompt_tokens": n_tok, "raw_output": None})
-            counts["skipped_too_long"] += 1
-            continue
-        todo.append((pos, item, ptype, prompt, n_tok))
-    bar = tqdm(total=len(todo), desc="teacher", disable=not progress, unit="item")
-    for lo in range(0, len(todo), batch_size):
-        batch = todo[lo: lo + batch_size]
-        outs = lm.generate_until([b[3] for b in batch], max_new_tokens=max_new_tokens, stop=list(TEACHER_STOP),
-                                 temperature=temperature, top_p=top_p,
-                                 seed=None if seed is None else seed + batch[0][0], progress=False)
-        writer.extend({"data_index": item["data_index"], "type": f"hard_{ptype}", "status": "generated",
-                       "n_prompt_tokens": n_tok, "raw_output": out}
-                      for (pos, item, ptype, _, n_tok), out in zip(batch, outs))
-        counts["generated"] += len(batch)
-        bar.update(len(batch))
-    bar.close()
-    return counts
+    def fits(p: TeacherPrompt) -> bool:
+        return p.n_tokens <= cfg.max_input_tokens
+
+    def chunks(todo: Sequence[TeacherPrompt]):
+        too_long = [p for p in todo if not fits(p)]
+        if too_long:
+            yield too_long
+        ready = [p for p in todo if fits(p)]
+        for lo in range(0, len(ready), cfg.batch_size):
+            yield ready[lo: lo + cfg.batch_size]
+
+    def make(chunk: list[TeacherPrompt]) -> list[dict]:
+        ready = [p for p in chunk if fits(p)]
+        outs = lm.generate_until([p.text for p in ready], max_new_tokens=cfg.max_new_tokens, stop=list(TEACHER_STOP),
+                                 temperature=cfg.temperature, top_p=cfg.top_p,
+                                 seed=sampling_seed(cfg, ready[0].position), progress=False) if ready else []
+        by_position = dict(zip((p.position for p in ready), outs))
+        new["skipped_too_long"] += len(chunk) - len(ready)
+        new["generated"] += len(ready)
+        return [{"data_index": p.item["data_index"], "type": f"hard_{p.poison_type}",
+                 "status": "generated" if fits(p) else "too_long", "n_prompt_tokens": p.n_tokens,
+                 "raw_output": by_position.get(p.position)} for p in chunk]
+
+    records = run_per_sample(raw_path, teacher_prompts(lm, view, cfg), make, key_of=lambda p: p.item["data_index"],
+                             key="data_index", chunk=chunks, resume=cfg.resume, fingerprint=fingerprint,
+                             check=_same_prompt, desc="teacher", unit="item", progress=cfg.progress)
+    counts: Counter = Counter(already_done=len(view) - new["skipped_too_long"] - new["generated"])
+    counts.update(new)
+    return records, +counts  # +: only the outcomes that happened, as the counts have always shown
 
 
 def teacher_records(raw_records: Sequence[dict], view: Sequence[dict], min_chars: int = MIN_SENTENCE_CHARS,
@@ -262,3 +352,31 @@ def improved_pairs(records: Sequence[dict]) -> list[dict]:
     return [{"prompt": r["question"], "context": r["knowledge"], "chosen": r["chosen"], "rejected": r["rejected"],
              "data_index": r["data_index"], "phase": "hard_improved", "pair_type": "teacher_true>teacher_fabricated",
              "type": r["type"]} for r in records if not same_answer(r["chosen"], r["rejected"])]
+
+
+def make_teacher_pairs(cfg: TeacherConfig, view_cfg: SFTView) -> dict:
+    """hard_fake_gen_vllm.py: raw generations (resumable), teacher records and DPO pairs in ``cfg.output_dir``;
+    returns the counts."""
+    from aligner.lm.interface import release_lm
+
+    out_dir = start_stage(cfg.output_dir, (cfg, view_cfg))
+    view, vstats = load_view(view_cfg)
+    raw_path = out_dir / cfg.raw_file
+    lm, backend = load_generator(cfg)
+    try:
+        fingerprint = generator_fingerprint(
+            "teacher", cfg, view_cfg, backend, chat_format=cfg.chat_format, poison_types=list(cfg.poison_types),
+            max_context_chars=cfg.max_context_chars, max_input_tokens=cfg.max_input_tokens,
+            prompt={"system": TEACHER_SYSTEM_PROMPT, "user": TEACHER_USER_TEMPLATE, "errors": TEACHER_ERROR_INSTRUCTIONS})
+        _, gen_counts = generate_teacher_outputs(lm, view, raw_path, cfg, fingerprint)
+    finally:
+        release_lm(lm)
+    # Every raw record is counted, also those of items beyond this view's --limit left by an earlier run.
+    records, counts = teacher_records(read_jsonl(raw_path), view, min_chars=cfg.min_sentence_chars,
+                                      budget_chars=cfg.context_budget_chars, min_context_chars=cfg.min_context_chars)
+    pairs = improved_pairs(records)
+    write_jsonl_atomic(out_dir / cfg.output_file, records)
+    write_jsonl_atomic(out_dir / cfg.pairs_file, pairs)
+    counts = {"backend": BACKEND_LABELS[backend], **vstats, **dict(gen_counts), **dict(sorted(counts.items())),
+              "pairs": len(pairs)}
+    return finish_stage(out_dir, (cfg, view_cfg), counts)

@@ -238,6 +238,20 @@ def nq_question_items(paths: Sequence[str | os.PathLike], skip_invalid: bool = F
                    "answers": answers, "answer_kind": kind}
 
 
+@dataclass(kw_only=True)
+class NQShards:
+    """Which Natural Questions shards a stage reads (the index and NQ RAG stages)."""
+
+    nq_files: list[str] | None = field(default=None, metadata={
+        "help": "NQ shards (*.jsonl.gz or *.jsonl); overrides --nq_dir (default: none)", "nargs": "*"})
+    nq_dir: str | None = field(default=None, metadata={
+        "help": "folder searched recursively for NQ shards (train shards first); the NQ RAG stages use the ones "
+                "whose name contains --split (default: none)"})
+
+    def paths(self, split: str = "all") -> list[Path]:
+        return resolve_nq_paths(self.nq_files, self.nq_dir, split)
+
+
 def resolve_nq_paths(nq_files: Sequence[str] | None, nq_dir: str | None, split: str) -> list[Path]:
     """Explicit ``--nq_files`` win; else the shards of ``--nq_dir`` for ``split``."""
     if nq_files:

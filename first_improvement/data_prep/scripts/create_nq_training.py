@@ -3,30 +3,24 @@
 from the FAISS index, reranked by a cross-encoder, the best few kept.
 
 Output, one JSON object per line: {example_id, question, contexts[k], context (joined by a blank line),
-answers, chunk_ids, rerank_scores}. Questions without any gold answer are skipped and counted.
+answers, chunk_ids, rerank_scores}. Questions without any gold answer are skipped and counted. Records are
+appended per batch; --resume continues an interrupted run (of the same models and corpus).
 
 Example:
     python first_improvement/data_prep/scripts/create_nq_training.py --nq_dir datasets/nq \\
         --index_file retrieval/nq_wiki_index.faiss --chunks_file retrieval/nq_wiki_chunks.jsonl --output_file train_nq_rag.jsonl
 """
 
-import argparse
-
-from aligner.core.cli import run_cli
-from aligner.core.runinfo import setup_logging
-from aligner.data.retrieval import add_nq_rag_args, nq_rag_stage
+from aligner.core.cli import parse_config, run_cli
+from aligner.data.nq_rag import NQRagConfig, make_nq_rag_set
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_nq_rag_args(p)
-    return p.parse_args(argv)
+def parse_args(argv=None) -> NQRagConfig:
+    return parse_config(NQRagConfig, argv, description=__doc__)
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    setup_logging()
-    return nq_rag_stage(args)
+    return make_nq_rag_set(parse_args(argv))
 
 
 if __name__ == "__main__":

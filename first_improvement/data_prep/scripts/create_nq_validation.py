@@ -7,23 +7,19 @@ Example:
         --index_file retrieval/nq_wiki_index.faiss --chunks_file retrieval/nq_wiki_chunks.jsonl
 """
 
-import argparse
+from aligner.core.cli import parse_config, run_cli
+from aligner.data.nq_rag import NQRagConfig, make_nq_rag_set
 
-from aligner.core.cli import run_cli
-from aligner.core.runinfo import setup_logging
-from aligner.data.retrieval import add_nq_rag_args, nq_rag_stage
+#: the validation set's settings where they differ from NQRagConfig's
+DEFAULTS = dict(split="dev", output_file="val_nq_rag.jsonl", limit=1000)
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_nq_rag_args(p, split="dev", output_file="val_nq_rag.jsonl", limit=1000)
-    return p.parse_args(argv)
+def parse_args(argv=None) -> NQRagConfig:
+    return parse_config(NQRagConfig, argv, description=__doc__, defaults=DEFAULTS)
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    setup_logging()
-    return nq_rag_stage(args)
+    return make_nq_rag_set(parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -7,24 +7,20 @@ Example:
     python first_improvement/data_prep/scripts/create_squad_validation.py --csv_file datasets/squad2/validation.csv
 """
 
-import argparse
+from aligner.core.cli import parse_config, run_cli
+from aligner.data.sft import SquadConfig, make_squad_set
 
-from aligner.core.cli import run_cli
-from aligner.core.runinfo import setup_logging
-from aligner.data.sft import add_squad_args, squad_stage
+#: the validation set's settings where they differ from SquadConfig's
+DEFAULTS = dict(csv_file="datasets/squad2/validation.csv", output_file="val_squad.jsonl", n_answerable=667,
+                n_unanswerable=333)
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_squad_args(p, csv_file="datasets/squad2/validation.csv", output_file="val_squad.jsonl",
-                   n_answerable=667, n_unanswerable=333)
-    return p.parse_args(argv)
+def parse_args(argv=None) -> SquadConfig:
+    return parse_config(SquadConfig, argv, description=__doc__, defaults=DEFAULTS)
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    setup_logging()
-    return squad_stage(args)
+    return make_squad_set(parse_args(argv))
 
 
 if __name__ == "__main__":

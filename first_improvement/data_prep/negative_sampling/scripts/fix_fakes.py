@@ -14,42 +14,17 @@ Example:
         --hard_file cleaned_hard_fakes.jsonl --output_dir .
 """
 
-import argparse
-
-from aligner.core.cli import run_cli
-from aligner.core.io import read_jsonl, write_jsonl_atomic
-from aligner.core.runinfo import finish_stage, start_stage
-from aligner.data.negatives import restore_context
-from aligner.data.sft import add_sft_view_args, sft_view_from_args
+from aligner.core.cli import parse_config, run_cli
+from aligner.data.negatives import RestoreContextConfig, restore_fake_files
+from aligner.data.sft import SFTView
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--easy_file", default="easy_fakes.jsonl", help="easy fakes ('' = skip) (default: %(default)s)")
-    p.add_argument("--medium_file", default="medium_fakes.jsonl", help="medium fakes ('' = skip) (default: %(default)s)")
-    p.add_argument("--hard_file", default="cleaned_hard_fakes.jsonl", help="cleaned hard fakes ('' = skip) (default: %(default)s)")
-    p.add_argument("--output_dir", default=".", help="where <kind>_fakes_with_context.jsonl go (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=42, help="recorded only; the restore is deterministic (default: %(default)s)")
-    p.add_argument("--skip_mismatched", action="store_true",
-                   help="count and skip fakes that do not match the view instead of stopping (default: %(default)s)")
-    add_sft_view_args(p)
-    return p.parse_args(argv)
+def parse_args(argv=None) -> tuple[RestoreContextConfig, SFTView]:
+    return parse_config((RestoreContextConfig, SFTView), argv, description=__doc__)
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    out_dir = start_stage(args.output_dir, args)
-    view, vstats = sft_view_from_args(args)
-    counts: dict = dict(vstats)
-    for kind, path in (("easy", args.easy_file), ("medium", args.medium_file), ("hard", args.hard_file)):
-        if not path:
-            continue
-        fakes = read_jsonl(path, required=["data_index", "fake_answer"], allow_empty=True)
-        restored, c = restore_context(fakes, view, source=path, strict=not args.skip_mismatched)
-        write_jsonl_atomic(out_dir / f"{kind}_fakes_with_context.jsonl", restored)
-        counts.update({f"{kind}_{k}": v for k, v in c.items()})
-        counts[f"{kind}_read"] = len(fakes)
-    return finish_stage(out_dir, args, counts)
+    return restore_fake_files(*parse_args(argv))
 
 
 if __name__ == "__main__":
