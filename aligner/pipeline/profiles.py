@@ -18,6 +18,8 @@ from aligner.core.paths import (
     REPO_ROOT,
     TEACHER_PAIRS_FILE,
     halueval_path,
+    result_file,
+    run_tag,
     seed_results_dir,
     truthfulqa_csv_path,
 )
@@ -240,8 +242,8 @@ def training_stages(p: Profile, ws: Workspace) -> list[Stage]:
 
 
 def run_names(p: Profile) -> list[str]:
-    """The evaluation runs' file tags: the profile's name and the adapter (base and both recipes)."""
-    return [f"{p.name}_{n}" for n in ("base", "dpop_best", "dpop_last")]
+    """The evaluation runs' file tags: the profile's name and the adapter's (the base and both recipes' folders)."""
+    return [run_tag(p.name, n, several=True) for n in ("base", "dpop_best", "dpop_last")]
 
 
 def eval_stages(p: Profile, ws: Workspace) -> list[Stage]:
@@ -254,17 +256,17 @@ def eval_stages(p: Profile, ws: Workspace) -> list[Stage]:
     halueval = dict(generation, data_path=p.halueval_path, batch_size=p.eval_batch_size)
     bertscore = dict(bertscore_model=p.bertscore_model, bertscore_num_layers=p.bertscore_num_layers)
     preds = p.output_dir / "predictions" / "HaluevalLLM"
-    pred_files = [preds / f"predictions_{r}.jsonl" for r in runs]
+    pred_files = [result_file(preds, "predictions", r) for r in runs]
     return [
         Stage("eval_truthfulqa", _script("evaluation/eval_truthfulqa.py", TruthfulQAEvalConfig, **generation,
                                          judge_model_path=ws.truth_judge, output_dir=res / "TruthfulQA",
                                          data_path=p.truthfulqa_path, mc_batch=p.mc_batch,
                                          gen_batch_size=p.eval_batch_size),
-              outputs=[res / "TruthfulQA" / f"metrics_{r}.json" for r in runs],
+              outputs=[result_file(res / "TruthfulQA", "metrics", r) for r in runs],
               inputs=[*models, ws.truth_judge, p.truthfulqa_path], run_config=res / "TruthfulQA" / "run_config.json"),
         Stage("eval_halueval", _script("evaluation/eval_halueval.py", HaluEvalSimilarityConfig, **halueval,
                                        **bertscore, output_dir=res / "Halueval", embed_model=p.embed_model),
-              outputs=[res / "Halueval" / f"metrics_{r}.json" for r in runs],
+              outputs=[result_file(res / "Halueval", "metrics", r) for r in runs],
               inputs=[*models, p.halueval_path], run_config=res / "Halueval" / "run_config.json"),
         Stage("eval_halueval_step1", _script("evaluation/eval_haleval_llm_step1.py", HaluEvalStep1Config, **halueval,
                                              output_dir=preds),
@@ -272,7 +274,7 @@ def eval_stages(p: Profile, ws: Workspace) -> list[Stage]:
         Stage("eval_halueval_step2", _script("evaluation/eval_haleval_llm_step2.py", HaluEvalStep2Config,
                                              predictions_dir=preds, judge_model_path=ws.faith_judge,
                                              output_dir=res / "HaluevalLLM", progress=False, **bertscore),
-              outputs=[res / "HaluevalLLM" / f"metrics_{r}.json" for r in runs], inputs=[*pred_files, ws.faith_judge],
+              outputs=[result_file(res / "HaluevalLLM", "metrics", r) for r in runs], inputs=[*pred_files, ws.faith_judge],
               run_config=res / "HaluevalLLM" / "run_config.json"),
     ]
 
