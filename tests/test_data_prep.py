@@ -349,3 +349,18 @@ def test_make_data_on_halueval_squad_csv(tmp_path, halueval_file, tiny_model_dir
     assert {f"pairs_{p}": seen[p] for p in seen}.items() <= run["summary"].items()
     squad = [json.loads(x) for x in (out / "squad" / "squad_15k.jsonl").read_text().splitlines()]
     assert len(squad) == 14 and sum(r["answers"] == [NO_ANSWER_TARGET] for r in squad) == 4
+
+
+def test_make_data_stage_commands_are_accepted_by_their_scripts(tmp_path):
+    """Every command make data builds (the NQ stages too) parses with its script's own parser."""
+    from aligner.pipeline.data_stages import MakeDataConfig, make_data_stages
+
+    cfg = MakeDataConfig(squad_csv=str(tmp_path / "s.csv"), nq_dir=str(tmp_path / "nq"), output_dir=str(tmp_path),
+                         resume=True, progress=False, temperature=0.25)
+    stages = make_data_stages(cfg)
+    assert [s.name for s in stages] == ["1_faiss_index", "2_nq_rag", "3_squad", "4_easy_fakes", "5_medium_fakes",
+                                        "6a_hard_fakes", "6b_clean_hard_fakes", "7_fix_fakes", "8_create_dataset"]
+    parsed = {s.name: load_script(s.cmd[1]).parse_args([str(c) for c in s.cmd[2:]]) for s in stages}
+    hard, view = parsed["6a_hard_fakes"]
+    assert (hard.temperature, hard.resume, hard.progress) == (0.25, True, False)
+    assert view.nq_jsonl == str(tmp_path / "nq" / "train_nq_rag.jsonl") and parsed["2_nq_rag"].resume

@@ -7,6 +7,7 @@ import pytest
 from test_data_prep_common import halueval_rows, load_script
 
 from aligner.core.io import write_jsonl_atomic
+from aligner.core.runner import RunMismatchError
 from aligner.data.hard_fakes import PoisonPrompter, clean_fake_answer, clean_hard_fakes, extract_generated_answer
 from aligner.prompts import POISON_PROMPT_TEMPLATES, POISON_TYPES
 
@@ -98,6 +99,10 @@ def test_hard_fakes_tiny_model_batched_and_resumable(tmp_path, halueval_file, ti
     out.write_text("".join(text[:2]) + text[2][:15])
     counts = script.main([*args, "--resume"])
     assert counts["already_done"] == 2 and counts["generated"] == 3 and counts["total_in_file"] == 5
+    assert [json.loads(x) for x in out.read_text().splitlines()] == lines
+    # Resuming with other sampling settings would mix two runs in one file: refused, the file untouched.
+    with pytest.raises(RunMismatchError, match="temperature"):
+        script.main([*args, "--resume", "--temperature", "0.5"])
     assert [json.loads(x) for x in out.read_text().splitlines()] == lines
     # Cleaning: every raw fake is kept or counted.
     cleaned = tmp_path / "clean" / "cleaned.jsonl"

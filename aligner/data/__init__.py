@@ -1,3 +1,7 @@
 """Data preparation: readers of the source datasets (``sources``), retrieval over Natural Questions
-(``retrieval``), the SFT view (``sft``), easy / medium / hard fakes (``negatives``, ``ner``), teacher pairs
-(``teacher``) and the curriculum pairs (``pairs``)."""
+(``retrieval``: chunking, embeddings, FAISS, reranking; the stages ``retrieval_index`` and ``nq_rag``), the SFT
+view and the SQuAD set (``sft``), easy fakes and the context restore (``negatives``), medium fakes
+(``ner``), hard fakes (``hard_fakes``), teacher pairs (``teacher``; the two generation stages share
+``generation``) and the curriculum pairs (``pairs``).  Each stage's settings are a config dataclass in the
+module of the stage; the scripts under first_improvement/ and further_improvement/ generate their parsers
+from them."""

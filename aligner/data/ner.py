@@ -76,8 +76,10 @@ class NERSwapConfig(NERSettings):
 
     input_file: str | None = field(default=None, metadata={
         "help": "texts for the knowledge base: .jsonl or .txt (default: none)"})
+    # "action": "extend": see aligner.data.nq_rag.RerankConfig.query (repeatable, once aligner.core.cli passes it on)
     text: list[str] = field(default_factory=list, metadata={
-        "help": "text(s) to swap; without it every input text is swapped (default: none)", "nargs": "*"})
+        "help": "text(s) to swap, repeatable; without it every input text is swapped (default: none)", "nargs": "*",
+        "action": "extend"})
     output_file: str | None = field(default=None, metadata={"help": "JSON lines output; else printed (default: none)"})
     show_kb: bool = field(default=False, metadata={"help": "print the entity counts per label"})
     limit: int = field(default=-1, metadata={"help": "read at most N input texts, -1 = all"})
