@@ -28,7 +28,7 @@ from aligner.data.generation import (
     sampling_seed,
 )
 from aligner.data.negatives import fake_record, same_answer
-from aligner.data.sft import SFTView, load_view
+from aligner.data.sft import SFTView, different_question, load_view
 from aligner.prompts import (
     POISON_ANSWER_MARKERS,
     POISON_LOOSE_MARKERS,
@@ -177,12 +177,6 @@ def extract_generated_answer(response: str) -> str:
     return response.strip()
 
 
-def _same_question(record: dict, item: dict) -> str | None:
-    if record.get("question") is not None and record["question"] != item["question"]:
-        return f"holds a different question ({str(record['question'])[:60]!r})"
-    return None
-
-
 def generate_hard_fakes(lm, view: Sequence[dict], prompter: PoisonPrompter, path, cfg: GeneratorSettings,
                         fingerprint: dict | None = None) -> tuple[list[dict], Counter]:
     """One hard fake per view item into ``path`` (keyed by data_index), ``cfg.batch_size`` prompts per generate
@@ -205,8 +199,8 @@ def generate_hard_fakes(lm, view: Sequence[dict], prompter: PoisonPrompter, path
 
     records = run_per_sample(path, list(enumerate(view)), make, key_of=lambda it: it[1]["data_index"],
                              key="data_index", chunk=cfg.batch_size, resume=cfg.resume, fingerprint=fingerprint,
-                             check=lambda rec, it: _same_question(rec, it[1]), desc="hard fakes", unit="item",
-                             progress=cfg.progress)
+                             check=lambda rec, it: different_question(rec, it[1]["question"]), desc="hard fakes",
+                             unit="item", progress=cfg.progress)
     counts["already_done"] = len(view) - counts["generated"]
     return records, counts
 

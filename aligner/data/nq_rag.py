@@ -23,6 +23,7 @@ from aligner.data.retrieval import (
     load_retrieval,
     rerank_hits,
 )
+from aligner.data.sft import different_question
 from aligner.data.sources.nq import NQShards, nq_question_items
 
 
@@ -79,12 +80,6 @@ def nq_rag_fingerprint(cfg: RetrievalSettings) -> dict:
             "top_k_rerank": cfg.top_k_rerank, "rerank_max_length": cfg.rerank_max_length}
 
 
-def _same_question(record: dict, item: dict) -> str | None:
-    if record.get("question") != item["question"]:
-        return f"holds a different question ({str(record.get('question'))[:60]!r})"
-    return None
-
-
 def make_nq_rag_set(cfg: NQRagConfig) -> dict:
     """The NQ RAG records of ``cfg``'s shards into ``cfg.output_file`` (run_config.json beside it); returns the
     counts."""
@@ -107,7 +102,8 @@ def make_nq_rag_set(cfg: NQRagConfig) -> dict:
 
     run_per_sample(cfg.output_file, items, make, key_of=lambda it: it["example_id"], key="example_id",
                    chunk=cfg.retrieval_batch_size, resume=cfg.resume, fingerprint=nq_rag_fingerprint(cfg),
-                   check=_same_question, desc="retrieve+rerank", unit="question", progress=cfg.progress)
+                   check=lambda rec, it: different_question(rec, it["question"]), desc="retrieve+rerank",
+                   unit="question", progress=cfg.progress)
     counts = {"nq_records_read": stats.get("read", 0), "short_answers": stats.get("answer_short", 0),
               "long_answer_fallbacks": stats.get("answer_long", 0), "skipped_no_answer": stats.get("no_answer", 0),
               "invalid_lines_skipped": stats.get("invalid", 0), "already_done": len(items) - written,

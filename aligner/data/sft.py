@@ -82,6 +82,14 @@ def view_fingerprint(cfg: SFTView) -> dict:
             "squad_sha256": data_fingerprint(_optional_path(cfg.squad_jsonl))}
 
 
+def different_question(record: dict, question: str) -> str | None:
+    """The per-record check of a resumable stage whose records carry their item's question: why ``record``
+    does not belong to the item asking ``question`` (None when it does)."""
+    if record.get("question") is not None and record["question"] != question:
+        return f"holds a different question ({str(record['question'])[:60]!r})"
+    return None
+
+
 def load_sft_view(nq_path=None, squad_path=None, limit: int | None = None, stats: dict | None = None) -> list[dict]:
     """NQ RAG records then SQuAD records as {question, context, ideal_answer, data_index, source, source_id}.
 

@@ -367,7 +367,8 @@ def make_teacher_pairs(cfg: TeacherConfig, view_cfg: SFTView) -> dict:
         fingerprint = generator_fingerprint(
             "teacher", cfg, view_cfg, backend, chat_format=cfg.chat_format, poison_types=list(cfg.poison_types),
             max_context_chars=cfg.max_context_chars, max_input_tokens=cfg.max_input_tokens,
-            prompt={"system": TEACHER_SYSTEM_PROMPT, "user": TEACHER_USER_TEMPLATE, "errors": TEACHER_ERROR_INSTRUCTIONS})
+            prompt={"system": TEACHER_SYSTEM_PROMPT, "user": TEACHER_USER_TEMPLATE,
+                    "errors": TEACHER_ERROR_INSTRUCTIONS})
         _, gen_counts = generate_teacher_outputs(lm, view, raw_path, cfg, fingerprint)
     finally:
         release_lm(lm)
