@@ -24,12 +24,14 @@ from aligner.core.paths import (
     truthfulqa_csv_path,
 )
 from aligner.data.sft import HaluEvalSquadSliceConfig
+from aligner.data.teacher import TeacherConfig, TeacherSFTView
 from aligner.eval.tasks.halueval import (
     HaluEvalSimilarityConfig,
     HaluEvalStep1Config,
     HaluEvalStep2Config,
 )
 from aligner.eval.tasks.truthfulqa import TruthfulQAEvalConfig
+from aligner.pipeline.data_stages import MakeDataConfig
 from aligner.pipeline.runner import Pipeline, Stage
 from aligner.report.make_tables import TablesConfig
 from aligner.testing.tiny import TinyModelConfig, TinyModelOutput
@@ -203,14 +205,15 @@ def make_data_stages(p: Profile, ws: Workspace, squad_csv: Path) -> list[Stage]:
     ws.teacher_pairs = teacher_dir / TEACHER_PAIRS_FILE
     ws.built_pairs = True
     return [
-        Stage("make_data", ["python", "scripts/make_data.py", "--squad_csv", squad_csv, "--model_path", ws.teacher,
-                            "--output_dir", prep, "--limit", str(p.data_limit), "--spacy_model", "auto",
-                            "--backend", backend, "--max_new_tokens", str(p.fake_max_new_tokens), "--no_progress"],
+        Stage("make_data", _script("scripts/make_data.py", MakeDataConfig, squad_csv=squad_csv, model_path=ws.teacher,
+                                   output_dir=prep, limit=p.data_limit, spacy_model="auto", backend=backend,
+                                   max_new_tokens=p.fake_max_new_tokens, progress=False),
               outputs=list(ws.pair_files), inputs=[squad_csv, ws.teacher], run_config=prep / "make_data_run.json"),
-        Stage("teacher_pairs", ["python", "further_improvement/data_prep/hard_fake_gen_vllm.py", "--nq_path", "none",
-                                "--squad_path", teacher_input, "--model_path", ws.teacher, "--backend", backend,
-                                "--output_dir", teacher_dir, "--limit", str(p.teacher_limit),
-                                "--max_new_tokens", "96" if p.name == "demo" else "1024", "--no_progress"],
+        Stage("teacher_pairs", _script("further_improvement/data_prep/hard_fake_gen_vllm.py",
+                                       (TeacherConfig, TeacherSFTView), nq_jsonl="none", squad_jsonl=teacher_input,
+                                       model_path=ws.teacher, backend=backend, output_dir=teacher_dir,
+                                       limit=p.teacher_limit, max_new_tokens=96 if p.name == "demo" else 1024,
+                                       progress=False),
               outputs=[ws.teacher_pairs], inputs=[teacher_input, ws.teacher], run_config=teacher_dir / "run_config.json",
               note="(the tiny teacher writes no valid JSON: expect 0 teacher pairs; the real 8B teacher writes them)"
               if p.name == "demo" else ""),
