@@ -32,6 +32,7 @@ from aligner.core.models import parse_adapter_paths, resolve_dtype
 from aligner.core.paths import RESULT_FILES, result_file, run_tag, tag_from_file
 from aligner.core.runinfo import write_run_config
 from aligner.core.runner import data_fingerprint, path_identity, run_per_sample
+from aligner.data.sft import different_question
 from aligner.data.sources.halueval import (
     DEFAULT_DATA_PATH,
     PREDICTION_FIELDS,
@@ -190,9 +191,8 @@ def generate_answers(lm: LM, rows: Sequence[dict], max_new_tokens: int = 128, sy
 
 
 def _same_question(rec: dict, question: str) -> str | None:
-    if rec.get("question") != question:
-        return f"holds a different question ({str(rec.get('question'))[:60]!r}), cannot resume"
-    return None
+    problem = different_question(rec, question)
+    return f"{problem}, cannot resume" if problem else None  # the flows' wording since the study
 
 
 def _generation_fingerprint(cfg: HaluEvalGenerationConfig, flow: str, adapter: str | None, backend: str,
