@@ -11,11 +11,10 @@ Example (the study's layout):
         --output_path models/llama3-2-3b-dpop-instruct --dtype bf16
 """
 
-import sys
 
 from aligner.core.cli import parse_config, run_cli
 from aligner.core.runinfo import setup_logging
-from aligner.train.merge import MergeCheckError, MergeConfig, run_merge
+from aligner.train.merge import MergeConfig, run_merge
 
 
 def parse_args(argv=None) -> MergeConfig:
@@ -25,12 +24,7 @@ def parse_args(argv=None) -> MergeConfig:
 def main(argv=None):
     cfg = parse_args(argv)
     setup_logging()
-    try:
-        return run_merge(cfg)
-    except MergeCheckError as exc:
-        # A refused merge is the documented exit status 1 (nothing written), also for callers of main().
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(1) from None
+    return run_merge(cfg)
 
 
 if __name__ == "__main__":

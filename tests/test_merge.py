@@ -8,6 +8,7 @@ from conftest import load_script
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from aligner.core.cli import run_cli
 from aligner.core.io import read_jsonl
 from aligner.prompts import halueval_messages, render_chat
 from aligner.train.merge import MergeCheckError, check_logits, merge_lora
@@ -68,7 +69,7 @@ def test_bf16_save_and_refusal(tiny_model_dir, adapter_dir, tmp_path):
     # above the tolerance: exit status 1, one line, nothing written (a negative tolerance can never pass)
     script = load_script("scripts/merge_adapter.py")
     with pytest.raises(SystemExit) as exc:
-        script.main(["--base_model_path", str(tiny_model_dir), "--adapter_path", str(adapter_dir),
+        run_cli(script.main, ["--base_model_path", str(tiny_model_dir), "--adapter_path", str(adapter_dir),
                      "--output_path", str(tmp_path / "refused"), "--tolerance", "-1", "--device", "cpu"])
     assert exc.value.code == 1 and not (tmp_path / "refused").exists()
     ref = torch.randn(1, 5, 11)

@@ -14,6 +14,7 @@ the driver and the docs.  Metadata keys:
              flag that turns it off
 ``choices``, ``nargs``, ``metavar``, ``group`` (an argparse group title)
 ``sep``      a list given as one string joined by ``sep`` ("q_proj,v_proj")
+``action``   ``extend`` for a list flag that may be repeated (``--query a --query b c`` gives all three)
 ``append``   a list given by repeating the flag, one item each (``--train_log a=x --train_log b=y``)
 ``parse``    a function turning the command-line string into the value
 ``boolean_optional``  a bool given as ``--x`` / ``--no-x`` (argparse.BooleanOptionalAction)
@@ -29,6 +30,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import sys
 import types
 import typing
 from collections.abc import Callable, Sequence
@@ -75,6 +77,8 @@ def _field_default(f: dataclasses.Field, overrides: dict) -> Any:
 
 
 def _shown(value: Any, sep: str | None) -> str:
+    if value == "":
+        return "''"
     if isinstance(value, (list, tuple)):
         return (sep or " ").join(str(v) for v in value) if value else "none"
     return str(value)
@@ -129,6 +133,8 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls, defaults: dict | No
                     kwargs["type"] = convert
             elif is_list:
                 kwargs["nargs"] = meta.get("nargs", "*")
+                if meta.get("action"):  # "extend": a repeated flag adds its items to the earlier ones
+                    kwargs["action"] = meta["action"]
                 if convert:
                     kwargs["type"] = convert
             else:
@@ -229,13 +235,26 @@ def to_argv(classes, **values) -> list[str]:
 # running a script
 # ---------------------------------------------------------------------------------------------
 
+class ErrorExit(SystemExit):
+    """Exit status 1 after the one-line error message (already printed to stderr); ``str()`` is that line."""
+
+    def __init__(self, message: str):
+        super().__init__(1)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
 def run_cli(main: Callable[..., Any], *args, **kwargs) -> Any:
     """``if __name__ == "__main__": run_cli(main)``: a bad input (a malformed line, a missing file or model, a
     wrong setting, an unreachable hub) ends the run with one ``error: ...`` line on stderr and exit status 1
-    instead of a traceback (``SystemExit`` carrying that line).  ``ALIGNER_DEBUG=1`` shows the traceback."""
+    instead of a traceback (``ErrorExit``, a ``SystemExit`` whose text is that line).  ``ALIGNER_DEBUG=1`` shows
+    the traceback."""
     try:
         return main(*args, **kwargs)
     except (AlignerError, FileNotFoundError, ValueError) as err:
         if os.environ.get("ALIGNER_DEBUG"):
             raise
-        raise SystemExit(f"error: {err}") from None
+        print(f"error: {err}", file=sys.stderr)
+        raise ErrorExit(f"error: {err}") from None

@@ -8,6 +8,7 @@ the count once.  Nothing here returns a silently shortened dataset.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import logging
 import os
@@ -344,4 +345,21 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
             if not block:
                 break
             h.update(block)
+    return h.hexdigest()
+
+
+LARGE_FILE = 256 << 20  # bigger inputs (NQ shards, model weights) get a cheap fingerprint, not a full hash
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of the file; for files over LARGE_FILE, sha256 of (size, first and last MiB) instead, so a
+    re-run does not read tens of GB of Natural Questions shards just to decide it can skip a stage."""
+    size = path.stat().st_size
+    if size <= LARGE_FILE:
+        return sha256_file(path)
+    h = hashlib.sha256(f"large:{size}:".encode())
+    with open(path, "rb") as fh:
+        h.update(fh.read(1 << 20))
+        fh.seek(size - (1 << 20))
+        h.update(fh.read(1 << 20))
     return h.hexdigest()

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from aligner.core.io import DataError, ResumableJsonlWriter, read_json, sha256_file, write_json_atomic
+from aligner.core.io import DataError, ResumableJsonlWriter, file_digest, read_json, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -48,10 +48,10 @@ def path_identity(path: str | os.PathLike | None) -> str | None:
 
 
 def data_fingerprint(path: str | os.PathLike | None) -> str | None:
-    """sha256 of a data file (None for hub datasets or no file)."""
+    """sha256 of a data file (a cheap fingerprint for files of several GB; None for hub datasets or no file)."""
     if path is None or not Path(path).is_file():
         return None
-    return sha256_file(path)
+    return file_digest(Path(path))
 
 
 def _normalised(obj: Any) -> Any:

@@ -76,7 +76,6 @@ class NERSwapConfig(NERSettings):
 
     input_file: str | None = field(default=None, metadata={
         "help": "texts for the knowledge base: .jsonl or .txt (default: none)"})
-    # "action": "extend": see aligner.data.nq_rag.RerankConfig.query (repeatable, once aligner.core.cli passes it on)
     text: list[str] = field(default_factory=list, metadata={
         "help": "text(s) to swap, repeatable; without it every input text is swapped (default: none)", "nargs": "*",
         "action": "extend"})

@@ -47,8 +47,7 @@ class NQRagConfig(NQShards, RetrievalSettings):
 class RerankConfig(RetrievalSettings):
     """faiss_rerank.py: questions -> top-k chunks -> cross-encoder -> best few."""
 
-    # "action": "extend" keeps `--query A --query B` adding up, as the study's repeatable flag did; it needs
-    # aligner.core.cli to pass the key to argparse (until then the last --query wins; --query A B gives both).
+    # "action": "extend" keeps `--query A --query B` adding up, as the study's repeatable flag did.
     query: list[str] = field(default_factory=list, metadata={
         "help": "the question(s) to retrieve for; repeat or list several (default: none)", "nargs": "*",
         "action": "extend"})

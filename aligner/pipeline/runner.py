@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aligner.core.io import read_json, sha256_file, write_json_atomic
+from aligner.core.io import file_digest, read_json, write_json_atomic
 from aligner.core.paths import REPO_ROOT
 from aligner.core.runinfo import git_commit, now_iso, package_versions
 
@@ -31,23 +31,6 @@ class Stage:
     note: str = ""                      # printed with the stage line (e.g. what data it used)
     run_config: Path | None = None      # the stage's run_config.json, copied into the manifest
     when: Callable[[], bool] | None = None  # evaluated at run time; False skips the stage ("not applicable")
-
-
-LARGE_FILE = 256 << 20  # bigger inputs (NQ shards, model weights) get a cheap fingerprint, not a full hash
-
-
-def file_digest(path: Path) -> str:
-    """sha256 of the file; for files over LARGE_FILE, sha256 of (size, first and last MiB) instead, so a
-    re-run does not read tens of GB of Natural Questions shards just to decide it can skip a stage."""
-    size = path.stat().st_size
-    if size <= LARGE_FILE:
-        return sha256_file(path)
-    h = hashlib.sha256(f"large:{size}:".encode())
-    with open(path, "rb") as fh:
-        h.update(fh.read(1 << 20))
-        fh.seek(size - (1 << 20))
-        h.update(fh.read(1 << 20))
-    return h.hexdigest()
 
 
 def path_digest(path: Path) -> str | None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from aligner.core.io import read_json
+from aligner.core.io import AlignerError, read_json
 from aligner.core.models import (
     attach_adapters,
     load_causal_lm,
@@ -66,7 +66,7 @@ class MergeConfig:
         "flag": "--no_verify_saved", "help": "skip reloading the saved model for a second check (default: off)"})
 
 
-class MergeCheckError(RuntimeError):
+class MergeCheckError(AlignerError, RuntimeError):
     """The merged model's logits differ from the adapter-applied model's by more than the tolerance."""
 
 
