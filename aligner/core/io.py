@@ -7,7 +7,9 @@ the count once.  Nothing here returns a silently shortened dataset.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import gzip
 import hashlib
 import json
 import logging
@@ -59,18 +61,25 @@ def _validate(record: Any, required: Sequence[str], path: str | os.PathLike, lin
             raise DataError(path, f"empty value for required field(s) {empty}", line)
 
 
-def iter_jsonl(path: str | os.PathLike, required: Sequence[str] = (), *, skip_invalid: bool = False,
-               allow_empty: bool = False, stats: ReadStats | None = None) -> Iterator[dict]:
-    """Yield the records of a JSON-lines file, validating each against ``required`` fields.
+def open_text(path: str | os.PathLike):
+    path = Path(path)
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8")
+    return path.open("r", encoding="utf-8")
 
-    Blank lines are ignored.  A malformed line raises ``DataError`` with its line number, or is
-    skipped and counted in ``stats`` when ``skip_invalid`` is true.
+
+def iter_json_lines(path: str | os.PathLike, check: Callable[[Any, Path, int], None] | None = None, *,
+                    skip_invalid: bool = False, on_skip: Callable[[DataError, int], None] | None = None
+                    ) -> Iterator[tuple[int, Any]]:
+    """(line number, record) for each non-blank line of a JSON-lines file (``.gz`` too).
+
+    A line that is not JSON, or that ``check(record, path, line)`` rejects with a ``DataError``, stops the read
+    with that error (file and line), or with ``skip_invalid`` is passed to ``on_skip`` and left out.
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "file not found")
-    stats = stats if stats is not None else ReadStats()
-    with path.open("r", encoding="utf-8") as fh:
+    with open_text(path) as fh:
         for lineno, raw in enumerate(fh, start=1):
             if not raw.strip():
                 continue
@@ -79,16 +88,37 @@ def iter_jsonl(path: str | os.PathLike, required: Sequence[str] = (), *, skip_in
                     record = json.loads(raw)
                 except json.JSONDecodeError as exc:
                     raise DataError(path, f"invalid JSON ({exc.msg} at column {exc.colno})", lineno) from None
-                _validate(record, required, path, lineno, allow_empty)
+                if check is not None:
+                    check(record, path, lineno)
             except DataError as err:
                 if not skip_invalid:
                     raise
-                stats.n_skipped += 1
-                stats.skipped_lines.append(lineno)
-                stats.reasons.append(str(err))
+                if on_skip is not None:
+                    on_skip(err, lineno)
                 continue
-            stats.n_read += 1
-            yield record
+            yield lineno, record
+
+
+def iter_jsonl(path: str | os.PathLike, required: Sequence[str] = (), *, skip_invalid: bool = False,
+               allow_empty: bool = False, stats: ReadStats | None = None) -> Iterator[dict]:
+    """Yield the records of a JSON-lines file, validating each against ``required`` fields.
+
+    Blank lines are ignored.  A malformed line raises ``DataError`` with its line number, or is
+    skipped and counted in ``stats`` when ``skip_invalid`` is true.
+    """
+    stats = stats if stats is not None else ReadStats()
+
+    def skipped(err: DataError, lineno: int) -> None:
+        stats.n_skipped += 1
+        stats.skipped_lines.append(lineno)
+        stats.reasons.append(str(err))
+
+    def check(record, where, lineno):
+        _validate(record, required, where, lineno, allow_empty)
+
+    for _, record in iter_json_lines(path, check, skip_invalid=skip_invalid, on_skip=skipped):
+        stats.n_read += 1
+        yield record
     if stats.n_skipped:
         shown = ", ".join(map(str, stats.skipped_lines[:10]))
         more = " ..." if stats.n_skipped > 10 else ""
@@ -162,8 +192,10 @@ def _validate_rows(rows: Any, path: Path, required: Sequence[str], skip_invalid:
     return out
 
 
-def read_csv(path: str | os.PathLike, required_columns: Sequence[str] = (), *, limit: int | None = None) -> list[dict]:
-    """Read a CSV with a header into dicts; a missing column is an error naming the file and the columns."""
+@contextlib.contextmanager
+def open_csv(path: str | os.PathLike, required_columns: Sequence[str] = ()) -> Iterator[csv.DictReader]:
+    """A ``csv.DictReader`` over a CSV with a header; a missing file or column is an error naming the file (and
+    the columns the header has)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "file not found")
@@ -173,6 +205,12 @@ def read_csv(path: str | os.PathLike, required_columns: Sequence[str] = (), *, l
         missing = [c for c in required_columns if c not in header]
         if missing:
             raise DataError(path, f"missing column(s) {missing}; the header has {header}", 1)
+        yield reader
+
+
+def read_csv(path: str | os.PathLike, required_columns: Sequence[str] = (), *, limit: int | None = None) -> list[dict]:
+    """Read a CSV with a header into dicts; a missing column is an error naming the file and the columns."""
+    with open_csv(path, required_columns) as reader:
         rows = []
         for row in reader:
             if limit is not None and limit >= 0 and len(rows) >= limit:

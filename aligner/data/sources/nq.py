@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
-import json
 import logging
 import os
 import re
@@ -12,19 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
-from aligner.core.io import DataError
+from aligner.core.io import DataError, iter_json_lines
 
 logger = logging.getLogger(__name__)
 
 # An NQ HTML token: <P>, </Td>, <Table border="1"> (the simplified format keeps attributes out, but be lenient).
 _HTML_TOKEN = re.compile(r"^</?[A-Za-z][A-Za-z0-9]*(\s[^<>]*)?/?>$")
-
-
-def open_text(path: str | os.PathLike):
-    path = Path(path)
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8")
-    return path.open("r", encoding="utf-8")
 
 
 def iter_nq_records(path: str | os.PathLike, skip_invalid: bool = False, stats: dict | None = None
@@ -35,33 +26,21 @@ def iter_nq_records(path: str | os.PathLike, skip_invalid: bool = False, stats: 
     ``document_text``), raises ``DataError`` naming the file and line (or is counted in
     ``stats['invalid']`` when ``skip_invalid``).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "file not found")
-    with open_text(path) as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            if not raw.strip():
-                continue
-            try:
-                try:
-                    rec = json.loads(raw)
-                except json.JSONDecodeError as exc:
-                    raise DataError(path, f"invalid JSON ({exc.msg} at column {exc.colno})", lineno) from None
-                if not isinstance(rec, dict):
-                    raise DataError(path, "expected a JSON object", lineno)
-                if "document_tokens" not in rec and "document_text" not in rec:
-                    raise DataError(path, "neither 'document_tokens' (original NQ) nor 'document_text' "
-                                          "(simplified NQ) present", lineno)
-                if "question_text" not in rec:
-                    raise DataError(path, "missing 'question_text'", lineno)
-            except DataError as err:
-                if not skip_invalid:
-                    raise
-                logger.warning("skipping: %s", err)
-                if stats is not None:
-                    stats["invalid"] = stats.get("invalid", 0) + 1
-                continue
-            yield lineno, rec
+    def check(rec, where, lineno):
+        if not isinstance(rec, dict):
+            raise DataError(where, "expected a JSON object", lineno)
+        if "document_tokens" not in rec and "document_text" not in rec:
+            raise DataError(where, "neither 'document_tokens' (original NQ) nor 'document_text' (simplified NQ) "
+                                   "present", lineno)
+        if "question_text" not in rec:
+            raise DataError(where, "missing 'question_text'", lineno)
+
+    def skipped(err: DataError, lineno: int) -> None:
+        logger.warning("skipping: %s", err)
+        if stats is not None:
+            stats["invalid"] = stats.get("invalid", 0) + 1
+
+    yield from iter_json_lines(path, check, skip_invalid=skip_invalid, on_skip=skipped)
 
 
 def nq_tokens(rec: dict) -> list[tuple[str, bool]]:

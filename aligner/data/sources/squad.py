@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aligner.core.io import DataError
+from aligner.core.io import DataError, open_csv
 
 logger = logging.getLogger(__name__)
 
@@ -118,17 +118,10 @@ def read_squad_csv(path: str | os.PathLike, skip_invalid: bool = False, stats: S
     row starts on, or is skipped and counted with ``skip_invalid``.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "file not found")
     stats = stats if stats is not None else SquadReadStats()
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     rows: list[SquadRow] = []
-    with path.open("r", encoding="utf-8", newline="") as fh:
-        reader = csv.DictReader(fh)
-        header = reader.fieldnames or []
-        missing = [c for c in SQUAD_REQUIRED_COLUMNS if c not in header]
-        if missing:
-            raise DataError(path, f"missing column(s) {missing}; the header has {header}", 1)
+    with open_csv(path, SQUAD_REQUIRED_COLUMNS) as reader:
         start_line = reader.line_num + 1
         for n, row in enumerate(reader, start=1):
             line = start_line
