@@ -80,11 +80,20 @@ def dpo_chat_messages(context: str, prompt: str) -> list[dict]:
             {"role": "user", "content": context_question(context or "", prompt)}]
 
 
-def render_chat(tokenizer, messages: Sequence[dict], add_generation_prompt: bool = True) -> str:
-    """Render messages with the tokenizer's chat template to a string (which starts with BOS)."""
+#: the date Llama-3 chat templates write into the system header ("Today Date: ..."); the template's own
+#: fallback.  Left to the template, the date is today's, so prompts, cached reference log-probs and results
+#: would change with the calendar.
+DEFAULT_DATE_STRING = "26 Jul 2024"
+
+
+def render_chat(tokenizer, messages: Sequence[dict], add_generation_prompt: bool = True,
+                date_string: str = DEFAULT_DATE_STRING) -> str:
+    """Render messages with the tokenizer's chat template to a string (which starts with BOS), with a fixed
+    ``date_string`` (templates without a date ignore it)."""
     if not getattr(tokenizer, "chat_template", None):
         raise ValueError("the tokenizer has no chat template; pass a model with one (instruct models do)")
-    return tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=add_generation_prompt)
+    return tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=add_generation_prompt,
+                                         date_string=date_string)
 
 
 # --- Data preparation: hard-fake "poison" prompts (first_improvement) --------------------------

@@ -34,6 +34,45 @@ def tiny_judge_dir(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny-seq-cls"), TinyModelConfig(kind="seq_cls", seed=0))
 
 
+SHARED_TOKENIZERS = REPO.parent / "shared" / "tokenizers"
+
+
+def _real_tokenizer(name: str) -> Path:
+    path = SHARED_TOKENIZERS / name
+    if not (path / "tokenizer.json").is_file():
+        pytest.skip(f"shared tokenizer not found at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def llama32_tokenizer_dir() -> Path:
+    """The real Llama-3.2-Instruct tokenizer (128,256 ids, chat template with a date, no pad token)."""
+    return _real_tokenizer("llama-3.2-instruct")
+
+
+@pytest.fixture(scope="session")
+def sentencepiece_tokenizer_dir() -> Path:
+    """A SentencePiece LlamaTokenizer of the TruthfulQA judge's kind (legacy, no pad, 1e30 model_max_length)."""
+    return _real_tokenizer("sentencepiece-llama")
+
+
+@pytest.fixture(scope="session")
+def llama32_policy_dir(tmp_path_factory, llama32_tokenizer_dir) -> Path:
+    """A random-init Llama-3.2-3B-shaped policy (rope, GQA, tied embeddings) around the real tokenizer, narrowed
+    to 2 layers of width 64 for the CPU: the 128k-row embedding is what costs."""
+    cfg = TinyModelConfig(kind="causal", seed=0, tokenizer=str(llama32_tokenizer_dir), config_preset="llama-3.2-3b",
+                          num_layers=2, hidden_size=64, num_heads=4, num_kv_heads=2, intermediate_size=128)
+    return build_tiny_model(tmp_path_factory.mktemp("llama32-policy"), cfg)
+
+
+@pytest.fixture(scope="session")
+def sentencepiece_judge_dir(tmp_path_factory, sentencepiece_tokenizer_dir) -> Path:
+    """A random-init Llama-2-7B-shaped causal judge around the SentencePiece tokenizer (2 layers, width 64)."""
+    cfg = TinyModelConfig(kind="causal", seed=1, tokenizer=str(sentencepiece_tokenizer_dir), config_preset="llama-2-7b",
+                          num_layers=2, hidden_size=64, num_heads=4, num_kv_heads=4, intermediate_size=128)
+    return build_tiny_model(tmp_path_factory.mktemp("sp-judge"), cfg)
+
+
 @pytest.fixture(scope="session")
 def minilm_dir() -> Path:
     return minilm_model_path()

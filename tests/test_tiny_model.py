@@ -48,3 +48,33 @@ def test_script_cli(tmp_path):
     proc = run_script("scripts/make_tiny_model.py", "--output_dir", tmp_path / "m", "--kind", "seq_cls", "--seed", "3")
     assert "written" in proc.stdout
     assert (tmp_path / "m" / "config.json").is_file()
+
+
+def test_real_tokenizer_and_preset_shape(llama32_policy_dir, sentencepiece_judge_dir):
+    from aligner.testing.tiny import CONFIG_PRESETS, TinyModelConfig, shape_from_preset
+
+    cfg = AutoModelForCausalLM.from_pretrained(llama32_policy_dir).config
+    tok = AutoTokenizer.from_pretrained(llama32_policy_dir)
+    assert cfg.vocab_size == len(tok) == 128256 and cfg.tie_word_embeddings
+    assert cfg.bos_token_id == tok.convert_tokens_to_ids("<|begin_of_text|>") == 128000
+    assert cfg.eos_token_id == tok.convert_tokens_to_ids("<|eot_id|>")
+    assert cfg.rope_parameters["rope_type"] == "llama3" and cfg.rope_parameters["factor"] == 32.0
+    assert (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.num_hidden_layers) == (4, 2, 2)
+    judge = AutoModelForCausalLM.from_pretrained(sentencepiece_judge_dir).config
+    assert judge.vocab_size == 32000 and not judge.tie_word_embeddings and judge.bos_token_id == 1
+    # the full preset is the real model's shape
+    full = shape_from_preset(TinyModelConfig(config_preset="llama-3.2-3b"))
+    p = CONFIG_PRESETS["llama-3.2-3b"]
+    assert (full["hidden_size"], full["num_attention_heads"], full["num_key_value_heads"], full["head_dim"],
+            full["num_hidden_layers"], full["intermediate_size"]) == (3072, 24, 8, 128, 28, 8192) == (
+        p["hidden_size"], p["num_heads"], p["num_kv_heads"], p["head_dim"], p["num_layers"], p["intermediate_size"])
+    narrow = shape_from_preset(TinyModelConfig(config_preset="llama-3.2-3b", hidden_size=384, num_layers=2))
+    assert (narrow["num_attention_heads"], narrow["num_key_value_heads"], narrow["intermediate_size"]) == (3, 1, 1024)
+
+
+def test_script_builds_around_a_real_tokenizer(tmp_path, sentencepiece_tokenizer_dir):
+    run_script("scripts/make_tiny_model.py", "--output_dir", tmp_path / "m", "--tokenizer", sentencepiece_tokenizer_dir,
+               "--config_preset", "llama-2-7b", "--num_layers", "1", "--hidden_size", "128")
+    cfg = AutoModelForCausalLM.from_pretrained(tmp_path / "m").config
+    assert cfg.vocab_size == 32000 and cfg.hidden_size == 128 and cfg.num_hidden_layers == 1
+    assert cfg.rope_parameters["rope_theta"] == 10000.0

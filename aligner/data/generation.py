@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from aligner.core.cli import override
 from aligner.core.runner import path_identity
 from aligner.data.sft import SFTView, view_fingerprint
-from aligner.lm.settings import BackendSettings, ModelSettings
+from aligner.lm.settings import BackendSettings, ChatSettings, ModelSettings
 
 #: the backend name a stage's counts report (``counts["backend"]``), by resolved backend; the names the
 #: counts have always carried
@@ -21,7 +21,7 @@ def _g(help: str, **more) -> dict:
 
 
 @dataclass(kw_only=True)
-class GeneratorSettings(ModelSettings, BackendSettings):
+class GeneratorSettings(ModelSettings, BackendSettings, ChatSettings):
     """The instruct model that writes records, and how it samples; its output file is appended per batch."""
 
     # One model writes every record; adapters are not offered (the study never used them here).
@@ -44,7 +44,7 @@ def load_generator(cfg: GeneratorSettings):
     backend = resolve_backend(cfg.backend)
     lm = load_lm(backend, cfg.model_path, batch_size=cfg.batch_size, dtype=cfg.dtype, device=cfg.device,
                  max_model_len=cfg.max_model_len, gpu_memory_utilization=cfg.gpu_memory_utilization,
-                 tensor_parallel_size=cfg.tensor_parallel_size, seed=cfg.seed)
+                 tensor_parallel_size=cfg.tensor_parallel_size, seed=cfg.seed, date_string=cfg.date_string)
     return lm, backend
 
 
@@ -55,7 +55,8 @@ def generator_fingerprint(task: str, cfg: GeneratorSettings, view_cfg: SFTView, 
 
     return {"task": task, "model": path_identity(cfg.model_path), "dtype": str(resolve_dtype(cfg.dtype, cfg.device)),
             "backend": backend, "seed": cfg.seed, "max_new_tokens": cfg.max_new_tokens,
-            "temperature": cfg.temperature, "top_p": cfg.top_p, **view_fingerprint(view_cfg), **prompt}
+            "temperature": cfg.temperature, "top_p": cfg.top_p, "date_string": cfg.date_string,
+            **view_fingerprint(view_cfg), **prompt}
 
 
 def sampling_seed(cfg: GeneratorSettings, first_position: int) -> int | None:

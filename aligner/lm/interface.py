@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import torch
 
 from aligner.core.io import AlignerError
-from aligner.prompts import render_chat
+from aligner.prompts import DEFAULT_DATE_STRING, render_chat
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +51,7 @@ class LM(ABC):
     adapter_paths: dict[str | None, str | None]
     active_adapter: str | None = None
     max_length: int | None = None
+    date_string: str = DEFAULT_DATE_STRING  # written into chat prompts by templates that have a date
     #: prompts handed to one ``generate_until`` call between two saves of a resumable run
     generation_chunk: int = 16
 
@@ -60,7 +61,7 @@ class LM(ABC):
         self.active_adapter = name
 
     def chat_prompt(self, messages: Sequence[dict]) -> str:
-        return render_chat(self.tokenizer, messages, add_generation_prompt=True)
+        return render_chat(self.tokenizer, messages, add_generation_prompt=True, date_string=self.date_string)
 
     @abstractmethod
     def loglikelihood(self, requests: Sequence[tuple[str, str]], progress: bool = True,
@@ -120,12 +121,16 @@ def resolve_backend(backend: str) -> str:
 
 def load_lm(backend: str, model_path: str, lora_paths=None, **kwargs) -> LM:
     """The backend's LM for ``model_path`` with ``lora_paths`` attached; settings the backend does not
-    take are dropped (so one call site serves both)."""
+    take are dropped (so one call site serves both).  ``date_string`` goes into its chat prompts."""
     backend = resolve_backend(backend)
+    date_string = kwargs.pop("date_string", DEFAULT_DATE_STRING)
     if backend == "vllm":
         from aligner.lm.vllm import VLLM_SETTINGS, VLLMLM
 
-        return VLLMLM(model_path, lora_paths, **{k: v for k, v in kwargs.items() if k in VLLM_SETTINGS})
-    from aligner.lm.hf import HF_SETTINGS, HFLM
+        lm = VLLMLM(model_path, lora_paths, **{k: v for k, v in kwargs.items() if k in VLLM_SETTINGS})
+    else:
+        from aligner.lm.hf import HF_SETTINGS, HFLM
 
-    return HFLM(model_path, lora_paths, **{k: v for k, v in kwargs.items() if k in HF_SETTINGS})
+        lm = HFLM(model_path, lora_paths, **{k: v for k, v in kwargs.items() if k in HF_SETTINGS})
+    lm.date_string = date_string
+    return lm

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from aligner.lm.interface import BACKENDS
+from aligner.prompts import DEFAULT_DATE_STRING
 
 
 @dataclass(kw_only=True)
@@ -36,3 +37,13 @@ class BackendSettings:
         "help": "vLLM share of GPU memory", "group": "backend"})
     seed: int = field(default=0, metadata={
         "help": "generation seed (vLLM; sampling)", "group": "backend"})
+
+
+@dataclass(kw_only=True)
+class ChatSettings:
+    """How chat prompts are rendered."""
+
+    date_string: str = field(default=DEFAULT_DATE_STRING, metadata={
+        "help": "the date written into Llama-3 chat prompts ('Today Date: ...'), fixed so that prompts and results do "
+                "not change with the calendar (the template's own fallback; the study's runs used the day they ran)",
+        "group": "prompts"})

@@ -1,6 +1,11 @@
-"""Tiny offline models for tests and the demo: a Llama-architecture causal LM (or 2-label classifier)
-with a byte-level BPE tokenizer trained on real benchmark text, carrying the Llama-3 special tokens and
-a Llama-3 style chat template.  Building is deterministic: the same seed gives the same bytes."""
+"""Offline models for tests, the demo and benchmarks, with random weights.
+
+By default a tiny Llama-architecture causal LM (or 2-label classifier) with a byte-level BPE tokenizer trained on
+real benchmark text, carrying the Llama-3 special tokens and a Llama-3 style chat template.  With ``tokenizer`` a
+real tokenizer folder is used instead (its vocabulary size and special-token ids shape the model), and with
+``config_preset`` the real configuration of one of the study's models (hidden size, heads, KV heads, rope
+settings, tied embeddings), narrowed for a CPU with ``num_layers`` / ``hidden_size``.  Building is
+deterministic: the same settings and seed give the same bytes."""
 
 from __future__ import annotations
 
@@ -31,6 +36,24 @@ LLAMA3_CHAT_TEMPLATE = (
 )
 
 
+#: the study's model shapes (from their config.json); vocab_size and special ids come from the tokenizer
+CONFIG_PRESETS: dict[str, dict] = {
+    "llama-3.2-3b": dict(hidden_size=3072, intermediate_size=8192, num_layers=28, num_heads=24, num_kv_heads=8,
+                         head_dim=128, max_position_embeddings=131072, tie_word_embeddings=True, rms_norm_eps=1e-5,
+                         rope_parameters={"rope_type": "llama3", "rope_theta": 500000.0, "factor": 32.0,
+                                          "high_freq_factor": 4.0, "low_freq_factor": 1.0,
+                                          "original_max_position_embeddings": 8192}),
+    "llama-3.2-1b": dict(hidden_size=2048, intermediate_size=8192, num_layers=16, num_heads=32, num_kv_heads=8,
+                         head_dim=64, max_position_embeddings=131072, tie_word_embeddings=True, rms_norm_eps=1e-5,
+                         rope_parameters={"rope_type": "llama3", "rope_theta": 500000.0, "factor": 32.0,
+                                          "high_freq_factor": 4.0, "low_freq_factor": 1.0,
+                                          "original_max_position_embeddings": 8192}),
+    "llama-2-7b": dict(hidden_size=4096, intermediate_size=11008, num_layers=32, num_heads=32, num_kv_heads=32,
+                       head_dim=128, max_position_embeddings=4096, tie_word_embeddings=False, rms_norm_eps=1e-5,
+                       rope_parameters={"rope_type": "default", "rope_theta": 10000.0}),
+}
+
+
 @dataclass
 class TinyModelConfig:
     """The tiny model's shape (``scripts/make_tiny_model.py`` generates its flags from these fields)."""
@@ -43,11 +66,20 @@ class TinyModelConfig:
     model_vocab_size: int | None = field(default=None, metadata={
         "help": "embedding rows, if larger than the tokenizer (benchmarks at a 32k+ vocabulary) (default: tokenizer "
                 "size)"})
-    hidden_size: int = field(default=128, metadata={"help": "model width"})
-    intermediate_size: int = field(default=256, metadata={"help": "MLP width"})
-    num_layers: int = field(default=4, metadata={"help": "decoder layers"})
-    num_heads: int = field(default=4, metadata={"cli": False})
-    num_kv_heads: int = field(default=2, metadata={"cli": False})
+    tokenizer: str | None = field(default=None, metadata={
+        "help": "a tokenizer folder (e.g. ../shared/tokenizers/llama-3.2-instruct) to build the model around: its "
+                "vocabulary size and special-token ids are used instead of training a 2k BPE tokenizer (default: none)"})
+    config_preset: str | None = field(default=None, metadata={
+        "help": "the real configuration of one of the study's models (default: none = the tiny shape)",
+        "choices": sorted(CONFIG_PRESETS)})
+    hidden_size: int | None = field(default=None, metadata={
+        "help": "model width; with --config_preset, narrows the preset (heads and MLP scaled along) (default: 128, "
+                "or the preset's)"})
+    intermediate_size: int | None = field(default=None, metadata={
+        "help": "MLP width (default: 256, or the preset's, scaled with --hidden_size)"})
+    num_layers: int | None = field(default=None, metadata={"help": "decoder layers (default: 4, or the preset's)"})
+    num_heads: int | None = field(default=None, metadata={"cli": False})
+    num_kv_heads: int | None = field(default=None, metadata={"cli": False})
     max_position_embeddings: int = field(default=4096, metadata={"cli": False})
     n_text_rows: int = field(default=3000, metadata={"cli": False})  # rows of benchmark text for the tokenizer
 
@@ -109,6 +141,47 @@ def build_tokenizer(cfg: TinyModelConfig):
     return hf_tok
 
 
+def shape_from_preset(cfg: TinyModelConfig) -> dict:
+    """The LlamaConfig shape: the tiny default, or a preset narrowed by ``hidden_size`` / ``num_layers`` (the heads
+    and the MLP width scale with the width, keeping the preset's grouping of query heads per KV head)."""
+    if cfg.config_preset is None:
+        return dict(hidden_size=cfg.hidden_size or 128, intermediate_size=cfg.intermediate_size or 256,
+                    num_hidden_layers=cfg.num_layers or 4, num_attention_heads=cfg.num_heads or 4,
+                    num_key_value_heads=cfg.num_kv_heads or 2, max_position_embeddings=cfg.max_position_embeddings,
+                    tie_word_embeddings=True, rms_norm_eps=1e-5, rope_theta=500000.0)
+    if cfg.config_preset not in CONFIG_PRESETS:
+        raise ValueError(f"unknown --config_preset {cfg.config_preset!r}; one of {sorted(CONFIG_PRESETS)}")
+    p = CONFIG_PRESETS[cfg.config_preset]
+    hidden = cfg.hidden_size or p["hidden_size"]
+    scale = hidden / p["hidden_size"]
+    heads = cfg.num_heads or max(1, round(p["num_heads"] * scale))
+    group = p["num_heads"] // p["num_kv_heads"]
+    kv = cfg.num_kv_heads or max(1, heads // group)
+    if hidden % heads or heads % kv:
+        raise ValueError(f"--hidden_size {hidden} gives {heads} heads and {kv} KV heads, which do not divide it")
+    return dict(hidden_size=hidden, intermediate_size=cfg.intermediate_size or max(1, round(p["intermediate_size"] * scale)),
+                num_hidden_layers=cfg.num_layers or p["num_layers"], num_attention_heads=heads, num_key_value_heads=kv,
+                head_dim=p["head_dim"] if hidden == p["hidden_size"] else hidden // heads,
+                max_position_embeddings=p["max_position_embeddings"], tie_word_embeddings=p["tie_word_embeddings"],
+                rms_norm_eps=p["rms_norm_eps"], rope_parameters=dict(p["rope_parameters"]))
+
+
+def load_given_tokenizer(path: str):
+    """A real tokenizer folder as the model's tokenizer (no pad token added: the loaders choose one)."""
+    from transformers import AutoTokenizer
+
+    if not Path(path).is_dir():
+        raise FileNotFoundError(f"--tokenizer {path}: no such folder")
+    return AutoTokenizer.from_pretrained(path)
+
+
+def _special_ids(tokenizer) -> dict:
+    pad = tokenizer.pad_token_id
+    if pad is None and PAD in tokenizer.get_vocab():
+        pad = tokenizer.convert_tokens_to_ids(PAD)
+    return dict(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=pad)
+
+
 def build_tiny_model(output_dir: str | os.PathLike, cfg: TinyModelConfig) -> Path:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification
@@ -117,16 +190,9 @@ def build_tiny_model(output_dir: str | os.PathLike, cfg: TinyModelConfig) -> Pat
         raise ValueError(f"--kind must be causal or seq_cls, not {cfg.kind!r}")
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tokenizer(cfg)
+    tokenizer = load_given_tokenizer(cfg.tokenizer) if cfg.tokenizer else build_tokenizer(cfg)
     vocab = max(len(tokenizer), cfg.model_vocab_size or 0)
-    config = LlamaConfig(
-        vocab_size=vocab, hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
-        num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads,
-        num_key_value_heads=cfg.num_kv_heads, max_position_embeddings=cfg.max_position_embeddings,
-        tie_word_embeddings=True, rms_norm_eps=1e-5, rope_theta=500000.0,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.convert_tokens_to_ids(PAD), torch_dtype="float32",
-    )
+    config = LlamaConfig(vocab_size=vocab, **shape_from_preset(cfg), **_special_ids(tokenizer), torch_dtype="float32")
     torch.manual_seed(cfg.seed)
     if cfg.kind == "causal":
         model = LlamaForCausalLM(config)

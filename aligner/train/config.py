@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from aligner.core.paths import PAIR_FILES, TEACHER_PAIRS_FILE, pair_file
+from aligner.lm.settings import ChatSettings
 from aligner.train.curriculum import DEFAULT_FRACTIONS, parse_fractions
 
 PROMPT_FORMATS = ("plain", "chat")
@@ -21,7 +22,7 @@ def _g(group: str, help: str, **more) -> dict:
 
 
 @dataclass(kw_only=True)
-class DPOPTrainingConfig:
+class DPOPTrainingConfig(ChatSettings):
     model_path: str = field(metadata={"help": "base model folder or hub id", "aliases": ["--model-path"]})
     output_dir: str = field(metadata={
         "help": "where epoch_<k>/, checkpoints/, the final adapter and train_log.jsonl go",

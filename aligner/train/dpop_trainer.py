@@ -195,7 +195,7 @@ class DPOPTrainer:
 
     def _tokenize(self):
         cfg = self.cfg
-        ptok = PairTokenizer(self.tokenizer, cfg.max_length, cfg.prompt_format, cfg.append_eos)
+        ptok = PairTokenizer(self.tokenizer, cfg.max_length, cfg.prompt_format, cfg.append_eos, cfg.date_string)
         self.tokenized: list[list[TokenizedPair]] = []
         self.tokenize_stats = {}
         for lv in self.levels:

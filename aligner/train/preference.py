@@ -37,7 +37,7 @@ from aligner.core.io import DataError, read_json, write_json_atomic
 from aligner.core.logprobs import EncodedPair, encode_prompt_response
 from aligner.core.models import use_adapter
 from aligner.core.paths import LEVELS, PAIR_FILES, TEACHER_PAIRS_FILE, pair_file
-from aligner.prompts import dpo_chat_messages, plain_dpo_prompt, render_chat
+from aligner.prompts import DEFAULT_DATE_STRING, dpo_chat_messages, plain_dpo_prompt, render_chat
 from aligner.train.config import CurriculumData, LatestRecipeData
 from aligner.train.curriculum import shuffled_mix
 
@@ -201,7 +201,7 @@ class PairTokenizer:
     """Turns ``PreferencePair`` into token ids with the response span marked (see the module docstring)."""
 
     def __init__(self, tokenizer, max_length: int = 1024, prompt_format: str = "plain",
-                 append_eos: bool | None = None):
+                 append_eos: bool | None = None, date_string: str = DEFAULT_DATE_STRING):
         if prompt_format not in PROMPT_FORMATS:
             raise ValueError(f"prompt_format must be one of {PROMPT_FORMATS}, not {prompt_format!r}")
         if max_length < 2:
@@ -209,13 +209,14 @@ class PairTokenizer:
         self.tokenizer = tokenizer
         self.max_length = int(max_length)
         self.prompt_format = prompt_format
+        self.date_string = date_string
         self.append_eos = (prompt_format == "chat") if append_eos is None else bool(append_eos)
         if self.append_eos and not tokenizer.eos_token:
             raise ValueError("append_eos needs a tokenizer with an EOS token")
 
     def build_prompt(self, context: str, prompt: str) -> str:
         if self.prompt_format == "chat":
-            return render_chat(self.tokenizer, dpo_chat_messages(context, prompt))
+            return render_chat(self.tokenizer, dpo_chat_messages(context, prompt), date_string=self.date_string)
         return plain_dpo_prompt(context, prompt)
 
     def response_text(self, response: str) -> str:

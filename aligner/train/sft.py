@@ -17,7 +17,7 @@ from pathlib import Path
 from aligner.core.io import DataError, ReadStats, iter_jsonl, write_json_atomic
 from aligner.core.models import load_causal_lm, resolve_device
 from aligner.core.runinfo import write_run_config
-from aligner.prompts import dpo_chat_messages
+from aligner.prompts import dpo_chat_messages, render_chat
 
 logger = logging.getLogger(__name__)
 
@@ -96,8 +96,8 @@ def record_context(rec: dict) -> str:
 
 def fit_context(tokenizer, context: str, question: str, answer: str, max_length: int) -> tuple[str, bool] | None:
     """Cut the context (by tokens, from its end) so prompt + answer fit ``max_length``; None if the answer can't."""
-    skeleton = tokenizer.apply_chat_template(
-        dpo_chat_messages("", question) + [{"role": "assistant", "content": answer}], tokenize=False)
+    skeleton = render_chat(tokenizer, dpo_chat_messages("", question) + [{"role": "assistant", "content": answer}],
+                           add_generation_prompt=False)
     fixed = len(tokenizer(skeleton, add_special_tokens=False)["input_ids"]) + 4  # +4: merges at the seams
     budget = max_length - fixed
     if budget <= 0:

@@ -45,7 +45,7 @@ from aligner.eval.metrics.registry import aggregate
 from aligner.eval.metrics.similarity import BertScoreF1, EmbeddingSimilarity
 from aligner.eval.metrics.text import rouge_l, sentence_bleu
 from aligner.lm.interface import LM, load_lm, release_lm, resolve_backend
-from aligner.lm.settings import BackendSettings, ModelSettings
+from aligner.lm.settings import BackendSettings, ChatSettings, ModelSettings
 from aligner.prompts import CONTEXT_QUESTION_TEMPLATE, HALUEVAL_STEP1_SYSTEM, halueval_messages
 
 logger = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ class BertScoreSettings:
 
 
 @dataclass(kw_only=True)
-class HaluEvalGenerationConfig(ModelSettings, BackendSettings):
+class HaluEvalGenerationConfig(ModelSettings, BackendSettings, ChatSettings):
     """What both generating flows share: the data, the generation and the resumable output."""
 
     model_path: str = override(ModelSettings, "model_path", dataclasses.MISSING, help="generator model folder or hub id")
@@ -201,13 +201,14 @@ def _generation_fingerprint(cfg: HaluEvalGenerationConfig, flow: str, adapter: s
     return {"task": f"halueval/{flow}", "model": path_identity(cfg.model_path), "adapter": path_identity(adapter),
             "dtype": str(resolve_dtype(cfg.dtype, cfg.device)), "backend": backend,
             "prompt": CONTEXT_QUESTION_TEMPLATE, "system": system, "max_new_tokens": cfg.max_new_tokens,
+            "date_string": cfg.date_string,
             "data_sha256": data_fingerprint(resolve_data_path(cfg.data_path))}
 
 
 def _load_generator(cfg: HaluEvalGenerationConfig, backend: str) -> LM:
     return load_lm(backend, cfg.model_path, cfg.lora_path, batch_size=cfg.batch_size, dtype=cfg.dtype,
                    device=cfg.device, tensor_parallel_size=cfg.tensor_parallel_size,
-                   gpu_memory_utilization=cfg.gpu_memory_utilization, seed=cfg.seed)
+                   gpu_memory_utilization=cfg.gpu_memory_utilization, seed=cfg.seed, date_string=cfg.date_string)
 
 
 def _chunk_size(cfg: HaluEvalGenerationConfig, lm: LM) -> int:
