@@ -2,7 +2,7 @@
 
 Plain prompts (``Q: ...\\nA:``) are tokenized with the tokenizer's special tokens (BOS); prompts rendered
 by a chat template already start with BOS and are tokenized without adding it again
-(``aligner.logprobs.wants_special_tokens``).
+(``aligner.core.logprobs.wants_special_tokens``).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 One optimizer and one LR schedule (warmup counted in optimizer steps) span every curriculum stage.  Per
 micro-batch the policy runs once over the chosen and rejected sequences concatenated (2B rows), with only the
-response positions projected onto the vocabulary (``aligner.logprobs.batch_response_logprobs``); the reference
+response positions projected onto the vocabulary (``aligner.core.logprobs.batch_response_logprobs``); the reference
 is the same model with its adapters disabled, under ``no_grad``, or log-probs precomputed once per dataset and
 cached next to the data (``precompute_ref``).
 
