@@ -161,7 +161,7 @@ def build_sft_trainer(cfg: RagSFTConfig, model, tokenizer, examples: Sequence[di
         logging_steps=cfg.logging_steps, save_steps=cfg.save_steps, save_total_limit=cfg.save_total_limit,
         seed=cfg.seed, max_length=cfg.max_length, bf16=str(dtype) == "torch.bfloat16",
         fp16=str(dtype) == "torch.float16", use_cpu=dev.type == "cpu", report_to="none",
-        activation_checkpointing=cfg.gradient_checkpointing, completion_only_loss=True, packing=False,
+        gradient_checkpointing=cfg.gradient_checkpointing, completion_only_loss=True, packing=False,
         dataloader_num_workers=0,
     )
     return SFTTrainer(model=model, args=config, train_dataset=Dataset.from_list(list(examples)),
