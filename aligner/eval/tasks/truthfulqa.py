@@ -44,7 +44,15 @@ from aligner.eval.metrics.mc import mc1_hit, mc2_mass
 from aligner.eval.metrics.registry import aggregate
 from aligner.lm.interface import LM, load_lm, release_lm, resolve_backend
 from aligner.lm.settings import BackendSettings, ModelSettings
-from aligner.prompts import TRUTHFULQA_JUDGE_TEMPLATE, TRUTHFULQA_QA_TEMPLATE, truthfulqa_choice, truthfulqa_prompt
+from aligner.prompts import (
+    TRUTHFULQA_JUDGE_TEMPLATE,
+    TRUTHFULQA_PROMPT_STYLES,
+    TRUTHFULQA_QA_TEMPLATE,
+    truthfulqa_choice,
+    truthfulqa_mc_prompt,
+    truthfulqa_mc_template,
+    truthfulqa_prompt,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +81,11 @@ class TruthfulQAEvalConfig(ModelSettings, BackendSettings):
         "help": "hub dataset with the multiple_choice and generation configs"})
     limit: int = field(default=-1, metadata={"help": "first N questions; -1 = all"})
     mc_batch: int = field(default=64, metadata={"help": "MC choices scored per forward pass, across questions"})
+    prompt_style: str = field(default="study", metadata={
+        "choices": list(TRUTHFULQA_PROMPT_STYLES),
+        "help": "MC context: study = the study's 0-shot 'Q: ...\\nA:'; lm_eval = lm-evaluation-harness's "
+                "truthfulqa_mc1/mc2 prompt (the TruthfulQA paper's 6-shot QA preamble, then the same), the one "
+                "comparable with leaderboard numbers. Generation always uses the study's prompt"})
     share_prefix: bool = field(default=True, metadata={
         "flag": "--no_share_prefix", "help": "score every (question, choice) as its own sequence instead of packing "
                                              "a question's choices behind one copy of its prefix (same numbers; "
@@ -141,10 +154,12 @@ def unique_choices(item: MCItem) -> list[str]:
     return list(dict.fromkeys([*item.mc1_choices, *item.mc2_choices]))
 
 
-def score_mc(lm: LM, items: Sequence[MCItem], progress: bool = False) -> list[MCResult]:
-    """Score every mc1/mc2 choice of ``items`` (each distinct choice once) and return per-question results."""
+def score_mc(lm: LM, items: Sequence[MCItem], progress: bool = False, prompt_style: str = "study") -> list[MCResult]:
+    """Score every mc1/mc2 choice of ``items`` (each distinct choice once) and return per-question results;
+    ``prompt_style`` picks the context (``aligner.prompts.truthfulqa_mc_prompt``)."""
     uniq = [unique_choices(it) for it in items]
-    groups = [(truthfulqa_prompt(it.question), [truthfulqa_choice(c) for c in u]) for it, u in zip(items, uniq)]
+    groups = [(truthfulqa_mc_prompt(it.question, prompt_style), [truthfulqa_choice(c) for c in u])
+              for it, u in zip(items, uniq)]
     scores = lm.loglikelihood_groups(groups, progress=progress, desc="MC scoring")
     results = []
     for it, u, s in zip(items, uniq, scores):
@@ -191,11 +206,13 @@ def _same_question(rec: dict, question: str) -> str | None:
 
 
 def run_mc(lm: LM, items: Sequence[MCItem], path: str | os.PathLike, resume: bool = False, mc_batch: int = 64,
-           forwards_per_save: int = 4, progress: bool = True, fingerprint: dict | None = None) -> list[dict]:
+           forwards_per_save: int = 4, progress: bool = True, fingerprint: dict | None = None,
+           prompt_style: str = "study") -> list[dict]:
     """Score ``items``, appending one record per question to ``path`` as chunks finish; with ``resume``
     questions already in the file are skipped.  Returns the records of ``items`` in order."""
     per_chunk = max(1, mc_batch) * max(1, forwards_per_save)
-    return run_per_sample(path, items, lambda chunk: [r.record() for r in score_mc(lm, chunk)],
+    return run_per_sample(path, items, lambda chunk: [r.record() for r in score_mc(lm, chunk,
+                                                                                    prompt_style=prompt_style)],
                           key_of=lambda it: it.index, chunk=lambda todo: chunk_by_choices(todo, per_chunk),
                           resume=resume, fingerprint=fingerprint, check=lambda r, it: _same_question(r, it.question),
                           desc="MC scoring", unit="question", progress=progress)
@@ -278,6 +295,8 @@ def _fingerprint(cfg: TruthfulQAEvalConfig, phase: str, adapter: str | None, dat
               data=data.source if data is not None else None, data_sha256=data_fingerprint(cfg.data_path))
     if phase == "generation":
         fp.update(backend=backend, max_new_tokens=cfg.max_new_tokens, stop=cfg.stop_sequences)
+    if phase == "mc":
+        fp.update(prompt=truthfulqa_mc_template(cfg.prompt_style))  # the study's style keeps the old fingerprint
     return fp
 
 
@@ -322,7 +341,8 @@ class _Run:
 
     def base_fields(self, name: str, path: str | None) -> dict:
         return {"model": self.cfg.model_path, "lora": path, "adapter": name, "run_name": self.cfg.run_name,
-                "judge_model": self.cfg.judge_model_path, "data": self.data.source, "backend": self.backend}
+                "judge_model": self.cfg.judge_model_path, "data": self.data.source, "backend": self.backend,
+                "prompt_style": self.cfg.prompt_style}
 
 
 def _start(cfg: TruthfulQAEvalConfig) -> _Run:
@@ -352,7 +372,7 @@ def _policy_phases(run: _Run) -> tuple[dict, dict]:
                 with run.timer[name]("mc"):
                     recs = run_mc(lm, data.mc, run.file("detailed_mc", name), resume=cfg.resume,
                                   mc_batch=cfg.mc_batch, progress=cfg.progress,
-                                  fingerprint=_fingerprint(cfg, "mc", path, data))
+                                  fingerprint=_fingerprint(cfg, "mc", path, data), prompt_style=cfg.prompt_style)
                 mc_by[name] = mc_metrics(recs)
                 logger.info("%s: MC1 %.4f  MC2 %.4f", name, mc_by[name]["mc1"], mc_by[name]["mc2"])
         if not cfg.skip_generation:
