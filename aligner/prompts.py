@@ -107,17 +107,33 @@ def merge_probe_plain_text() -> str:
 
 
 # --- DPOP training --------------------------------------------------------------------------
+#: the system prompt of the study's first_improvement/training/train_dpop_improved.py:77
 DPO_IMPROVED_SYSTEM = "You are a helpful AI assistant. Use the provided context to answer the question."
+#: the system prompt of the study's latest recipe, further_improvement/training/train_dpop.py:100,127
+DPO_LATEST_SYSTEM = ("You are a careful and honest assistant. Always answer using ONLY the information provided in "
+                     "the context. If the context does not contain the answer, say you don't know. Do not guess or "
+                     "invent facts.")
+#: the user turn the study's latest recipe tokenizes only to measure the context budget (train_dpop.py:101)
+DPO_LATEST_BUDGET_USER = "Question: {question}\n\nContext: "
+PLAIN_DPO_FORMATS = ("separated", "raw")
 
 
-def plain_dpo_prompt(context: str, prompt: str) -> str:
-    """The study's first-run format: the context followed by the question, no template."""
+def plain_dpo_prompt(context: str, prompt: str, style: str = "separated") -> str:
+    """The first recipe's plain format: the context followed by the question, no template.
+
+    ``separated`` (default): ``"{context}\\n\\n{question}\\n"`` (stripped; ``"{question}\\n"`` without context), so
+    that context, question and answer stay apart.  ``raw``: the study's ``context + prompt`` glued as they are
+    (first_improvement/training/train_dpop.py:72; "...ring.Who was...?Paris"), for --study_compat."""
+    if style == "raw":
+        return (context or "") + prompt
+    if style != "separated":
+        raise ValueError(f"plain prompt style must be one of {PLAIN_DPO_FORMATS}, not {style!r}")
     context = (context or "").strip()
     return f"{context}\n\n{prompt.strip()}\n" if context else f"{prompt.strip()}\n"
 
 
-def dpo_chat_messages(context: str, prompt: str) -> list[dict]:
-    return [{"role": "system", "content": DPO_IMPROVED_SYSTEM},
+def dpo_chat_messages(context: str, prompt: str, system: str = DPO_IMPROVED_SYSTEM) -> list[dict]:
+    return [{"role": "system", "content": system},
             {"role": "user", "content": context_question(context or "", prompt)}]
 
 
