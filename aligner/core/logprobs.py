@@ -8,7 +8,9 @@ Definitions (the same for training, MC scoring and judges):
   rendered by a chat template), so BOS is never doubled and never counted as a response token.
 * log p(response | prompt) = sum over response tokens t of (logit[t-1, y_t] - logsumexp(logit[t-1, :])),
   computed in fp32.  Only the positions that predict response tokens are projected onto the vocabulary
-  (``logits_to_keep`` with a boolean mask), and no full log-softmax copy of the batch is ever made.
+  (``logits_to_keep`` with a boolean mask, used when a load-time probe shows the model returns exactly those
+  ``[N, V]`` rows; the full-logits path otherwise), and no full log-softmax copy of the batch is ever made:
+  the logsumexp runs in fp32 chunks of ``LOGSUMEXP_CHUNK`` rows, in the backward too.
 """
 
 from __future__ import annotations
@@ -87,32 +89,106 @@ def response_mask(starts: Sequence[int], ends: Sequence[int], width: int,
     return mask.to(device) if device is not None else mask
 
 
-def accepts_logits_to_keep(model) -> bool:
+def _base_model(model):
     while hasattr(model, "module") and isinstance(model.module, torch.nn.Module):
         model = model.module  # DDP / FSDP / DeepSpeed wrappers hide the signature behind forward(*args, **kwargs)
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    cached = getattr(base, "_aligner_logits_to_keep", None)
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def probe_logits_mask(model, atol: float | None = None) -> bool:
+    """Whether ``model(..., logits_to_keep=<(B, T) bool mask>)`` returns the ``[N, V]`` logits of the masked
+    positions, equal to ``full_logits[mask]``: two forwards of 10 tokens.  transformers >= 5.21 does that; 4.50 ..
+    5.20 raise ``IndexError`` (or, for an int (B, K) tensor, return a wrong shape), and a model may ignore the
+    argument.  Run it on the plain model (before DDP/FSDP wrapping: no collectives)."""
+    base = _base_model(model)
+    try:
+        if "logits_to_keep" not in inspect.signature(base.forward).parameters:
+            return False
+    except (TypeError, ValueError):
+        return False
+    param = next(base.parameters())
+    vocab = base.get_output_embeddings().weight.shape[0] if base.get_output_embeddings() is not None else 2
+    ids = (torch.arange(1, 11, device=param.device) % vocab).reshape(2, 5)
+    attn = torch.ones_like(ids)
+    mask = torch.tensor([[0, 1, 1, 0, 1], [1, 0, 0, 0, 0]], dtype=torch.bool, device=param.device)  # B != T, N = 4
+    was_training = base.training
+    base.eval()
+    try:
+        with torch.no_grad():
+            full = base(input_ids=ids, attention_mask=attn, use_cache=False).logits
+            try:
+                kept = base(input_ids=ids, attention_mask=attn, use_cache=False, logits_to_keep=mask).logits
+            except Exception as exc:  # noqa: BLE001 - any failure means "use the full-logits path"
+                logger.info("boolean logits_to_keep not supported (%s: %s); using full logits", type(exc).__name__, exc)
+                return False
+    finally:
+        base.train(was_training)
+    if tuple(kept.shape) != (int(mask.sum()), full.shape[-1]):
+        logger.info("boolean logits_to_keep gave shape %s; using full logits", tuple(kept.shape))
+        return False
+    want = full[mask].float()
+    if atol is None:  # the two forwards differ by kernel rounding only; half precision rounds more
+        atol = (1e-4 if full.dtype == torch.float32 else 2e-2) * max(1.0, want.abs().max().item())
+    return bool(torch.allclose(kept.float(), want, atol=atol, rtol=1e-3))
+
+
+def accepts_logits_to_keep(model) -> bool:
+    """``probe_logits_mask`` run once per model (the result is kept on the base model)."""
+    base = _base_model(model)
+    cached = getattr(base, "_aligner_logits_mask", None)
     if cached is None:
+        cached = probe_logits_mask(base)
         try:
-            cached = "logits_to_keep" in inspect.signature(base.forward).parameters
-        except (TypeError, ValueError):
-            cached = False
-        try:
-            base._aligner_logits_to_keep = cached
+            base._aligner_logits_mask = cached
         except AttributeError:
             pass
     return cached
 
 
+class _ChunkedTokenLogprobs(torch.autograd.Function):
+    """log p(target) per row, ``LOGSUMEXP_CHUNK`` rows at a time in fp32, forward and backward: only the
+    (N, V) logits in their own dtype and the (N,) logsumexp are kept for the backward, never an fp32 copy of all
+    the logits (plain autograd would keep every chunk's fp32 copy).  The gradient is that of
+    ``gather - logsumexp`` (one-hot minus softmax, in fp32) cast to the logits' dtype, as autograd computes it."""
+
+    @staticmethod
+    def forward(ctx, logits, targets):
+        n = logits.shape[0]
+        out = torch.empty(n, dtype=torch.float32, device=logits.device)
+        lse = torch.empty(n, dtype=torch.float32, device=logits.device)
+        for lo in range(0, n, LOGSUMEXP_CHUNK):
+            chunk = logits[lo: lo + LOGSUMEXP_CHUNK].float()
+            lse[lo: lo + LOGSUMEXP_CHUNK] = torch.logsumexp(chunk, dim=-1)
+            out[lo: lo + LOGSUMEXP_CHUNK] = (chunk.gather(-1, targets[lo: lo + LOGSUMEXP_CHUNK].unsqueeze(-1))
+                                             .squeeze(-1) - lse[lo: lo + LOGSUMEXP_CHUNK])
+        ctx.save_for_backward(logits, targets, lse)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        logits, targets, lse = ctx.saved_tensors
+        grad = torch.empty_like(logits)
+        for lo in range(0, logits.shape[0], LOGSUMEXP_CHUNK):
+            hi = lo + LOGSUMEXP_CHUNK
+            g = grad_out[lo:hi].unsqueeze(-1).float()
+            chunk = -(g * torch.exp(logits[lo:hi].float() - lse[lo:hi].unsqueeze(-1)))
+            chunk.scatter_add_(-1, targets[lo:hi].unsqueeze(-1), g)
+            grad[lo:hi] = chunk.to(logits.dtype)
+        return grad, None
+
+
 def token_logprobs_from_logits(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """log p(target) per row of a (N, V) logits tensor, in fp32, chunked: gather minus logsumexp."""
+    """log p(target) per row of a (N, V) logits tensor, in fp32, chunked: gather minus logsumexp.  With grad, the
+    backward is chunked too (``_ChunkedTokenLogprobs``), so half-precision logits are never upcast all at once."""
+    if logits.shape[0] == 0:
+        return logits.new_zeros(0, dtype=torch.float32)
+    if torch.is_grad_enabled() and logits.requires_grad:
+        return _ChunkedTokenLogprobs.apply(logits, targets)
     out = []
     for lo in range(0, logits.shape[0], LOGSUMEXP_CHUNK):
         chunk = logits[lo: lo + LOGSUMEXP_CHUNK].float()
         tgt = targets[lo: lo + LOGSUMEXP_CHUNK].unsqueeze(-1)
         out.append(chunk.gather(-1, tgt).squeeze(-1) - torch.logsumexp(chunk, dim=-1))
-    if not out:
-        return logits.new_zeros(0, dtype=torch.float32)
     return torch.cat(out)
 
 
@@ -129,10 +205,10 @@ def batch_response_logprobs(model, input_ids: torch.Tensor, attention_mask: torc
         raise ValueError("a response token at position 0 has no preceding context")
     targets = input_ids[resp_mask]
     if accepts_logits_to_keep(model):
-        out = model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=predict_mask, use_cache=False)
-        logits = out.logits
-        if logits.dim() == 3:  # a model that ignored the mask
-            logits = logits[predict_mask]
+        logits = model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=predict_mask,
+                       use_cache=False).logits
+        if logits.dim() != 2:
+            raise RuntimeError(f"logits_to_keep passed the load-time probe but returned shape {tuple(logits.shape)}")
     else:
         logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits[predict_mask]
     tok_lp = token_logprobs_from_logits(logits, targets)

@@ -45,14 +45,21 @@ _DTYPES = {
 }
 
 
+def native_bf16() -> bool:
+    """Whether the current CUDA device computes in bf16 natively (Ampere and later, or ROCm).  Pre-Ampere cards
+    (V100, T4) can hold bf16 tensors but emulate the arithmetic, which ``torch.cuda.is_bf16_supported()`` counts
+    as support; ``including_emulation=False`` does not, so those cards get fp16 (with a gradient scaler)."""
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+
+
 def resolve_dtype(dtype: str | torch.dtype | None = "auto", device: str | torch.device | None = "auto") -> torch.dtype:
-    """``auto`` is bf16 on CUDA (fp16 where the card has no bf16) and fp32 on CPU."""
+    """``auto`` is bf16 on CUDA (fp16 where the card has no native bf16, see ``native_bf16``) and fp32 on CPU."""
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype in (None, "auto"):
         dev = resolve_device(device)
         if dev.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            return torch.bfloat16 if native_bf16() else torch.float16
         return torch.float32
     try:
         return _DTYPES[str(dtype).lower()]
