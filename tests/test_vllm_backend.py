@@ -10,6 +10,8 @@ import pytest
 
 from aligner.core.logprobs import encode_prompt_response
 
+pytestmark = pytest.mark.vllm_env  # also run on the vLLM env's transformers (make test-vllm-env)
+
 
 @dataclass
 class _Logprob:
@@ -56,16 +58,31 @@ def fake_vllm(monkeypatch):
     return vllm
 
 
-def test_vllm_backend_wiring(fake_vllm, tiny_model_dir, tmp_path):
+@pytest.fixture(scope="module")
+def two_adapters(tiny_model_dir, tmp_path_factory):
+    """Two LoRA adapters trained (saved) on the tiny model."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    root = tmp_path_factory.mktemp("vllm-adapters")
+    out = []
+    for name in ("run_a", "run_b"):
+        torch.manual_seed(len(out))
+        base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+        get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"])).save_pretrained(root / name)
+        out.append(root / name)
+    return out
+
+
+def test_vllm_backend_wiring(fake_vllm, tiny_model_dir, two_adapters):
     from aligner.lm.vllm import VLLMLM
 
-    a, b = tmp_path / "run_a", tmp_path / "run_b"
-    a.mkdir()
-    b.mkdir()
-    lm = VLLMLM(str(tiny_model_dir), ["none", str(a), str(b)], tensor_parallel_size=2)
+    a, b = two_adapters
+    lm = VLLMLM(str(tiny_model_dir), ["none", str(a), str(b)], tensor_parallel_size=2, max_model_len=0)
     llm = _FakeLLM.instances[-1]
     assert llm.kwargs["enable_lora"] and llm.kwargs["tensor_parallel_size"] == 2 and llm.kwargs["max_loras"] == 2
-    assert lm.adapter_names == [None, "run_a", "run_b"] and lm.max_length == 2048
+    assert lm.adapter_names == [None, "run_a", "run_b"] and lm.max_length == 2048  # 0: the engine's own
 
     chat = lm.chat_prompt([{"role": "user", "content": "hi"}])
     for adapter, expected in ((None, "base"), ("run_b", "run_b")):
@@ -88,3 +105,59 @@ def test_vllm_backend_wiring(fake_vllm, tiny_model_dir, tmp_path):
         enc = encode_prompt_response(lm.tokenizer, ctx, cont)
         expected = sum(-(t + 1) / 10 for t in range(enc.response_start, len(enc.input_ids)))
         assert value == pytest.approx(expected)
+
+
+def test_vllm_engine_arguments_and_long_prompts(fake_vllm, tiny_model_dir, caplog, monkeypatch):
+    """dtype names mapped to vLLM's, the study's max_model_len 4096 by default, max_num_seqs / enforce_eager passed;
+    a prompt that leaves no room for max_new_tokens is cut from the left (BOS kept) before it is sent, and
+    counted; a log-likelihood request that does not fit is an error."""
+    import aligner.lm.interface as interface
+    from aligner.lm.interface import load_lm
+    from aligner.lm.vllm import VLLMLM, vllm_dtype
+
+    monkeypatch.setattr(interface, "vllm_available", lambda: True)  # no GPU here
+
+    assert [vllm_dtype(d) for d in ("auto", "bf16", "fp16", "fp32")] == ["auto", "bfloat16", "float16", "float32"]
+    with pytest.raises(ValueError, match="unknown dtype"):
+        vllm_dtype("int8")
+    lm = VLLMLM(str(tiny_model_dir), dtype="bf16")
+    assert _FakeLLM.instances[-1].kwargs["dtype"] == "bfloat16" and lm.max_length == 4096
+    assert _FakeLLM.instances[-1].kwargs["max_model_len"] == 4096
+    assert "max_num_seqs" not in _FakeLLM.instances[-1].kwargs and not _FakeLLM.instances[-1].kwargs["enforce_eager"]
+
+    lm = load_lm("vllm", str(tiny_model_dir), dtype="fp16", max_model_len=64, max_num_seqs=32, enforce_eager=True,
+                 batch_size=8, double_bos=False)  # batch_size: an HF setting, dropped
+    kw = _FakeLLM.instances[-1].kwargs
+    assert (kw["dtype"], kw["max_model_len"], kw["max_num_seqs"], kw["enforce_eager"]) == ("float16", 64, 32, True)
+    tok = lm.tokenizer
+    short = "Q: Where is Paris?\nA:"
+    long = "Q: " + " ".join(["word"] * 200) + " end?\nA:"
+    ids_long = tok(long)["input_ids"]
+    assert len(ids_long) > 64
+    import logging
+
+    with caplog.at_level(logging.WARNING):
+        lm.generate_until([short, long], max_new_tokens=16, progress=False)
+    sent = _FakeLLM.instances[-1].calls[-1][0]
+    assert sent[0]["prompt_token_ids"] == tok(short)["input_ids"]
+    assert sent[1]["prompt_token_ids"] == [ids_long[0]] + ids_long[-(64 - 16 - 1):]  # 48 tokens: BOS + the end
+    assert lm.n_truncated == 1 and "1 prompt(s) longer than 48 tokens were cut" in caplog.text
+    with pytest.raises(ValueError, match="do not fit vLLM's max_model_len 64"):
+        lm.loglikelihood([(long, " yes")], progress=False)
+
+
+def test_vllm_sampling_and_doubled_bos(fake_vllm, tiny_model_dir):
+    from aligner.lm.vllm import VLLMLM
+
+    lm = VLLMLM(str(tiny_model_dir))
+    chat = lm.chat_prompt([{"role": "user", "content": "hi"}])
+    lm.generate_until([chat], max_new_tokens=5, temperature=0.6, top_p=0.9, top_k=50, seed=3, progress=False)
+    prompts, params, _ = _FakeLLM.instances[-1].calls[-1]
+    assert {k: params.kwargs[k] for k in ("temperature", "top_p", "top_k", "seed")} == \
+        {"temperature": 0.6, "top_p": 0.9, "top_k": 50, "seed": 3}
+    bos = lm.tokenizer.bos_token_id
+    assert prompts[0]["prompt_token_ids"].count(bos) == 1
+    lm.double_bos = True  # the study's text prompts: the template's BOS and the tokenizer's
+    lm.generate_until([chat], max_new_tokens=5, progress=False)
+    ids = _FakeLLM.instances[-1].calls[-1][0][0]["prompt_token_ids"]
+    assert ids[:2] == [bos, bos] and ids[1:] == lm.tokenizer(chat, add_special_tokens=False)["input_ids"]

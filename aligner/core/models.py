@@ -173,21 +173,84 @@ def load_seq_cls(path: str | os.PathLike, dtype: str | torch.dtype = "auto", dev
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
     path = check_model_path(path, "judge model")
+    if trust_remote_code:
+        patch_remote_post_init(path, "AutoModelForSequenceClassification")
     try:
         model = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch_dtype,
                                                                    trust_remote_code=trust_remote_code,
                                                                    **model_kwargs)
     except OSError as exc:
         raise _hub_error(path, "judge model", exc) from None
+    check_tied_weights(model, path)
     model.to(dev)
     model.eval()
-    try:
+    if callable(getattr(model, "predict", None)) and not has_tokenizer_files(path):
+        tok = None  # HHEM carries its own tokenizer (config.foundation) inside the remote code
+    else:
         tok = load_tokenizer(path, trust_remote_code=trust_remote_code)
-    except ModelLoadError:
-        tok = None  # HHEM carries its own tokenizer inside the remote code
     if tok is not None and getattr(model.config, "pad_token_id", None) is None:
         model.config.pad_token_id = tok.pad_token_id
     return model, tok
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "spiece.model", "vocab.txt",
+                   "vocab.json", "spm.model")
+
+
+def has_tokenizer_files(path: str | os.PathLike) -> bool:
+    """Whether a local model folder carries a tokenizer (a hub id is assumed to)."""
+    p = Path(path)
+    return not p.is_dir() or any((p / f).is_file() for f in TOKENIZER_FILES)
+
+
+def patch_remote_post_init(path: str, auto_class: str) -> None:
+    """Make a remote-code model class that never calls ``post_init()`` (Vectara HHEM-2.1) loadable on
+    transformers 5: ``from_pretrained`` needs what ``post_init`` sets (``all_tied_weights_keys``, the children's
+    tied weights, fp32 modules).  Its ``__init__`` is wrapped to call ``post_init()`` when it did not, so the tied
+    weights are tied as the checkpoint expects (setting ``all_tied_weights_keys = {}`` would load, but leave
+    HHEM's T5 encoder embedding untied and randomly initialised: plausible, wrong scores)."""
+    from transformers import AutoConfig
+    from transformers.dynamic_module_utils import get_class_from_dynamic_module
+
+    try:
+        ref = (getattr(AutoConfig.from_pretrained(path, trust_remote_code=True), "auto_map", None) or {}).get(auto_class)
+    except (OSError, ValueError):
+        return  # not remote code, or no config: from_pretrained reports it
+    if not ref:
+        return
+    cls = get_class_from_dynamic_module(ref if isinstance(ref, str) else ref[0], path)
+    if getattr(cls, "_aligner_post_init_patched", False):
+        return
+    original = cls.__init__
+
+    def __init__(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        if not hasattr(self, "all_tied_weights_keys"):
+            self.post_init()
+
+    cls.__init__ = __init__
+    cls._aligner_post_init_patched = True
+
+
+def check_tied_weights(model, path: str) -> None:
+    """Every weight the model declares tied must share storage with its source after loading (a checkpoint saved
+    by transformers 4 stores one copy; an untied copy would stay randomly initialised)."""
+    tied = getattr(model, "all_tied_weights_keys", None) or {}
+    untied = []
+    for target, source in tied.items():
+        try:
+            a, b = model.get_parameter(target), model.get_parameter(source)
+        except AttributeError:
+            continue
+        if a.data_ptr() != b.data_ptr():
+            untied.append(f"{target} -> {source}")
+    if untied and hasattr(model, "tie_weights"):
+        model.tie_weights()
+        untied = [k for k in untied if model.get_parameter(k.split(" -> ")[0]).data_ptr()
+                  != model.get_parameter(k.split(" -> ")[1]).data_ptr()]
+    if untied:
+        raise ModelLoadError(f"{path}: weights that should be tied are not after loading ({untied[0]}); its scores "
+                             "would be noise")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -232,16 +295,22 @@ def check_adapter_path(path: str) -> str:
 
 
 def attach_adapters(model, adapter_paths: Sequence[str], names: Sequence[str] | None = None,
-                    is_trainable: bool = False):
+                    is_trainable: bool = False, base_path: str | None = None, allow_base_mismatch: bool = False):
     """Load one or several LoRA adapters onto one loaded base; returns (peft_model, names).
 
+    Each adapter is first checked against the base (``aligner.core.adapter_check``: the base it names, its
+    shapes, its tokenizer's vocabulary); ``base_path`` is the base as given (its name is compared).
     The first adapter is active afterwards; switch with ``use_adapter``.
     """
     from peft import PeftModel
 
+    from aligner.core.adapter_check import check_adapter_base
+
     paths = [check_adapter_path(p) for p in adapter_paths]
     if not paths:
         raise ValueError("attach_adapters needs at least one adapter path")
+    for p in paths:
+        check_adapter_base(p, base_path, model=model, allow_mismatch=allow_base_mismatch)
     chosen: list[str] = []
     for i, p in enumerate(paths):
         chosen.append(names[i] if names else adapter_name(p, chosen))

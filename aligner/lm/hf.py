@@ -14,16 +14,16 @@ from collections.abc import Sequence
 
 import torch
 
-from aligner.core.logprobs import encode_prompt_response, encoded_response_logprobs, pad_sequences, wants_special_tokens
+from aligner.core.logprobs import encode_prompt_response, encoded_response_logprobs, pad_sequences
 from aligner.core.models import attach_adapters, load_causal_lm, parse_adapter_paths, use_adapter
-from aligner.lm.interface import LM, cut_at_stop
+from aligner.lm.interface import LM, cut_at_stop, fit_prompt
 from aligner.lm.packing import PACKABLE_ATTENTION, pack_group, packed_group_logprobs
 
 logger = logging.getLogger(__name__)
 
 #: the keyword arguments ``HFLM`` takes (``load_lm`` drops the others)
 HF_SETTINGS = ("dtype", "device", "batch_size", "gen_batch_size", "share_prefix", "max_length",
-               "trust_remote_code")
+               "trust_remote_code", "allow_base_mismatch")
 
 
 def stop_token_ids(tokenizer, model=None) -> list[int]:
@@ -52,7 +52,7 @@ class HFLM(LM):
     def __init__(self, model_path: str, lora_paths: Sequence[str | None] | str | None = None, dtype: str = "auto",
                  device: str = "auto", batch_size: int = 8, gen_batch_size: int | None = None,
                  share_prefix: bool = True, max_length: int | None = None, trust_remote_code: bool = False,
-                 model=None, tokenizer=None):
+                 model=None, tokenizer=None, allow_base_mismatch: bool = False):
         if model is None:
             model, tokenizer = load_causal_lm(model_path, dtype=dtype, device=device,
                                               trust_remote_code=trust_remote_code)
@@ -66,7 +66,7 @@ class HFLM(LM):
         real = [p for p in paths if p is not None]
         self.adapter_paths = {}
         if real:
-            model, names = attach_adapters(model, real)
+            model, names = attach_adapters(model, real, base_path=model_path, allow_base_mismatch=allow_base_mismatch)
             it = iter(names)
             self.adapter_names = [None if p is None else next(it) for p in paths]
         else:
@@ -96,6 +96,9 @@ class HFLM(LM):
     # -- log-likelihoods ----------------------------------------------------------------------
     def loglikelihood(self, requests, progress=True, desc="loglikelihood"):
         encoded = [encode_prompt_response(self.tokenizer, c, r) for c, r in requests]
+        return self.loglikelihood_tokens(encoded, progress=progress, desc=desc)
+
+    def loglikelihood_tokens(self, encoded, progress=False, desc="loglikelihood"):
         too_long = [i for i, e in enumerate(encoded) if len(e.input_ids) > self.max_length]
         if too_long:
             raise ValueError(f"{len(too_long)} request(s) exceed the model's {self.max_length} tokens "
@@ -141,19 +144,15 @@ class HFLM(LM):
 
     # -- generation ---------------------------------------------------------------------------
     def _encode_prompt(self, prompt: str, max_new_tokens: int) -> list[int]:
-        special = wants_special_tokens(self.tokenizer, prompt)
-        ids = self.tokenizer(prompt, add_special_tokens=special)["input_ids"]
-        budget = self.max_length - max_new_tokens
-        if len(ids) > budget:
-            # Keep the end of the prompt (the question and the generation header); count it.
-            self.n_truncated += 1
-            keep = ids[-budget:]
-            ids = ([ids[0]] + keep[1:]) if special or ids[0] == self.tokenizer.bos_token_id else keep
-        return ids
+        ids = self.prompt_ids(prompt)
+        # Keep the end of the prompt (the question and the generation header) and its BOS; count it.
+        fitted = fit_prompt(ids, self.max_length - max_new_tokens, ids[0] == self.tokenizer.bos_token_id)
+        self.n_truncated += len(fitted) < len(ids)
+        return fitted
 
     @torch.no_grad()
     def generate_until(self, prompts, max_new_tokens=128, stop=None, temperature=0.0, top_p=1.0, seed=None,
-                       progress=True, desc="generate"):
+                       progress=True, desc="generate", top_k=None):
         from tqdm.auto import tqdm
 
         encoded = [self._encode_prompt(p, max_new_tokens) for p in prompts]
@@ -173,6 +172,8 @@ class HFLM(LM):
                               eos_token_id=eos)
                 if do_sample:
                     kwargs.update(temperature=temperature, top_p=top_p)
+                    if top_k is not None:  # None: the model's generation_config decides (HF's default: 50)
+                        kwargs["top_k"] = top_k
                 else:
                     kwargs.update(temperature=None, top_p=None, top_k=None)
                 gen = self.model.generate(input_ids=ids, attention_mask=mask, **kwargs)

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import torch
 
 from aligner.core.io import AlignerError
+from aligner.core.logprobs import wants_special_tokens
 from aligner.prompts import DEFAULT_DATE_STRING, render_chat
 
 logger = logging.getLogger(__name__)
@@ -43,6 +44,17 @@ def cut_at_stop(text: str, stop: Sequence[str] | None) -> str:
     return text[:cut]
 
 
+def fit_prompt(ids: list[int], budget: int, keep_first: bool) -> list[int]:
+    """A prompt's token ids cut to ``budget`` tokens from the left (the question and the generation header at its
+    end are kept), keeping its first token (BOS) when ``keep_first``; unchanged when it fits."""
+    if len(ids) <= budget:
+        return ids
+    if budget < 2:
+        raise ValueError(f"a context of {budget} tokens leaves no room for the prompt; raise --max_model_len")
+    keep = ids[-(budget - 1):] if keep_first else ids[-budget:]
+    return ([ids[0]] + keep) if keep_first else keep
+
+
 class LM(ABC):
     """The interface every benchmark and data generator talks to."""
 
@@ -52,6 +64,11 @@ class LM(ABC):
     active_adapter: str | None = None
     max_length: int | None = None
     date_string: str = DEFAULT_DATE_STRING  # written into chat prompts by templates that have a date
+    #: tokenize chat-rendered prompts with the special tokens again, giving two BOS as the study's HF and vLLM
+    #: text prompts did (``--study_compat``); off: one BOS
+    double_bos: bool = False
+    #: prompts longer than the context (less the tokens to generate) cut from the left, counted here
+    n_truncated: int = 0
     #: prompts handed to one ``generate_until`` call between two saves of a resumable run
     generation_chunk: int = 16
 
@@ -80,10 +97,26 @@ class LM(ABC):
             i += len(conts)
         return out
 
+    def loglikelihood_tokens(self, encoded: Sequence, progress: bool = False,
+                             desc: str = "loglikelihood") -> list[float]:
+        """Summed log-probs of already tokenized (ids, response_start) pairs (``aligner.core.logprobs.EncodedPair``),
+        for inputs built by other rules than the context/continuation split (the study's, under
+        ``--study_compat``)."""
+        raise NotImplementedError(f"{type(self).__name__} scores only text requests")
+
+    def prompt_ids(self, prompt: str) -> list[int]:
+        """A generation prompt's token ids: BOS added unless the text starts with it (a chat-rendered prompt),
+        or always with ``double_bos``."""
+        special = True if self.double_bos else wants_special_tokens(self.tokenizer, prompt)
+        return self.tokenizer(prompt, add_special_tokens=special)["input_ids"]
+
     @abstractmethod
     def generate_until(self, prompts: Sequence[str], max_new_tokens: int = 128, stop: Sequence[str] | None = None,
                        temperature: float = 0.0, top_p: float = 1.0, seed: int | None = None,
-                       progress: bool = True, desc: str = "generate") -> list[str]:
+                       progress: bool = True, desc: str = "generate", top_k: int | None = None) -> list[str]:
+        """Completions of ``prompts``: greedy at ``temperature`` 0, else sampled with ``top_p`` and ``top_k``
+        (0: no top-k filter; None: the backend's default, the model's generation_config on HF), seeded by
+        ``seed``."""
         ...
 
     def release(self) -> None:
@@ -124,6 +157,7 @@ def load_lm(backend: str, model_path: str, lora_paths=None, **kwargs) -> LM:
     take are dropped (so one call site serves both).  ``date_string`` goes into its chat prompts."""
     backend = resolve_backend(backend)
     date_string = kwargs.pop("date_string", DEFAULT_DATE_STRING)
+    double_bos = kwargs.pop("double_bos", False)
     if backend == "vllm":
         from aligner.lm.vllm import VLLM_SETTINGS, VLLMLM
 
@@ -133,4 +167,5 @@ def load_lm(backend: str, model_path: str, lora_paths=None, **kwargs) -> LM:
 
         lm = HFLM(model_path, lora_paths, **{k: v for k, v in kwargs.items() if k in HF_SETTINGS})
     lm.date_string = date_string
+    lm.double_bos = bool(double_bos)
     return lm

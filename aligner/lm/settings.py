@@ -37,6 +37,13 @@ class BackendSettings:
         "help": "vLLM share of GPU memory", "group": "backend"})
     seed: int = field(default=0, metadata={
         "help": "generation seed (vLLM; sampling)", "group": "backend"})
+    max_model_len: int = field(default=4096, metadata={
+        "help": "vLLM context length (the study's 4096); longer prompts are cut from the left, BOS kept, and counted "
+                "in the log; 0 = the model's own", "group": "backend"})
+    max_num_seqs: int | None = field(default=None, metadata={
+        "help": "vLLM sequences per scheduler step (default: none, vLLM's own)", "group": "backend"})
+    enforce_eager: bool = field(default=False, metadata={
+        "help": "vLLM without CUDA graphs (the study's step 1 ran so)", "boolean_optional": True, "group": "backend"})
 
 
 @dataclass(kw_only=True)
@@ -47,3 +54,63 @@ class ChatSettings:
         "help": "the date written into Llama-3 chat prompts ('Today Date: ...'), fixed so that prompts and results do "
                 "not change with the calendar (the template's own fallback; the study's runs used the day they ran)",
         "group": "prompts"})
+
+
+@dataclass(kw_only=True)
+class AdapterCheckSettings:
+    """Whether a LoRA adapter may go on a base other than the one it was trained for."""
+
+    allow_base_mismatch: bool = field(default=False, metadata={
+        "help": "load adapters on a base other than the one their adapter_config.json names, or whose vocabulary "
+                "their tokenizer exceeds (a deliberate transfer); shapes that differ stay an error", "group": "model"})
+
+
+GENERATION_CONFIGS = ("greedy", "model")
+
+
+@dataclass(kw_only=True)
+class SamplingSettings:
+    """How answers are decoded: greedy, or the model's own generation_config.json (sampling for the instruct
+    models: Llama-3.2-Instruct has do_sample, temperature 0.6, top-p 0.9, and top-k 50 from transformers'
+    defaults); each explicit flag overrides what the choice gives."""
+
+    generation_config: str = field(default="greedy", metadata={
+        "help": "greedy, or model: the model's generation_config.json decides (do_sample, temperature, top_p, top_k)",
+        "choices": list(GENERATION_CONFIGS), "group": "generation"})
+    do_sample: bool | None = field(default=None, metadata={
+        "help": "sample (--do_sample) or decode greedily (--no-do_sample) whatever --generation_config says; "
+                "unset: as it says", "boolean_optional": True, "group": "generation"})
+    temperature: float | None = field(default=None, metadata={
+        "help": "sampling temperature; a value > 0 also turns sampling on unless --no-do_sample (default: none, "
+                "from --generation_config)", "group": "generation"})
+    top_p: float | None = field(default=None, metadata={
+        "help": "nucleus sampling (default: none, from --generation_config)", "group": "generation"})
+    top_k: int | None = field(default=None, metadata={
+        "help": "top-k sampling, 0 = off (default: none, from --generation_config)", "group": "generation"})
+
+
+def resolve_sampling(cfg: SamplingSettings, model_path: str | None) -> dict:
+    """``{"temperature", "top_p", "top_k"}`` for ``LM.generate_until`` (temperature 0 = greedy)."""
+    do_sample, temperature, top_p, top_k = False, 1.0, 1.0, 0
+    if cfg.generation_config == "model":
+        from transformers import GenerationConfig
+
+        from aligner.core.models import check_model_path
+
+        try:
+            gen = GenerationConfig.from_pretrained(check_model_path(model_path))
+        except OSError:
+            gen = GenerationConfig()  # the model ships none: transformers' defaults (greedy)
+        do_sample, temperature = bool(gen.do_sample), float(gen.temperature or 1.0)
+        top_p, top_k = float(gen.top_p or 1.0), int(gen.top_k or 0)
+    elif cfg.generation_config != "greedy":
+        raise ValueError(f"--generation_config {cfg.generation_config!r}: use one of {list(GENERATION_CONFIGS)}")
+    if cfg.temperature is not None:
+        temperature = cfg.temperature
+        do_sample = do_sample or cfg.temperature > 0
+    do_sample = do_sample if cfg.do_sample is None else cfg.do_sample
+    top_p = top_p if cfg.top_p is None else cfg.top_p
+    top_k = top_k if cfg.top_k is None else cfg.top_k
+    if do_sample and temperature <= 0:
+        raise ValueError("sampling needs --temperature > 0")
+    return {"temperature": temperature if do_sample else 0.0, "top_p": top_p, "top_k": top_k}

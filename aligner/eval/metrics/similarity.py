@@ -78,11 +78,31 @@ def default_bertscore_layers(model_type: str, path: str) -> int | None:
     return None
 
 
+#: the most tokens BERTScore reads of a sentence when the tokenizer states no real limit (1e30 placeholders)
+BERTSCORE_MAX_TOKENS = 512
+
+
+def cap_model_max_length(tokenizer, model=None) -> int:
+    """Replace a placeholder ``model_max_length`` (DeBERTa-v3 ships 1e30, which bert_score hands to the Rust
+    tokenizer as ``max_length``: "OverflowError: int too big to convert") by the model's position limit, at most
+    512; returns the limit in force."""
+    limit = getattr(tokenizer, "model_max_length", None)
+    if not isinstance(limit, int) or limit > 100_000:
+        positions = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+        limit = min(positions, BERTSCORE_MAX_TOKENS) if isinstance(positions, int) and positions > 0 \
+            else BERTSCORE_MAX_TOKENS
+        tokenizer.model_max_length = limit
+    return limit
+
+
 class BertScoreF1:
     """BERTScore F1 (no idf, no baseline rescaling) with the model loaded once.
 
     An empty (or whitespace-only) candidate or reference scores 0, as bert_score itself sets it
-    (done here because bert_score's empty-string path breaks on transformers 5 tokenizers).
+    (done here because bert_score's empty-string path breaks on transformers 5 tokenizers).  Where bert_score
+    would turn a NaN F1 into 0 (``masked_fill(isnan, 0)``, the unexplained exact zeros of the study's tables),
+    the score is NaN here, so the run stops at that row instead of averaging a 0 that was never computed.
+    A tokenizer without a real ``model_max_length`` is capped at the model's position limit (``cap_model_max_length``).
     """
 
     def __init__(self, model_type: str, num_layers: int | None = None, device: str = "auto", batch_size: int = 64,
@@ -106,16 +126,19 @@ class BertScoreF1:
             raise ModelLoadError(
                 f"could not load the BERTScore model '{model_type}': {str(exc).splitlines()[0]} -- download it on a "
                 "machine with hub access and pass the local folder (--bertscore_model), or 'none' to skip") from None
+        self.max_tokens = cap_model_max_length(self.scorer._tokenizer, self.scorer._model)
 
     def score(self, candidates: Sequence[str], references: Sequence[str]) -> list[float]:
+        import math
+
         _check_lengths(candidates, references)
         out = [0.0] * len(candidates)
         keep = [i for i, (c, r) in enumerate(zip(candidates, references)) if c.strip() and r.strip()]
         if keep:
-            _, _, f1 = self.scorer.score([candidates[i] for i in keep], [references[i] for i in keep],
+            p, r, f1 = self.scorer.score([candidates[i] for i in keep], [references[i] for i in keep],
                                          batch_size=self.batch_size)
-            for i, v in zip(keep, f1.tolist()):
-                out[i] = float(v)
+            for i, pv, rv, fv in zip(keep, p.tolist(), r.tolist(), f1.tolist()):
+                out[i] = float(fv) if math.isfinite(pv) and math.isfinite(rv) else float("nan")
         return out
 
 
