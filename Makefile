@@ -18,13 +18,22 @@ NQ_DIR ?=
 LIMIT ?= -1
 SPACY_MODEL ?= auto
 
-.PHONY: help setup test demo data reproduce lint bench clean
+# The second, small venv of the vLLM env's transformers (no vllm, CPU torch) for `make test-vllm-env`
+VLLM_VENV ?= .venv/vllm-tf
+VLLM_PY := $(VLLM_VENV)/bin/python
+VLLM_STAMP := $(VLLM_VENV)/.installed
+VLLM_ENV_TESTS = $(shell grep -l 'mark.vllm_env' tests/test_*.py)
+
+.PHONY: help setup test demo data reproduce reproduce-eval lint bench clean check-envs test-vllm-env
 
 help:
 	@echo "make test       set up .venv (torch 2.13.0; TORCH_INDEX=url picks the CPU build) and run the tests"
 	@echo "make demo       set up .venv and run the whole pipeline on tiny models and real data (outputs/demo)"
 	@echo "make data SQUAD_CSV=f MODEL=dir OUT=dir [NQ_DIR=dir] [LIMIT=n]   curriculum pairs (DatasetPrep.md)"
 	@echo "make reproduce  the study's profile on a GPU machine with the models in models/"
+	@echo "make reproduce-eval  the study's published adapters + the base on every benchmark, against its numbers"
+	@echo "make check-envs      aligner_env.yml and vllm_env.yml resolve (pip --dry-run, no large downloads)"
+	@echo "make test-vllm-env   the vLLM-facing tests on the vLLM env's transformers (a second small venv)"
 	@echo "make lint       ruff"
 	@echo "make bench      speed/memory benchmarks against straightforward implementations"
 
@@ -50,6 +59,23 @@ data: $(STAMP)
 
 reproduce: $(STAMP)
 	$(PY) scripts/run_pipeline.py --profile study --output_dir outputs/study
+
+reproduce-eval: $(STAMP)
+	$(PY) scripts/run_pipeline.py --profile study_eval --output_dir outputs/study_eval
+
+check-envs: $(STAMP)
+	$(PY) scripts/check_envs.py --resolve aligner_env.yml vllm_env.yml
+
+$(VLLM_STAMP): requirements-vllm.txt requirements.txt scripts/check_envs.py | $(STAMP)
+	test -x $(VLLM_PY) || $(PYTHON) -m venv $(VLLM_VENV)
+	$(PY) scripts/check_envs.py --small_venv_requirements $(VLLM_VENV)/requirements.txt
+	$(VLLM_PY) -m pip install $$(grep '^torch==' $(VLLM_VENV)/requirements.txt) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(VLLM_PY) -m pip install -r $(VLLM_VENV)/requirements.txt
+	$(VLLM_PY) -m pip install --no-deps --no-build-isolation -e .
+	touch $(VLLM_STAMP)
+
+test-vllm-env: $(VLLM_STAMP)
+	$(VLLM_PY) -m pytest -q -m vllm_env $(VLLM_ENV_TESTS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check aligner scripts evaluation first_improvement further_improvement old_training tests benchmarks

@@ -138,3 +138,8 @@ def run_script(script: str, *args: str, cwd: Path = REPO, timeout: int = 600):
     if proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     return proc
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "vllm_env: also run on the vLLM env's transformers version in a second small "
+                                       "venv (make test-vllm-env); such tests need only its packages")

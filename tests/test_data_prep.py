@@ -280,6 +280,7 @@ class StubLM:
         return [self.outputs[int(p.split("Question: item")[1].split()[0])] for p in prompts]
 
 
+@pytest.mark.vllm_env
 def test_teacher_pipeline_counts_types_and_resume(tmp_path):
     from aligner.data.teacher import TeacherConfig, generate_teacher_outputs, improved_pairs
 
@@ -313,6 +314,7 @@ def test_teacher_pipeline_counts_types_and_resume(tmp_path):
     assert gen2["already_done"] == 7 and lm.calls == 6
 
 
+@pytest.mark.vllm_env
 def test_teacher_script_on_tiny_model_counts_garbage(tmp_path, halueval_file, tiny_model_dir):
     _, squad, _ = _view_files(tmp_path, halueval_file)
     counts = load_script(TEACHER_SCRIPT).main([

@@ -92,6 +92,7 @@ def _greedy_reference(model, tok, prompt, max_new_tokens, stop_ids):
     return tok.decode(new, skip_special_tokens=True).strip()
 
 
+@pytest.mark.vllm_env
 def test_halueval_prompts_and_batched_generation_equals_unbatched(sharp_lm, tiny_model_dir, halueval_file):
     from aligner.lm.hf import stop_token_ids
 

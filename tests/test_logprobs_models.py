@@ -16,6 +16,8 @@ from aligner.lm.hf import HFLM
 from aligner.lm.interface import cut_at_stop
 from aligner.prompts import render_chat, truthfulqa_choice, truthfulqa_prompt
 
+pytestmark = pytest.mark.vllm_env  # also run on the vLLM env's transformers (make test-vllm-env)
+
 
 @pytest.fixture(scope="module")
 def policy(tiny_model_dir):

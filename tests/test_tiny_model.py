@@ -1,5 +1,6 @@
 import hashlib
 
+import pytest
 from conftest import run_script
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
@@ -14,6 +15,7 @@ def _digest(folder):
     return h.hexdigest()
 
 
+@pytest.mark.vllm_env
 def test_tiny_causal_model_shape_and_chat_template(tiny_model_dir):
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)

@@ -9,8 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
+
+pytestmark = pytest.mark.vllm_env  # also run on the vLLM env's transformers (make test-vllm-env)
 
 REPO = Path(__file__).resolve().parents[1]
 N = 20

@@ -58,6 +58,7 @@ def _independent_mc(model, tok, data):
         masses.append(w[np.array(it.mc2_labels) == 1].sum() / w.sum())
     return float(np.mean(hits)), float(np.mean(masses))
 
+@pytest.mark.vllm_env
 def test_readme_command_runs_and_metrics_match_definitions(tmp_path, tiny_model_dir, tiny_truth_judge_dir,
                                                            truthfulqa_csv, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
@@ -174,6 +175,7 @@ def _make_adapter(base_dir, path, seed):
     get_peft_model(model, cfg).save_pretrained(path)
     return path
 
+@pytest.mark.vllm_env
 def test_several_adapters_on_one_base_and_judge_only(tmp_path, script, common, full_run, tiny_model_dir,
                                                       truthfulqa_csv):
     a = _make_adapter(tiny_model_dir, tmp_path / "lora_a", 1)
