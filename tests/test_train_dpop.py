@@ -353,8 +353,8 @@ def test_study_style_restart_from_a_saved_adapter(readme_run, tiny_model_dir, da
     s1, s2 = (s["optimizer_steps"] for s in run_cfg["curriculum"])
     assert [r["step"] for r in log] == list(range(s1 + 6 + 1, s1 + s2 + 1)) and result.global_step == s1 + s2
     assert {r["stage"] for r in log} == {2}
-    # linear schedule with 3 warmup steps over s1 + s2 steps, evaluated at the first step run here
-    k, total = s1 + 6, s1 + s2
-    assert log[0]["lr"] == pytest.approx(5e-3 * (total - k) / (total - 3), rel=1e-9)
+    # --schedule per_stage (the default): stage 2's own linear schedule with 3 warmup steps over its s2 steps,
+    # evaluated at its 7th step (the first run here)
+    assert log[0]["lr"] == pytest.approx(5e-3 * (s2 - 6) / (s2 - 3), rel=1e-9)
     # the loaded adapter is not the reference: the very first step already has non-zero rewards
     assert log[0]["rewards/chosen"] != 0.0 and log[0]["logps/chosen"] != log[0]["logps/ref_chosen"]

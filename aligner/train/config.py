@@ -10,11 +10,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from aligner.core.fidelity import StudyCompat
 from aligner.core.paths import PAIR_FILES, TEACHER_PAIRS_FILE, pair_file
 from aligner.lm.settings import ChatSettings
-from aligner.train.curriculum import DEFAULT_FRACTIONS, parse_fractions
+from aligner.prompts import PLAIN_DPO_FORMATS
+from aligner.train.curriculum import DEFAULT_FRACTIONS, LEFTOVER_MODES, parse_fractions
+from aligner.train.pair_tokens import TRUNCATION_MODES as TRUNCATIONS
 
 PROMPT_FORMATS = ("plain", "chat")
+SCHEDULES = ("per_stage", "global")
+RECIPES = ("first", "improved", "latest")
+REPORT_TO = ("none", "tensorboard", "wandb")
+#: what --truncation study means per recipe: the first and improved scripts cut whole sequences from the right at
+#: max_length; the latest one first cuts the context to a token budget, then cuts from the right
+STUDY_TRUNCATION = {"first": "right", "improved": "right", "latest": "budget"}
 
 
 def _g(group: str, help: str, **more) -> dict:
@@ -22,7 +31,7 @@ def _g(group: str, help: str, **more) -> dict:
 
 
 @dataclass(kw_only=True)
-class DPOPTrainingConfig(ChatSettings):
+class DPOPTrainingConfig(ChatSettings, StudyCompat):
     model_path: str = field(metadata={"help": "base model folder or hub id", "aliases": ["--model-path"]})
     output_dir: str = field(metadata={
         "help": "where epoch_<k>/, checkpoints/, the final adapter and train_log.jsonl go",
@@ -31,11 +40,23 @@ class DPOPTrainingConfig(ChatSettings):
     beta: float = field(default=0.3, metadata=_g("DPOP loss", "DPO temperature beta"))
     lam: float = field(default=50.0, metadata=_g("DPOP loss", "DPOP positive-term weight lambda; 0 = plain DPO",
                                                   aliases=["--lambda"]))
+    rpo_alpha: float = field(default=0.0, metadata=_g(
+        "DPOP loss", "add A x the per-token NLL of the chosen answers (pooled over the micro-batch, as TRL) to the "
+                     "loss: RPO / 'DPO + NLL' (Pang et al. 2024); logged as loss/nll; 0 = off, the study"))
+    logit_clamp: float | None = field(default=None, metadata=_g(
+        "DPOP loss", "clamp beta*Delta to [-C, C] inside the DPO log-sigmoid (the study's latest recipe: 50); none = "
+                     "no clamp", aliases=["--clamp_logits"]))
     # optimisation
     lr: float = field(default=2e-4, metadata=_g("optimisation", "peak learning rate", aliases=["--learning_rate"]))
-    weight_decay: float = field(default=0.0, metadata=_g("optimisation", "AdamW weight decay"))
+    weight_decay: float = field(default=0.01, metadata=_g(
+        "optimisation", "AdamW weight decay (the study's: torch's default 0.01)"))
     warmup_steps: int = field(default=100, metadata=_g(
-        "optimisation", "LR warmup in optimizer steps, counted once over the whole run", aliases=["--warmup-steps"]))
+        "optimisation", "LR warmup in optimizer steps (per stage with --schedule per_stage, else once over the run)",
+        aliases=["--warmup-steps"]))
+    schedule: str = field(default="per_stage", metadata=_g(
+        "optimisation", "per_stage: a new AdamW and a new warmup + decay schedule for every curriculum stage, over "
+                        "that stage's steps (the study's runnable first recipe); global: one optimizer and one "
+                        "schedule over the whole run", choices=list(SCHEDULES)))
     lr_scheduler: str = field(default="linear", metadata=_g(
         "optimisation", "transformers scheduler name: linear, cosine, constant_with_warmup, ..."))
     max_grad_norm: float = field(default=1.0, metadata=_g("optimisation", "gradient clipping; 0 disables"))
@@ -56,6 +77,34 @@ class DPOPTrainingConfig(ChatSettings):
         "curriculum and data", "plain context+question prompts, or the chat template with EOS-terminated "
                                "responses", choices=list(PROMPT_FORMATS)))
     append_eos: bool | None = field(default=None, metadata={"cli": False})  # None: EOS for the chat format only
+    system_prompt: str | None = field(default=None, metadata=_g(
+        "curriculum and data", "system prompt of the chat format (default: none = the recipe's: the improved recipe's "
+                               "'You are a helpful AI assistant...', the latest recipe's 'You are a careful and honest "
+                               "assistant...')"))
+    # fidelity: None = follow --study_compat (the study's behaviour with it, the corrected one without)
+    recipe: str = field(default="first", metadata={"cli": False})  # which study script these defaults reproduce
+    leftover: str | None = field(default=None, metadata=_g(
+        "fidelity", "the last, partial optimizer step of a stage: wrap = filled with the stage's first pairs; drop = "
+                    "not trained (the study: its gradient is discarded, or in the latest recipe applied at lr 0) "
+                    "(default: wrap; drop with --study_compat)", choices=list(LEFTOVER_MODES)))
+    plain_prompt: str | None = field(default=None, metadata=_g(
+        "fidelity", "plain format: separated = 'context\\n\\nquestion\\n' + answer; raw = context + question + answer "
+                    "glued unstripped, as the study (default: separated; raw with --study_compat)",
+        choices=list(PLAIN_DPO_FORMATS)))
+    score_last_prompt_token: bool | None = field(default=None, metadata=_g(
+        "fidelity", "also score the last prompt token, the study's off-by-one; unset: on with --study_compat, else off",
+        boolean_optional=True))
+    double_bos: bool | None = field(default=None, metadata=_g(
+        "fidelity", "tokenize chat prompts with special tokens although the template already wrote BOS, giving two "
+                    "BOS as the study; unset: on with --study_compat, else off", boolean_optional=True))
+    truncation: str | None = field(default=None, metadata=_g(
+        "fidelity", "over-long pairs: context = cut the context, never a response; right = cut the whole sequence "
+                    "at --max_length from the right (the study's first and improved recipes: responses and EOS are "
+                    "lost); budget = the latest recipe's context budget then right cut (default: context; the "
+                    "recipe's with --study_compat)", choices=list(TRUNCATIONS)))
+    keep_identical: bool | None = field(default=None, metadata=_g(
+        "fidelity", "keep pairs whose chosen and rejected answers are identical, as the study; unset: kept with "
+                    "--study_compat, else dropped and counted", boolean_optional=True))
     # LoRA
     lora_r: int = field(default=16, metadata=_g("LoRA", "LoRA rank"))
     lora_alpha: int = field(default=32, metadata=_g("LoRA", "LoRA scaling alpha"))
@@ -98,6 +147,10 @@ class DPOPTrainingConfig(ChatSettings):
         "devices", "autocast: auto = bf16 (fp16 without bf16 support) on CUDA, none on CPU, or what `accelerate "
                    "launch` sets", choices=["auto", "no", "bf16", "fp16"]))
     gradient_checkpointing: bool = field(default=False, metadata=_g("devices", "trade compute for memory"))
+    report_to: str = field(default="none", metadata=_g(
+        "checkpoints, logging, reference", "also send the train_log.jsonl metrics to an experiment tracker through "
+                                           "accelerate: tensorboard (event files in OUTPUT/runs/) or wandb",
+        choices=list(REPORT_TO)))
     progress: bool = field(default=True, metadata=_g("devices", "no tqdm bars (default: bars on)",
                                                       flag="--no_progress"))
 
@@ -108,6 +161,30 @@ class DPOPTrainingConfig(ChatSettings):
         self.lora_target_modules = [m.strip() for m in modules if m.strip()]
         if self.prompt_format not in PROMPT_FORMATS:
             raise ValueError(f"prompt_format must be one of {PROMPT_FORMATS}, not {self.prompt_format!r}")
+        self._resolve_fidelity()
+
+    def _resolve_fidelity(self) -> None:
+        """Fill the fidelity settings left unset from --study_compat (and the recipe), so run_config.json records
+        what ran."""
+        for name, allowed in (("schedule", SCHEDULES), ("recipe", RECIPES), ("report_to", REPORT_TO)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, not {getattr(self, name)!r}")
+        compat = bool(self.study_compat)
+        if self.leftover is None:
+            self.leftover = "drop" if compat else "wrap"
+        if self.plain_prompt is None:
+            self.plain_prompt = "raw" if compat else "separated"
+        for name in ("score_last_prompt_token", "double_bos", "keep_identical"):
+            if getattr(self, name) is None:
+                setattr(self, name, compat)
+        if self.truncation is None:
+            self.truncation = STUDY_TRUNCATION[self.recipe] if compat else "context"
+        for name, allowed in (("leftover", LEFTOVER_MODES), ("plain_prompt", PLAIN_DPO_FORMATS),
+                              ("truncation", TRUNCATIONS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, not {getattr(self, name)!r}")
+        if self.logit_clamp is not None and self.logit_clamp <= 0:
+            self.logit_clamp = None  # --logit_clamp 0: no clamp
 
 
 @dataclass(kw_only=True)

@@ -28,6 +28,7 @@ from aligner.core.paths import LEVELS
 logger = logging.getLogger(__name__)
 
 DEFAULT_FRACTIONS = (1.0, 0.5, 0.6)
+LEFTOVER_MODES = ("wrap", "drop")
 
 PairRef = tuple[int, int]  # (level, index within the level)
 
@@ -156,24 +157,41 @@ class StagePlan:
         return {"pairs_per_step": self.pairs_per_step, "stage_steps": {str(k): v for k, v in self.steps.items()}}
 
 
-def plan_stages(schedule: CurriculumSchedule, n_stages: int, pairs_per_step: int) -> StagePlan:
-    """Cut each stage's shuffled order into optimizer steps of ``pairs_per_step`` pairs; a last, partial step is
-    filled by wrapping round to the stage's first pairs (as ``DistributedSampler`` does), so every step has the
-    same size and every process the same number of micro-batches."""
+def plan_stages(schedule: CurriculumSchedule, n_stages: int, pairs_per_step: int,
+                leftover: str = "wrap") -> StagePlan:
+    """Cut each stage's shuffled order into optimizer steps of ``pairs_per_step`` pairs.
+
+    The last, partial step of a stage (``N mod pairs_per_step`` pairs): ``wrap`` fills it by wrapping round to the
+    stage's first pairs (as ``DistributedSampler`` does), so every pair trains and every step has the same size
+    and every process the same number of micro-batches (``ceil(N / pairs_per_step)`` steps); ``drop`` leaves those
+    pairs out (``floor(N / pairs_per_step)`` steps), which is what the study's code amounts to: its first recipe
+    never steps the optimizer for them and discards their gradient at the next stage's ``zero_grad``, its latest
+    recipe steps it at the schedule's end, where the LR is 0."""
     if pairs_per_step < 1:
         raise ValueError(f"pairs per optimizer step must be >= 1, got {pairs_per_step}")
+    if leftover not in LEFTOVER_MODES:
+        raise ValueError(f"leftover must be one of {LEFTOVER_MODES}, not {leftover!r}")
     stages = schedule.stages(n_stages)
     orders, steps = {}, {}
     for s in stages:
         order = schedule.stage_order(s)
         if not order:
             logger.warning("stage %d has no pairs (its levels are empty); it is skipped", s)
-        n_steps = math.ceil(len(order) / pairs_per_step)
-        pad = n_steps * pairs_per_step - len(order)
-        orders[s] = order + [order[i % len(order)] for i in range(pad)]
+        if leftover == "drop":
+            n_steps = len(order) // pairs_per_step
+            if order and n_steps == 0:
+                logger.warning("stage %d has %d pairs, fewer than one optimizer step of %d: with --leftover drop it "
+                               "trains nothing", s, len(order), pairs_per_step)
+            orders[s] = order[: n_steps * pairs_per_step]
+        else:
+            n_steps = math.ceil(len(order) / pairs_per_step)
+            pad = n_steps * pairs_per_step - len(order)
+            orders[s] = order + [order[i % len(order)] for i in range(pad)]
         steps[s] = n_steps
     description = schedule.describe(n_stages)
     for d in description:
         d["optimizer_steps"] = steps[d["stage"]]
-        d["wrapped_pairs"] = d["optimizer_steps"] * pairs_per_step - d["n_pairs"]
+        trained = d["optimizer_steps"] * pairs_per_step
+        d["wrapped_pairs"] = max(0, trained - d["n_pairs"])
+        d["dropped_pairs"] = max(0, d["n_pairs"] - trained)
     return StagePlan(stages, pairs_per_step, orders, steps, description)

@@ -1,5 +1,5 @@
-"""Preference pairs for DPOP: loading (both field spellings), tokenization with context truncation, and the
-optional cache of reference log-probabilities.
+"""Preference pairs for DPOP: loading (both field spellings), the levels of each recipe, and the optional cache
+of reference log-probabilities.
 
 Field spellings accepted (the study's files use both):
 
@@ -8,17 +8,7 @@ Field spellings accepted (the study's files use both):
     chosen   <- chosen | ideal_answer | right_answer
     rejected <- rejected | fake_answer | hallucinated_answer
 
-Prompt formats:
-
-* ``plain`` (the study's first run): ``aligner.prompts.plain_dpo_prompt(context, prompt)`` and the bare response;
-  BOS is added by the tokenizer.
-* ``chat`` (``train_dpop_improved.py``): the system + "Context: ...\\n\\nQuestion: ..." user turn rendered with the
-  tokenizer's chat template (``dpo_chat_messages`` + ``render_chat``), and the tokenizer's EOS appended to both
-  responses so the model also learns where an answer ends.
-
-Over-long pairs: the *context* is cut (from its end, in tokens) until prompt + the longer response fits
-``max_length``; the responses are never cut.  A pair whose responses do not fit even with no context is
-skipped.  Both are counted in ``TokenizeStats`` and logged.
+Tokenization (prompt formats, response span, over-long pairs): ``aligner.train.pair_tokens``.
 """
 
 from __future__ import annotations
@@ -34,12 +24,17 @@ from pathlib import Path
 import torch
 
 from aligner.core.io import DataError, read_json, write_json_atomic
-from aligner.core.logprobs import EncodedPair, encode_prompt_response
 from aligner.core.models import use_adapter
 from aligner.core.paths import LEVELS, PAIR_FILES, TEACHER_PAIRS_FILE, pair_file
-from aligner.prompts import DEFAULT_DATE_STRING, dpo_chat_messages, plain_dpo_prompt, render_chat
 from aligner.train.config import CurriculumData, LatestRecipeData
 from aligner.train.curriculum import shuffled_mix
+from aligner.train.pair_tokens import (  # noqa: F401  (re-exported: the trainer, scripts and tests import them here)
+    PROMPT_FORMATS,
+    TRUNCATION_MODES,
+    PairTokenizer,
+    TokenizedPair,
+    TokenizeStats,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +44,6 @@ FIELD_SPELLINGS: dict[str, tuple[str, ...]] = {
     "chosen": ("chosen", "ideal_answer", "right_answer"),
     "rejected": ("rejected", "fake_answer", "hallucinated_answer"),
 }
-PROMPT_FORMATS = ("plain", "chat")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -70,7 +64,7 @@ class PreferencePair:
 class LoadStats:
     n_read: int = 0
     n_skipped: int = 0          # invalid lines skipped (skip_invalid=True)
-    n_identical: int = 0        # chosen == rejected: no preference to learn, always skipped
+    n_identical: int = 0        # chosen == rejected: no preference to learn; skipped unless keep_identical
     reasons: list[str] = field(default_factory=list)
 
 
@@ -106,13 +100,15 @@ def normalize_pair(record, path: str | os.PathLike, line: int) -> PreferencePair
 
 
 def load_pairs(path: str | os.PathLike, limit: int | None = None, skip_invalid: bool = False,
-               stats: LoadStats | None = None, allow_empty: bool = False) -> list[PreferencePair]:
+               stats: LoadStats | None = None, allow_empty: bool = False,
+               keep_identical: bool = False) -> list[PreferencePair]:
     """Read preference pairs from a JSON-lines file (or a .json array).
 
     ``limit`` keeps the first N valid pairs (None or < 0: all).  A malformed line raises ``DataError`` naming
     the file and line, or is counted and skipped with ``skip_invalid``.  Pairs whose chosen and rejected
-    answers are identical carry no preference and are always skipped (counted, logged).  A file with no usable
-    pair is a ``DataError`` unless ``allow_empty`` (then a logged warning).
+    answers are identical carry no preference and are skipped (counted, logged) unless ``keep_identical`` (the
+    study keeps them; they are still counted, and ``limit`` then counts them as the study's ``raw[:N]`` does).
+    A file with no usable pair is a ``DataError`` unless ``allow_empty`` (then a logged warning).
     """
     path = Path(path)
     if not path.is_file():
@@ -134,14 +130,15 @@ def load_pairs(path: str | os.PathLike, limit: int | None = None, skip_invalid: 
             continue
         if pair.chosen.strip() == pair.rejected.strip():
             stats.n_identical += 1
-            continue
+            if not keep_identical:
+                continue
         stats.n_read += 1
         out.append(pair)
     if stats.n_skipped:
         logger.warning("%s: skipped %d invalid line(s), first: %s", path, stats.n_skipped, stats.reasons[0])
     if stats.n_identical:
-        logger.warning("%s: skipped %d pair(s) whose chosen and rejected answers are identical", path,
-                       stats.n_identical)
+        logger.warning("%s: %s %d pair(s) whose chosen and rejected answers are identical", path,
+                       "kept" if keep_identical else "skipped", stats.n_identical)
     if not out:
         if not allow_empty:
             raise DataError(path, "no usable preference pairs in the file")
@@ -167,106 +164,6 @@ def _numbered_records(path: Path):
                 yield lineno, json.loads(raw)
             except json.JSONDecodeError as exc:
                 yield lineno, DataError(path, f"invalid JSON ({exc.msg} at column {exc.colno})", lineno)
-
-
-# ---------------------------------------------------------------------------------------------
-# tokenization
-# ---------------------------------------------------------------------------------------------
-
-@dataclass
-class TokenizedPair:
-    chosen: EncodedPair
-    rejected: EncodedPair
-    truncated: bool = False
-
-    @property
-    def length(self) -> int:
-        return max(len(self.chosen.input_ids), len(self.rejected.input_ids))
-
-
-@dataclass
-class TokenizeStats:
-    n_in: int = 0
-    n_kept: int = 0
-    n_truncated: int = 0   # context cut to fit max_length
-    n_skipped: int = 0     # responses too long to fit even without context
-
-    def line(self, name: str = "") -> str:
-        where = f"{name}: " if name else ""
-        return (f"{where}{self.n_kept}/{self.n_in} pairs kept, {self.n_truncated} with the context truncated, "
-                f"{self.n_skipped} skipped (response longer than max_length)")
-
-
-class PairTokenizer:
-    """Turns ``PreferencePair`` into token ids with the response span marked (see the module docstring)."""
-
-    def __init__(self, tokenizer, max_length: int = 1024, prompt_format: str = "plain",
-                 append_eos: bool | None = None, date_string: str = DEFAULT_DATE_STRING):
-        if prompt_format not in PROMPT_FORMATS:
-            raise ValueError(f"prompt_format must be one of {PROMPT_FORMATS}, not {prompt_format!r}")
-        if max_length < 2:
-            raise ValueError("max_length must be at least 2")
-        self.tokenizer = tokenizer
-        self.max_length = int(max_length)
-        self.prompt_format = prompt_format
-        self.date_string = date_string
-        self.append_eos = (prompt_format == "chat") if append_eos is None else bool(append_eos)
-        if self.append_eos and not tokenizer.eos_token:
-            raise ValueError("append_eos needs a tokenizer with an EOS token")
-
-    def build_prompt(self, context: str, prompt: str) -> str:
-        if self.prompt_format == "chat":
-            return render_chat(self.tokenizer, dpo_chat_messages(context, prompt), date_string=self.date_string)
-        return plain_dpo_prompt(context, prompt)
-
-    def response_text(self, response: str) -> str:
-        return response + self.tokenizer.eos_token if self.append_eos else response
-
-    def _encode(self, pair: PreferencePair, context: str) -> TokenizedPair:
-        prompt = self.build_prompt(context, pair.prompt)
-        return TokenizedPair(encode_prompt_response(self.tokenizer, prompt, self.response_text(pair.chosen)),
-                             encode_prompt_response(self.tokenizer, prompt, self.response_text(pair.rejected)))
-
-    def encode(self, pair: PreferencePair) -> TokenizedPair | None:
-        """Token ids for the pair, context cut to fit ``max_length``; None when the responses cannot fit."""
-        full = self._encode(pair, pair.context)
-        if full.length <= self.max_length:
-            return full
-        bare = self._encode(pair, "")
-        if bare.length > self.max_length:
-            return None
-        ctx_ids = self.tokenizer(pair.context, add_special_tokens=False)["input_ids"]
-        keep = len(ctx_ids) - (full.length - self.max_length)
-        while keep > 0:
-            # Decoding a token prefix and re-tokenizing can shift a token or two; step down until it fits.
-            cut = self._encode(pair, self.tokenizer.decode(ctx_ids[:keep]))
-            if cut.length <= self.max_length:
-                cut.truncated = True
-                return cut
-            keep -= max(1, cut.length - self.max_length)
-        bare.truncated = True
-        return bare
-
-    def encode_all(self, pairs: Sequence[PreferencePair], name: str = "",
-                   progress: bool = False) -> tuple[list[TokenizedPair], TokenizeStats]:
-        """Encode every pair; returns the kept ones (input order) and the counts."""
-        from tqdm.auto import tqdm
-
-        stats = TokenizeStats(n_in=len(pairs))
-        kept: list[TokenizedPair] = []
-        for pair in tqdm(pairs, desc=f"tokenize {name}".strip(), disable=not progress, unit="pair"):
-            enc = self.encode(pair)
-            if enc is None:
-                stats.n_skipped += 1
-                continue
-            stats.n_truncated += int(enc.truncated)
-            kept.append(enc)
-        stats.n_kept = len(kept)
-        if stats.n_truncated or stats.n_skipped:
-            logger.warning(stats.line(name))
-        else:
-            logger.info(stats.line(name))
-        return kept, stats
 
 
 # ---------------------------------------------------------------------------------------------
@@ -347,15 +244,18 @@ class PairLevel:
 
 
 def load_level(path: str | os.PathLike, name: str | None = None, limit: int | None = None,
-               skip_invalid: bool = False, allow_empty: bool = False) -> PairLevel:
+               skip_invalid: bool = False, allow_empty: bool = False, keep_identical: bool = False) -> PairLevel:
     stats = LoadStats()
-    pairs = load_pairs(path, limit=limit, skip_invalid=skip_invalid, stats=stats, allow_empty=allow_empty)
+    pairs = load_pairs(path, limit=limit, skip_invalid=skip_invalid, stats=stats, allow_empty=allow_empty,
+                       keep_identical=keep_identical)
     return PairLevel(name or Path(path).stem, pairs, Path(path), stats_dict(stats))
 
 
-def load_levels(paths: Sequence[str | os.PathLike], skip_invalid: bool = False) -> list[PairLevel]:
+def load_levels(paths: Sequence[str | os.PathLike], skip_invalid: bool = False,
+                keep_identical: bool = False) -> list[PairLevel]:
     names = list(LEVELS) if len(paths) <= len(LEVELS) else [Path(p).stem for p in paths]
-    return [load_level(p, names[i], skip_invalid=skip_invalid) for i, p in enumerate(paths)]
+    return [load_level(p, names[i], skip_invalid=skip_invalid, keep_identical=keep_identical)
+            for i, p in enumerate(paths)]
 
 
 def resolve_data_files(data_files: str | Sequence[str] | None, data_dir: str | None,
@@ -374,22 +274,23 @@ def resolve_data_files(data_files: str | Sequence[str] | None, data_dir: str | N
     return paths
 
 
-def curriculum_levels(data: CurriculumData) -> list[PairLevel]:
+def curriculum_levels(data: CurriculumData, keep_identical: bool = False) -> list[PairLevel]:
     """The best-model recipe's levels: ``--data_files`` in order, or the three pair files in ``--data_dir``."""
     files = resolve_data_files(data.data_files, data.data_dir, PAIR_FILES)
-    return load_levels(files, skip_invalid=data.skip_invalid)
+    return load_levels(files, skip_invalid=data.skip_invalid, keep_identical=keep_identical)
 
 
-def latest_recipe_levels(data: LatestRecipeData) -> list[PairLevel]:
+def latest_recipe_levels(data: LatestRecipeData, keep_identical: bool = False) -> list[PairLevel]:
     """The latest recipe's data: the first ``hard_limit`` teacher pairs and ``medium_limit`` medium pairs, as one
     level shuffled with ``mix_seed``, or (``curriculum``) as two levels, medium first."""
     data_dir = Path(data.data_dir)
     hard_path = Path(data.hard_file) if data.hard_file else data_dir / TEACHER_PAIRS_FILE
     medium_path = Path(data.medium_file) if data.medium_file else data_dir / pair_file("medium")
     # The teacher may produce no usable pair (a small teacher writing no valid JSON): train on what there is.
-    hard = load_level(hard_path, "hard", limit=data.hard_limit, skip_invalid=data.skip_invalid, allow_empty=True)
+    hard = load_level(hard_path, "hard", limit=data.hard_limit, skip_invalid=data.skip_invalid, allow_empty=True,
+                      keep_identical=keep_identical)
     medium = load_level(medium_path, "medium", limit=data.medium_limit, skip_invalid=data.skip_invalid,
-                        allow_empty=True)
+                        allow_empty=True, keep_identical=keep_identical)
     print(f"selection: {len(hard.pairs)} hard + {len(medium.pairs)} medium pairs")
     if not hard.pairs and not medium.pairs:
         raise DataError(hard_path, f"no usable pairs here or in {medium_path}")

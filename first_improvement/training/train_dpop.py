@@ -3,14 +3,19 @@
 
 Levels (easy, medium, hard) come from --data_files in order, or from --data_dir holding dpo_pairs_easy.jsonl,
 dpo_pairs_medium.jsonl and dpo_pairs_hard.jsonl.  --epochs K runs the first K curriculum stages
-(1 = easy; 2 = + first 50% medium; 3 = + first 60% hard; 4 = everything).  Prompts are the plain
-"context + question" format of the study's first run.
+(1 = easy; 2 = + first 50% medium; 3 = + first 60% hard; 4 = everything; the study's script always ran all
+four: it parses --epochs but ignores it).  Prompts are the plain "context + question" format of the study's first
+run.  As the study's script: a new AdamW (weight decay 0.01) and a new 100-step-warmup linear schedule for every
+stage (--schedule per_stage; --schedule global for one over the run).  --study_compat reproduces the study's code
+where it has a plain bug (README, "Differences from the study"): context, question and answer glued, the last
+prompt token scored, whole sequences cut from the right at --max_length, each stage's last partial optimizer
+step dropped, identical pairs kept.
 
 Examples:
     python first_improvement/training/train_dpop.py \\
         --model_path models/llama3-2-3b-instruct \\
         --data_files final_data/dpo_pairs_easy.jsonl,final_data/dpo_pairs_medium.jsonl,final_data/dpo_pairs_hard.jsonl \\
-        --output_dir outputs/first_improvement/best_run --epochs 3
+        --output_dir outputs/first_improvement/best_run
     accelerate launch --config_file configs/accelerate/ddp.yaml first_improvement/training/train_dpop.py ...
 """
 
@@ -22,7 +27,7 @@ from aligner.train.preference import curriculum_levels
 
 #: this recipe's settings where they differ from DPOPTrainingConfig's
 DEFAULTS = dict(model_path="models/llama3-2-3b-instruct", output_dir="outputs/first_improvement/dpop",
-                save_every_steps=250, logging_steps=10, prompt_format="plain")
+                save_every_steps=250, logging_steps=10, prompt_format="plain", recipe="first")
 
 
 def parse_args(argv=None, description: str = __doc__, defaults: dict = DEFAULTS):
@@ -32,7 +37,7 @@ def parse_args(argv=None, description: str = __doc__, defaults: dict = DEFAULTS)
 def main(argv=None, args=None):
     data, cfg = args if args is not None else parse_args(argv)
     setup_logging()
-    return train_dpop(cfg, curriculum_levels(data), run_args=(data, cfg))
+    return train_dpop(cfg, curriculum_levels(data, keep_identical=cfg.keep_identical), run_args=(data, cfg))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,10 @@
 Same trainer, data, curriculum and flags as train_dpop.py; the prompt is the model's chat template with the
 system message "You are a helpful AI assistant. Use the provided context to answer the question." and the
 user turn "Context: {context}\\n\\nQuestion: {prompt}", and the tokenizer's EOS token is appended to both
-responses.
+responses.  The study's script for this recipe cannot run as committed; it was written for one AdamW and one
+100-step-warmup linear schedule over the whole run, which is this script's default (--schedule global).
+--study_compat reproduces its tokenization: two BOS, the last prompt token scored, whole sequences cut from the
+right at --max_length (EOS first), identical pairs kept, each stage's last partial optimizer step dropped.
 
 Example:
     python first_improvement/training/train_dpop_improved.py --model_path models/llama3-2-3b-instruct \\
@@ -18,7 +21,7 @@ from aligner.train.dpop_trainer import train_dpop
 from aligner.train.preference import curriculum_levels
 
 DEFAULTS = dict(model_path="models/llama3-2-3b-instruct", output_dir="outputs/first_improvement/dpop_improved",
-                save_every_steps=250, logging_steps=10, prompt_format="chat")
+                save_every_steps=250, logging_steps=10, prompt_format="chat", schedule="global", recipe="improved")
 
 
 def parse_args(argv=None):
@@ -28,7 +31,7 @@ def parse_args(argv=None):
 def main(argv=None):
     data, cfg = parse_args(argv)
     setup_logging()
-    return train_dpop(cfg, curriculum_levels(data), run_args=(data, cfg))
+    return train_dpop(cfg, curriculum_levels(data, keep_identical=cfg.keep_identical), run_args=(data, cfg))
 
 
 if __name__ == "__main__":
