@@ -25,6 +25,16 @@ def truthfulqa_csv_path() -> Path:
     return shared_data_dir() / "truthfulqa" / "TruthfulQA.csv"
 
 
+def ifeval_path() -> Path:
+    """IFEval's ``input_data.jsonl`` (the 541 prompts of the hub's ``google/IFEval``)."""
+    return shared_data_dir() / "ifeval" / "input_data.jsonl"
+
+
+def nltk_data_dir() -> Path:
+    """An NLTK data folder holding ``tokenizers/punkt_tab`` (what IFEval's sentence checks load)."""
+    return shared_data_dir() / "nltk_data"
+
+
 def seed_results_dir() -> Path:
     return shared_data_dir() / "seed_results"
 

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 # Fields that identify a question across runs, in order of preference.
-PAIR_KEYS = ("id", "data_index", "question_id", "question")
+PAIR_KEYS = ("id", "data_index", "question_id", "question", "key")  # key: IFEval's prompt id
 
 
 @dataclass

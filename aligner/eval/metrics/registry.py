@@ -35,6 +35,10 @@ class Metric:
     per_sample: tuple[str, ...] = ()          # per-sample field spellings, the first one present is used
     derive: Callable[[dict], object] | None = None  # or: the per-sample value computed from the record
     files: tuple[str, ...] = ()               # kinds of aligner.core.paths.RESULT_FILES holding the records
+    #: or: a per-sample *list* of verdicts pooled over all samples (hits / items, lm-eval's micro-average of
+    #: IFEval's instruction-level accuracy).  Such a metric is a ratio of sums with no per-sample value whose
+    #: mean it is, so the paired bootstrap (which resamples means of per-sample values) gives it no interval.
+    pooled: str | None = None
 
     @property
     def kind(self) -> str:
@@ -59,12 +63,28 @@ class Metric:
         return None
 
     def aggregate(self, records: Sequence[dict]) -> float | None:
-        """The mean of the per-sample values; None when there are no records or any value is missing (a missing
-        score is never averaged as 0)."""
+        """The mean of the per-sample values (pooled: of every item of every record's list); None when there are
+        no records or any value is missing (a missing score is never averaged as 0)."""
+        if self.pooled is not None:
+            return pooled_mean(records, self.pooled)
         values = [self.value(r) for r in records]
         if not values or any(v is None for v in values):
             return None
         return math.fsum(values) / len(values)
+
+
+def pooled_mean(records: Sequence[dict], field: str) -> float | None:
+    """Share of true verdicts among all items of ``record[field]`` (lists), over all records; None when a record
+    lacks the list, an item is not a number, or there are no items."""
+    items = []
+    for rec in records:
+        verdicts = rec.get(field)
+        if not isinstance(verdicts, (list, tuple)):
+            return None
+        items += [as_float(v) for v in verdicts]
+    if not items or any(v is None for v in items):
+        return None
+    return math.fsum(items) / len(items)
 
 
 def _count(name: str, display: str) -> Metric:
@@ -90,12 +110,23 @@ DECLARED: tuple[Metric, ...] = (
     Metric("mc2", "MC2", True, ("mc2_mass", "mc2", "mc2_score"), files=_MC),
     Metric("gen_truthfulness", "Gen Truthfulness", True, ("is_truthful",), files=_GEN),
     Metric("gen_avg_prob", "Gen Avg Prob", True, ("truth_prob",), files=_GEN),
+    # IFEval (detailed_R.jsonl, lm-eval's names): prompt level = every instruction of a prompt followed (mean over
+    # prompts); instruction level = followed instructions / all instructions, pooled over prompts
+    Metric("prompt_level_strict_acc", "IFEval Prompt-level Strict", True, ("prompt_level_strict_acc",), files=_SIM),
+    Metric("inst_level_strict_acc", "IFEval Instruction-level Strict", True, pooled="inst_level_strict_acc",
+           files=_SIM),
+    Metric("prompt_level_loose_acc", "IFEval Prompt-level Loose", True, ("prompt_level_loose_acc",), files=_SIM),
+    Metric("inst_level_loose_acc", "IFEval Instruction-level Loose", True, pooled="inst_level_loose_acc",
+           files=_SIM),
     # counts
+    _count("n_prompts", "Prompts"),
+    _count("n_instructions", "Instructions"),
     _count("total_samples", "Total Samples"),
     _count("total", "Total Samples"),
     _count("n_questions", "Questions"),
     _count("n_mc_questions", "MC Questions"),
     _count("n_gen_questions", "Gen Questions"),
+    _count("n_empty", "Empty Generations"),
 )
 METRICS: dict[str, Metric] = {m.name: m for m in DECLARED}
 #: fields of a metrics file that are not results (run times), left out of every table

@@ -1,0 +1,243 @@
+"""IFEval (Zhou et al. 2023): instruction following, scored with lm-evaluation-harness's own checkers.
+
+Not in the study, which names the trade-off ("less reliably instructable") without measuring it.  Each of the
+541 prompts carries one to three verifiable instructions ("no commas", "at least 300 words", "wrap the answer
+in JSON" ...).  The model answers every prompt as one user turn of its chat template (the date fixed by
+``ChatSettings.date_string``), greedy, up to 1280 new tokens (the harness's ``max_gen_toks``), no stop string
+but EOS.
+
+Scoring is ``lm_eval.tasks.ifeval.utils.process_results`` itself (the ``lm-eval[ifeval]`` package; nothing is
+re-implemented here), which reports, per prompt:
+
+* ``prompt_level_strict_acc``: every instruction followed by the response as it is;
+* ``prompt_level_loose_acc``: the same, where an instruction also counts as followed when one of lm-eval's
+  seven loose variants of the response follows it (markdown ``*`` removed, first and/or last line dropped);
+* ``inst_level_strict_acc`` / ``inst_level_loose_acc``: one verdict per instruction.
+
+The metrics are lm-eval's: the prompt-level ones the mean over prompts, the instruction-level ones followed /
+all instructions pooled over prompts (``aligner.eval.metrics.registry``: ``pooled``).  The sentence checks
+need NLTK's ``punkt_tab`` data, found before lm-eval is imported (its import would otherwise try a download);
+langdetect, behind the language checks, is seeded (lm-eval leaves it unseeded, so a borderline text could get
+another verdict from run to run).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aligner.core.cli import override
+from aligner.core.io import AlignerError, DataError, write_json_atomic
+from aligner.core.models import resolve_dtype
+from aligner.core.paths import nltk_data_dir, result_file, run_tag
+from aligner.core.runinfo import PhaseTimer, write_run_config
+from aligner.core.runner import data_fingerprint, path_identity, run_per_sample
+from aligner.data.sources.ifeval import HF_DATASET, IFEvalItem, load_ifeval
+from aligner.eval.metrics.registry import aggregate
+from aligner.lm.interface import LM, load_lm, release_lm, resolve_backend
+from aligner.lm.settings import BackendSettings, ChatSettings, ModelSettings
+from aligner.prompts import ifeval_messages
+
+logger = logging.getLogger(__name__)
+
+#: the declared metrics (lm-eval's names), in lm-eval's order
+IFEVAL_METRICS = ("prompt_level_strict_acc", "inst_level_strict_acc", "prompt_level_loose_acc", "inst_level_loose_acc")
+LM_EVAL_MAX_GEN_TOKS = 1280
+INSTALL_HINT = "pip install 'lm-eval[ifeval]' (lm-eval with langdetect and immutabledict)"
+PUNKT = "tokenizers/punkt_tab/english/"
+
+
+class IFEvalSetupError(AlignerError, RuntimeError):
+    """lm-eval's IFEval checkers or NLTK's Punkt data are missing; the message says what to install."""
+
+
+@dataclass(kw_only=True)
+class IFEvalConfig(ModelSettings, BackendSettings, ChatSettings):
+    """``evaluation/eval_ifeval.py``."""
+
+    model_path: str = override(ModelSettings, "model_path", dataclasses.MISSING, help="model folder or hub id")
+    run_name: str = field(metadata={"help": "names the output files (metrics_RUN.json, detailed_RUN.jsonl)"})
+    output_dir: str = field(default="evaluation/results/IFEval", metadata={"help": "where the output files go"})
+    data_path: str | None = field(default=None, metadata={
+        "help": "IFEval's input_data.jsonl (key, prompt, instruction_id_list, kwargs) instead of the hub dataset, "
+                "e.g. ../shared/data/ifeval/input_data.jsonl (default: none = the hub)"})
+    hf_dataset: str = field(default=HF_DATASET, metadata={"help": "hub dataset (train split)"})
+    limit: int = field(default=-1, metadata={"help": "the first N prompts only; -1 = all 541"})
+    batch_size: int = field(default=8, metadata={"help": "prompts per generate call (HF backend)"})
+    max_new_tokens: int = field(default=LM_EVAL_MAX_GEN_TOKS, metadata={
+        "help": "greedy tokens per response (lm-eval's max_gen_toks)"})
+    chunk_size: int = field(default=0, metadata={
+        "help": "responses made between two appends to the per-sample file; 0 = one generate call's worth"})
+    nltk_data: str | None = field(default=None, metadata={
+        "help": "folder holding NLTK's tokenizers/punkt_tab, searched first (default: none = NLTK_DATA and NLTK's "
+                "own folders, then ../shared/data/nltk_data when it exists)", "group": "scorers"})
+    resume: bool = field(default=False, metadata={
+        "help": "continue an interrupted run from its per-sample file, skipping the prompts it holds"})
+    progress: bool = field(default=True, metadata={"flag": "--no_progress", "help": "no progress bars"})
+
+
+# ---------------------------------------------------------------------------------------------
+# lm-eval's checkers
+# ---------------------------------------------------------------------------------------------
+
+def prepare_nltk(nltk_data: str | os.PathLike | None = None) -> str:
+    """Put ``nltk_data`` (and the shared data folder, when it exists) on NLTK's search path and find Punkt's
+    English ``punkt_tab`` there; returns where.  Raises ``IFEvalSetupError`` saying what to install."""
+    try:
+        import nltk
+    except ImportError as exc:
+        raise IFEvalSetupError(f"IFEval scoring needs nltk: {INSTALL_HINT}") from exc
+    extra = [str(p) for p in (nltk_data, nltk_data_dir()) if p and Path(p).is_dir()]
+    if nltk_data and not Path(nltk_data).is_dir():
+        raise IFEvalSetupError(f"--nltk_data {nltk_data}: no such folder")
+    for p in reversed(extra):
+        if p not in nltk.data.path:
+            nltk.data.path.insert(0, p)
+    try:
+        return str(nltk.data.find(PUNKT))
+    except LookupError:
+        raise IFEvalSetupError(
+            "IFEval's sentence-count checks need NLTK's Punkt English data ('punkt_tab'), not found in "
+            f"{nltk.data.path[:4]}... Install it with `python -m nltk.downloader punkt_tab`, or pass --nltk_data "
+            "(or set NLTK_DATA to) a folder holding tokenizers/punkt_tab, e.g. ../shared/data/nltk_data") from None
+
+
+def load_checkers(nltk_data: str | os.PathLike | None = None):
+    """lm-eval's ``lm_eval.tasks.ifeval.utils`` (``process_results``, ``agg_inst_level_acc``), imported once NLTK's
+    data is found, with langdetect seeded."""
+    prepare_nltk(nltk_data)
+    try:
+        import langdetect
+        from lm_eval.tasks.ifeval import utils
+    except ImportError as exc:
+        raise IFEvalSetupError(f"IFEval is scored with lm-evaluation-harness's checkers ({exc}): {INSTALL_HINT}") \
+            from exc
+    langdetect.DetectorFactory.seed = 0
+    return utils
+
+
+def check_instructions(items: Sequence[IFEvalItem], source: str) -> None:
+    """Every instruction id has a checker in lm-eval's registry (before any response is generated)."""
+    from lm_eval.tasks.ifeval.instructions_registry import INSTRUCTION_DICT
+
+    for i, it in enumerate(items, start=1):
+        unknown = [x for x in it.instruction_id_list if x not in INSTRUCTION_DICT]
+        if unknown:
+            raise DataError(source, f"key {it.key}: instruction(s) {unknown} have no checker in lm-eval "
+                                    f"{lm_eval_version()}", i)
+
+
+def lm_eval_version() -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("lm_eval")
+    except PackageNotFoundError:
+        return None
+
+
+def score_responses(checkers, items: Sequence[IFEvalItem], responses: Sequence[str]) -> list[dict]:
+    """One detailed record per (prompt, response): key, prompt, response, instruction ids, and lm-eval's four
+    verdicts (``process_results``: two booleans per prompt, two lists with one boolean per instruction)."""
+    if len(items) != len(responses):
+        raise ValueError(f"{len(items)} prompts but {len(responses)} responses")
+    records = []
+    for it, response in zip(items, responses):
+        verdicts = checkers.process_results(it.doc(), [response])
+        records.append({"key": it.key, "prompt": it.prompt, "response": response,
+                        "instruction_id_list": list(it.instruction_id_list),
+                        **{k: (list(verdicts[k]) if k.startswith("inst") else bool(verdicts[k]))
+                           for k in IFEVAL_METRICS}})
+    return records
+
+
+def ifeval_metrics(records: Sequence[dict]) -> dict:
+    """lm-eval's four IFEval metrics (as declared in the registry) and the counts."""
+    if not records:
+        raise ValueError("no IFEval records to aggregate")
+    return {**aggregate(records, IFEVAL_METRICS), "n_prompts": len(records),
+            "n_instructions": sum(len(r["inst_level_strict_acc"]) for r in records)}
+
+
+# ---------------------------------------------------------------------------------------------
+# generation and the resumable run
+# ---------------------------------------------------------------------------------------------
+
+def ifeval_prompts(lm: LM, items: Sequence[IFEvalItem]) -> list[str]:
+    return [lm.chat_prompt(ifeval_messages(it.prompt)) for it in items]
+
+
+def _same_prompt(rec: dict, item: IFEvalItem) -> str | None:
+    if rec.get("prompt") != item.prompt:
+        return f"holds another prompt ({str(rec.get('prompt'))[:60]!r})"
+    return None
+
+
+def run_ifeval_samples(lm: LM, checkers, items: Sequence[IFEvalItem], path: str | os.PathLike, resume: bool = False,
+                       max_new_tokens: int = LM_EVAL_MAX_GEN_TOKS, chunk_size: int = 0, progress: bool = True,
+                       fingerprint: dict | None = None) -> list[dict]:
+    """Responses of the LM's active adapter, scored and appended to ``path`` per chunk, keyed by IFEval's key."""
+    def make(chunk: list[IFEvalItem]) -> list[dict]:
+        responses = lm.generate_until(ifeval_prompts(lm, chunk), max_new_tokens=max_new_tokens, temperature=0.0,
+                                      progress=False)
+        return score_responses(checkers, chunk, responses)
+
+    return run_per_sample(path, items, make, key_of=lambda it: it.key, key="key",
+                          chunk=chunk_size or lm.generation_chunk, resume=resume, fingerprint=fingerprint,
+                          check=_same_prompt, desc="IFEval", unit="prompt", progress=progress)
+
+
+def _fingerprint(cfg: IFEvalConfig, adapter: str | None, backend: str, source: str) -> dict:
+    """What the records depend on (a resumed file must have been made with the same)."""
+    return {"task": "ifeval", "model": path_identity(cfg.model_path), "adapter": path_identity(adapter),
+            "dtype": str(resolve_dtype(cfg.dtype, cfg.device)), "backend": backend,
+            "max_new_tokens": cfg.max_new_tokens, "date_string": cfg.date_string, "data": source,
+            "data_sha256": data_fingerprint(cfg.data_path), "lm_eval": lm_eval_version()}
+
+
+def run_ifeval(cfg: IFEvalConfig) -> dict[str, dict]:
+    """IFEval for the base model and/or each adapter on one loaded base: detailed_R.jsonl and metrics_R.json
+    per adapter, run_config.json; returns {adapter name or "base": metrics}."""
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    checkers = load_checkers(cfg.nltk_data)  # fail before the model loads
+    items, source = load_ifeval(cfg.data_path, cfg.limit, cfg.hf_dataset)
+    check_instructions(items, source)
+    logger.info("%d IFEval prompts (%d instructions) from %s", len(items),
+                sum(len(it.instruction_id_list) for it in items), source)
+    backend = resolve_backend(cfg.backend)
+    timer = PhaseTimer()
+    with timer("load_model"):
+        lm = load_lm(backend, cfg.model_path, cfg.lora_path, batch_size=cfg.batch_size, dtype=cfg.dtype,
+                     device=cfg.device, tensor_parallel_size=cfg.tensor_parallel_size,
+                     gpu_memory_utilization=cfg.gpu_memory_utilization, seed=cfg.seed, date_string=cfg.date_string)
+    results = {}
+    try:
+        write_run_config(out, cfg, extra={"backend": backend, "n_prompts": len(items), "data": source,
+                                          "lm_eval": lm_eval_version()})
+        for name in lm.adapter_names:
+            lm.set_adapter(name)
+            lora = lm.adapter_paths.get(name)
+            tag = run_tag(cfg.run_name, name, several=len(lm.adapter_names) > 1)
+            detailed = result_file(out, "detailed", tag)
+            logger.info("IFEval: %s (adapter: %s) -> %s", cfg.model_path, lora or "none", detailed)
+            adapter_timer = PhaseTimer()
+            with adapter_timer("generate_and_score"):
+                records = run_ifeval_samples(lm, checkers, items, detailed, resume=cfg.resume,
+                                             max_new_tokens=cfg.max_new_tokens, chunk_size=cfg.chunk_size,
+                                             progress=cfg.progress, fingerprint=_fingerprint(cfg, lora, backend, source))
+            metrics = {"model": cfg.model_path, "lora_path": lora, "adapter": name or "base", "run_name": cfg.run_name,
+                       "data": source, "backend": backend, "date_string": cfg.date_string,
+                       "lm_eval": lm_eval_version(), **ifeval_metrics(records),
+                       "seconds": {**timer.seconds, **adapter_timer.seconds}}
+            write_json_atomic(result_file(out, "metrics", tag), metrics)
+            logger.info("%s: prompt strict %.4f, inst strict %.4f, prompt loose %.4f, inst loose %.4f (%d prompts)",
+                        name or "base", *(metrics[k] for k in IFEVAL_METRICS), metrics["n_prompts"])
+            results[name or "base"] = metrics
+    finally:
+        release_lm(lm)
+    return results
