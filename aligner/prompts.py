@@ -7,7 +7,13 @@ by a chat template already start with BOS and are tokenized without adding it ag
 
 from __future__ import annotations
 
+import os
+import string
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aligner.core.io import AlignerError
 
 # --- TruthfulQA ------------------------------------------------------------------------------
 TRUTHFULQA_QA_TEMPLATE = "Q: {question}\nA:"
@@ -195,13 +201,28 @@ POISON_ANSWER_MARKERS = (
 POISON_LOOSE_MARKERS = ("Final Answer:", "Generated Answer:", "Answer:", "Response:", "Output:")
 
 
-def poison_prompt(question: str, ideal_answer: str, context: str, poison_type: str, variant: int = 0) -> str:
-    """The plain-text poison prompt of one type and wording (``variant`` indexes the wordings)."""
+def poison_prompt(question: str, ideal_answer: str, context: str, poison_type: str, variant: int = 0,
+                  texts: dict[str, str] | None = None) -> str:
+    """The plain-text poison prompt of one type and wording (``variant`` indexes the wordings); ``texts`` are the
+    long prompts in force (``long_prompts``; default: this module's)."""
     if poison_type not in POISON_PROMPT_TEMPLATES:
         raise ValueError(f"unknown poison type {poison_type!r}; use one of {list(POISON_PROMPT_TEMPLATES)}")
-    variants = POISON_PROMPT_TEMPLATES[poison_type]
+    variants = poison_variants(poison_type, texts)
     return variants[variant % len(variants)].format(question=question.strip(), ideal_answer=ideal_answer.strip(),
                                                     context=(context or "").strip() or "N/A")
+
+
+def poison_variants(poison_type: str, texts: dict[str, str] | None = None) -> tuple[str, ...]:
+    """The wordings of one poison type in force (``texts`` from ``long_prompts``, else the defaults)."""
+    defaults = POISON_PROMPT_TEMPLATES[poison_type]
+    if not texts:
+        return defaults
+    return tuple(texts.get(poison_prompt_name(poison_type, i), t) for i, t in enumerate(defaults))
+
+
+def poison_prompt_name(poison_type: str, variant: int) -> str:
+    """The registry name of a poison wording: ``poison.<type>.<n>`` (n from 1)."""
+    return f"poison.{poison_type}.{variant + 1}"
 
 
 # --- Data preparation: teacher-guided hard pairs (further_improvement) --------------------------
@@ -238,19 +259,122 @@ TEACHER_TRUNCATION_MARK = "...[TRUNCATED]"
 
 
 def teacher_messages(question: str, raw_fact: str, context: str, poison_type: str,
-                     max_context_chars: int = TEACHER_CONTEXT_CHARS) -> list[dict]:
-    """System + user turns asking the teacher for {"chosen_sentence", "rejected_sentence"}.
+                     max_context_chars: int = TEACHER_CONTEXT_CHARS, texts: dict[str, str] | None = None) -> list[dict]:
+    """System + user turns asking the teacher for {"chosen_sentence", "rejected_sentence"}; ``texts`` are the long
+    prompts in force (``long_prompts``; default: this module's).
 
     The context is cut to ``max_context_chars`` characters (a negative value keeps it whole).
     """
     if poison_type not in TEACHER_ERROR_INSTRUCTIONS:
         raise ValueError(f"unknown poison type {poison_type!r}; use one of {list(TEACHER_ERROR_INSTRUCTIONS)}")
+    texts = texts or {}
     context = (context or "").strip()
     if max_context_chars is not None and max_context_chars >= 0 and len(context) > max_context_chars:
         context = context[:max_context_chars] + TEACHER_TRUNCATION_MARK
-    user = TEACHER_USER_TEMPLATE.format(question=question.strip(), raw_fact=raw_fact.strip(), context=context,
-                                        error_instruction=TEACHER_ERROR_INSTRUCTIONS[poison_type])
-    return [{"role": "system", "content": TEACHER_SYSTEM_PROMPT}, {"role": "user", "content": user}]
+    error = texts.get(f"teacher.error.{poison_type}", TEACHER_ERROR_INSTRUCTIONS[poison_type])
+    user = texts.get("teacher.user", TEACHER_USER_TEMPLATE).format(
+        question=question.strip(), raw_fact=raw_fact.strip(), context=context, error_instruction=error)
+    return [{"role": "system", "content": texts.get("teacher.system", TEACHER_SYSTEM_PROMPT)},
+            {"role": "user", "content": user}]
+
+
+# --- Data preparation: the registry of long generation prompts, replaceable with --prompts_file -------------
+# Each entry: the default text (this project's own words), the placeholders it must keep, and the study
+# prompt it stands for (study files at the study's HEAD).
+
+@dataclass(frozen=True)
+class LongPrompt:
+    name: str
+    text: str
+    placeholders: frozenset[str]
+    study: str  # which study prompt this entry corresponds to
+    template: bool = True  # filled with str.format (so it must hold exactly ``placeholders``); else used as is
+
+
+def _long_prompt_registry() -> dict[str, LongPrompt]:
+    reg: dict[str, LongPrompt] = {}
+    study_lines = {"logical_flaw": (15, 17), "causal_error": (21, 23), "unverifiable": (27, 29)}
+    for ptype, variants in POISON_PROMPT_TEMPLATES.items():
+        for i, text in enumerate(variants):
+            name = poison_prompt_name(ptype, i)
+            reg[name] = LongPrompt(name, text, frozenset({"context", "question", "ideal_answer"}),
+                                   f"poison_prompter.py:{study_lines[ptype][i]} (templates['{ptype}'][{i}])")
+    reg["teacher.system"] = LongPrompt("teacher.system", TEACHER_SYSTEM_PROMPT, frozenset(),
+                                       "hard_fake_gen_vllm.py:25-30 (SYSTEM_PROMPT)", template=False)
+    reg["teacher.user"] = LongPrompt("teacher.user", TEACHER_USER_TEMPLATE,
+                                     frozenset({"question", "raw_fact", "context", "error_instruction"}),
+                                     "hard_fake_gen_vllm.py:50-63 (user_content)")
+    for line, ptype in zip((44, 45, 46), TEACHER_ERROR_INSTRUCTIONS):
+        name = f"teacher.error.{ptype}"
+        reg[name] = LongPrompt(name, TEACHER_ERROR_INSTRUCTIONS[ptype], frozenset(),
+                               f"hard_fake_gen_vllm.py:{line} (type_instructions['{ptype}'])", template=False)
+    return reg
+
+
+LONG_PROMPTS: dict[str, LongPrompt] = _long_prompt_registry()
+
+
+class PromptsFileError(AlignerError, ValueError):
+    """A --prompts_file that cannot be used (one line naming the file)."""
+
+
+def _placeholders(text: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
+
+
+def load_prompts_file(path: str | os.PathLike) -> dict[str, str]:
+    """The texts of a ``--prompts_file`` (YAML: prompt name -> text), checked against ``LONG_PROMPTS``: every name
+    known, every text a string with exactly its entry's placeholders (literal braces doubled, ``{{``)."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise PromptsFileError(f"{path}: prompts file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise PromptsFileError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise PromptsFileError(f"{path}: expected a mapping of prompt name -> text (names: {', '.join(LONG_PROMPTS)})")
+    for name, text in data.items():
+        entry = LONG_PROMPTS.get(name)
+        if entry is None:
+            raise PromptsFileError(f"{path}: unknown prompt name {name!r}; known: {', '.join(LONG_PROMPTS)}")
+        if not isinstance(text, str) or not text.strip():
+            raise PromptsFileError(f"{path}: prompt {name!r} must be a non-empty string")
+        if not entry.template:
+            continue
+        try:
+            found = _placeholders(text)
+        except ValueError as exc:
+            raise PromptsFileError(f"{path}: prompt {name!r}: {exc} (write a literal brace as {{{{ or }}}})") from None
+        missing, unknown = entry.placeholders - found, found - entry.placeholders
+        if missing or unknown:
+            what = "; ".join(x for x in (missing and f"missing placeholder(s) {sorted(missing)}",
+                                         unknown and f"unknown placeholder(s) {sorted(unknown)}") if x)
+            raise PromptsFileError(f"{path}: prompt {name!r}: {what} (needs exactly {sorted(entry.placeholders)}; "
+                                   "write a literal brace as {{ or }})")
+    return dict(data)
+
+
+def long_prompts(prompts_file: str | os.PathLike | None = None) -> dict[str, str]:
+    """Every long prompt's text in force: the defaults, replaced by the entries of ``prompts_file`` if given."""
+    texts = {name: p.text for name, p in LONG_PROMPTS.items()}
+    if prompts_file:
+        texts.update(load_prompts_file(prompts_file))
+    return texts
+
+
+@dataclass(kw_only=True)
+class PromptSettings:
+    """The long generation prompts a stage sends (poison prompts, the teacher prompt)."""
+
+    prompts_file: str = field(default="", metadata={
+        "help": "YAML file of prompt name -> text replacing the long generation prompts (names: "
+                + ", ".join(LONG_PROMPTS) + "); '' = this project's texts", "group": "prompts"})
+
+    def prompt_texts(self) -> dict[str, str]:
+        return long_prompts(self.prompts_file or None)
 
 
 def llama3_chat_prompt(messages: Sequence[dict], add_generation_prompt: bool = True) -> str:

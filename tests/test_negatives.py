@@ -123,4 +123,4 @@ def test_prompter_and_ner_commands(tmp_path, halueval_file, capsys):
                                            "--text", "George Washington was born in 1732.", "--output_file", str(out)])
     res = [json.loads(x) for x in out.read_text().splitlines()]
     assert counts["spacy_model_used"] == "rule" and len(res) == 1
-    assert res[0]["swapped"] != res[0]["text"] and all(s["label"] in ("NAME", "DATE") for s in res[0]["swaps"])
+    assert res[0]["swapped"] != res[0]["text"] and all(s["label"] in ("PERSON", "DATE") for s in res[0]["swaps"])

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aligner.core.cli import override
+from aligner.core.fidelity import StudyCompat
 from aligner.core.io import ReadStats, read_jsonl, write_jsonl_atomic
 from aligner.core.runinfo import finish_stage, setup_logging, start_stage
 from aligner.core.runner import run_per_sample
@@ -28,13 +29,15 @@ from aligner.data.generation import (
     sampling_seed,
 )
 from aligner.data.negatives import fake_record, same_answer
-from aligner.data.sft import SFTView, different_question, load_view
+from aligner.data.sft import SFTView, different_question, is_abstention, load_view
 from aligner.prompts import (
     POISON_ANSWER_MARKERS,
     POISON_LOOSE_MARKERS,
     POISON_PROMPT_TEMPLATES,
     POISON_TYPES,
+    PromptSettings,
     poison_prompt,
+    poison_variants,
 )
 
 PROMPT_FORMATS = ("plain", "chat")
@@ -51,7 +54,7 @@ class PoisonSettings:
 
 
 @dataclass(kw_only=True)
-class HardFakeConfig(GeneratorSettings, PoisonSettings):
+class HardFakeConfig(GeneratorSettings, PoisonSettings, PromptSettings):
     """generate_hard_fakes.py (the SFT view comes from ``SFTView``)."""
 
     model_path: str = override(GeneratorSettings, "model_path", "models/llama3-2-3b-instruct",
@@ -65,7 +68,7 @@ class HardFakeConfig(GeneratorSettings, PoisonSettings):
 
 
 @dataclass(kw_only=True)
-class PoisonPromptConfig(PoisonSettings):
+class PoisonPromptConfig(PoisonSettings, PromptSettings):
     """poison_prompter.py: the prompts for one question, or those generate_hard_fakes.py would send for a view."""
 
     question: str | None = field(default=None, metadata={"help": "one question to show prompts for (default: none)"})
@@ -77,8 +80,8 @@ class PoisonPromptConfig(PoisonSettings):
 
 
 @dataclass(kw_only=True)
-class CleanFakesConfig:
-    """hardfakeclearner.py."""
+class CleanFakesConfig(StudyCompat):
+    """hardfakeclearner.py (``--study_compat``: the study's cleaner, which only cuts at its "Note:"-style phrases)."""
 
     input_file: str = field(default="hard_fakes.jsonl", metadata={"help": "raw hard fakes"})
     output_file: str = field(default="cleaned_hard_fakes.jsonl", metadata={"help": "cleaned hard fakes"})
@@ -108,7 +111,7 @@ class PoisonPrompter:
     """Builds poison prompts: per item a poison type (cycling) and one of the type's wordings (seeded)."""
 
     def __init__(self, poison_types: Sequence[str] = POISON_TYPES, seed: int = 42, max_context_chars: int | None = 4000,
-                 prompt_format: str = "plain", chat_renderer=None):
+                 prompt_format: str = "plain", chat_renderer=None, texts: dict[str, str] | None = None):
         bad = [t for t in poison_types if t not in POISON_PROMPT_TEMPLATES]
         if bad:
             raise ValueError(f"unknown poison type(s) {bad}; use {list(POISON_PROMPT_TEMPLATES)}")
@@ -121,15 +124,16 @@ class PoisonPrompter:
         self.max_context_chars = max_context_chars
         self.prompt_format = prompt_format
         self.chat_renderer = chat_renderer
+        self.texts = texts  # the long prompts in force (aligner.prompts.long_prompts); None = the defaults
 
     def variant_for(self, data_index: int, poison_type: str) -> int:
         # Seeded per item (not a running RNG) so a resumed run picks the same wording.
-        return random.Random(f"{self.seed}:{data_index}").randrange(len(POISON_PROMPT_TEMPLATES[poison_type]))
+        return random.Random(f"{self.seed}:{data_index}").randrange(len(poison_variants(poison_type, self.texts)))
 
     def create_poison_prompt(self, question: str, ideal_answer: str, poison_type: str, context: str = "",
                              data_index: int = 0) -> str:
         text = poison_prompt(question, ideal_answer, truncate_context(context, self.max_context_chars), poison_type,
-                             self.variant_for(data_index, poison_type))
+                             self.variant_for(data_index, poison_type), self.texts)
         if self.prompt_format == "chat":
             return self.chat_renderer([{"role": "user", "content": text}])
         return text
@@ -144,7 +148,8 @@ def write_poison_prompts(cfg: PoisonPromptConfig, view_cfg: SFTView) -> dict:
     """poison_prompter.py: print the prompts of every type for ``cfg.question``, or write the prompt of every
     view item to ``cfg.output_file``; returns the counts."""
     setup_logging()
-    prompter = PoisonPrompter(cfg.poison_types, seed=cfg.seed, max_context_chars=cfg.max_context_chars)
+    prompter = PoisonPrompter(cfg.poison_types, seed=cfg.seed, max_context_chars=cfg.max_context_chars,
+                              texts=cfg.prompt_texts())
     if cfg.question:
         for ptype in cfg.poison_types:
             print(f"--- {ptype} ---")
@@ -165,25 +170,59 @@ def write_poison_prompts(cfg: PoisonPromptConfig, view_cfg: SFTView) -> dict:
 # Generation
 # ---------------------------------------------------------------------------------------------
 
+# A restarted template: the model writing a new "Question:" / "Context:" / "Correct Answer:" block (or echoing the
+# prompt's own header again after an answer); everything from there on belongs to the restart.
+_RESTART = re.compile(r"(?:^|\n)\s*(?:Question|Context|Correct Answer|Passage)\s*:", re.IGNORECASE)
+_HEADER = "|".join(re.escape(m) for m in (*POISON_ANSWER_MARKERS, *POISON_LOOSE_MARKERS))
+_LEADING_HEADER = re.compile(rf"^\s*(?:\*\*)?(?:{_HEADER})(?:\*\*)?\s*", re.IGNORECASE)
+
+
 def extract_generated_answer(response: str) -> str:
-    """The answer part of a generation: the text after an echoed answer header when there is one."""
-    response = response or ""
+    """The answer part of a generation (the generated text only, not the prompt): cut at a restarted template
+    first; then the text after the first specific answer header left ("Sure.\nFlawed Answer: ..."), else the text
+    without a leading loose header ("Answer: ...")."""
+    s = (response or "").replace("\r\n", "\n")
+    m = _RESTART.search(s)
+    if m:
+        s = s[:m.start()]
     for marker in POISON_ANSWER_MARKERS:
-        if marker in response:
-            return response.rsplit(marker, 1)[-1].strip()
-    for marker in POISON_LOOSE_MARKERS:
+        if marker in s:
+            return s.split(marker, 1)[1].strip()
+    return _LEADING_HEADER.sub("", s, count=1).strip()
+
+
+# The study's extraction (poison_prompter.py:52-98), run on the decoded prompt + generation as its
+# generate_hard_fakes.py:83-86 did: the first marker of its list found anywhere, split at its first occurrence.
+STUDY_MARKERS = ("Flawed Answer:", "Incorrectly Reasoned Answer:", "Deceptive Answer:", "Causal Error Answer:",
+                 "Answer with Causal Error:", "Rewritten Answer with Causal Flaw:", "Misleading Causal Answer:",
+                 "Unverifiable Answer:", "Answer with Unverifiable Detail:", "Authoritative but Unverifiable Answer:",
+                 "Speculative Answer:")
+STUDY_LOOSE_MARKERS = ("Answer:", "Response:", "Output:", "Generated Answer:", "Final Answer:", "Flawed:",
+                       "Incorrect:")
+
+
+def study_extract_generated_answer(prompt: str, generation: str) -> str:
+    """``--study_compat``: the study's marker rules on prompt + generation (in practice the whole generation,
+    because the prompt ends with the first marker of its type)."""
+    response = (prompt or "") + (generation or "")
+    for marker in (*STUDY_MARKERS, *STUDY_LOOSE_MARKERS):
         if marker in response:
             return response.split(marker, 1)[-1].strip()
-    return response.strip()
+    m = re.search(r"[A-Z][A-Za-z ]{0,40}:\s*(.*)", response, flags=re.DOTALL)
+    return m.group(1).strip() if m else response.strip()
 
 
 def generate_hard_fakes(lm, view: Sequence[dict], prompter: PoisonPrompter, path, cfg: GeneratorSettings,
-                        fingerprint: dict | None = None) -> tuple[list[dict], Counter]:
+                        fingerprint: dict | None = None, study_extract: bool = False) -> tuple[list[dict], Counter]:
     """One hard fake per view item into ``path`` (keyed by data_index), ``cfg.batch_size`` prompts per generate
     call, each batch appended as soon as it is generated; with ``cfg.resume`` the items already in the file are
     kept.  Records carry the raw generation (``raw_output``) for auditing; cleaning is a separate step.
+    Abstention items are never sent to the poison prompter.  ``study_extract``: the study's answer extraction.
     Returns (the view's records, counts)."""
     counts: Counter = Counter(already_done=0)
+    items = [(pos, item) for pos, item in enumerate(view) if not is_abstention(item)]
+    if len(items) < len(view):
+        counts["skipped_abstention"] = len(view) - len(items)
 
     def make(batch: list[tuple[int, dict]]) -> list[dict]:
         typed = [prompter.prompt_for(item, pos) for pos, item in batch]
@@ -191,17 +230,18 @@ def generate_hard_fakes(lm, view: Sequence[dict], prompter: PoisonPrompter, path
                                  temperature=cfg.temperature, top_p=cfg.top_p, seed=sampling_seed(cfg, batch[0][0]),
                                  progress=False)
         records = []
-        for (_, item), (ptype, _), raw in zip(batch, typed, outs):
-            records.append({**fake_record(item, extract_generated_answer(raw), f"hard_{ptype}"), "raw_output": raw})
+        for (_, item), (ptype, prompt), raw in zip(batch, typed, outs):
+            fake = study_extract_generated_answer(prompt, raw) if study_extract else extract_generated_answer(raw)
+            records.append({**fake_record(item, fake, f"hard_{ptype}"), "raw_output": raw})
             counts[f"type_hard_{ptype}"] += 1
         counts["generated"] += len(records)
         return records
 
-    records = run_per_sample(path, list(enumerate(view)), make, key_of=lambda it: it[1]["data_index"],
+    records = run_per_sample(path, items, make, key_of=lambda it: it[1]["data_index"],
                              key="data_index", chunk=cfg.batch_size, resume=cfg.resume, fingerprint=fingerprint,
                              check=lambda rec, it: different_question(rec, it[1]["question"]), desc="hard fakes",
                              unit="item", progress=cfg.progress)
-    counts["already_done"] = len(view) - counts["generated"]
+    counts["already_done"] = len(items) - counts["generated"]
     return records, counts
 
 
@@ -211,14 +251,17 @@ def write_hard_fakes(cfg: HardFakeConfig, view_cfg: SFTView) -> dict:
 
     out_dir = start_stage(Path(cfg.output_file).resolve().parent, (cfg, view_cfg))
     view, vstats = load_view(view_cfg)
+    texts = cfg.prompt_texts()  # a bad --prompts_file stops here, before the model loads
     lm, backend = load_generator(cfg)
     try:
         prompter = PoisonPrompter(cfg.poison_types, seed=cfg.seed, max_context_chars=cfg.max_context_chars,
-                                  prompt_format=cfg.prompt_format, chat_renderer=lm.chat_prompt)
+                                  prompt_format=cfg.prompt_format, chat_renderer=lm.chat_prompt, texts=texts)
         fingerprint = generator_fingerprint(
             "hard_fakes", cfg, view_cfg, backend, poison_types=list(cfg.poison_types),
-            prompt_format=cfg.prompt_format, max_context_chars=cfg.max_context_chars, prompt=POISON_PROMPT_TEMPLATES)
-        _, counts = generate_hard_fakes(lm, view, prompter, cfg.output_file, cfg, fingerprint)
+            prompt_format=cfg.prompt_format, max_context_chars=cfg.max_context_chars, prompt={t: poison_variants(t, texts) for t in POISON_PROMPT_TEMPLATES},
+            extraction="study" if view_cfg.study_compat else "restart_cut")
+        _, counts = generate_hard_fakes(lm, view, prompter, cfg.output_file, cfg, fingerprint,
+                                        study_extract=view_cfg.study_compat)
     finally:
         release_lm(lm)
     # Also the records of items beyond this view's --limit that an earlier run left in the file.
@@ -276,12 +319,26 @@ def clean_fake_answer(text: str, ideal_answer: str | None = None, min_chars: int
     return s, "ok"
 
 
-def clean_hard_fakes(records: Sequence[dict], min_chars: int = 1) -> tuple[list[dict], Counter]:
-    """Cleaned copies of the records whose fake survives cleaning; counts by outcome."""
+# The study's cleaner (hardfakeclearner.py:16-21): the text before the first of these phrases, stripped.
+_STUDY_STOP = re.compile(r"(\n \nNote:|\n\nNote:|\s\(Note:|\n\n\(Note:|\n\nExplanation:|\n\nThe flawed answer"
+                         r"|\n\(Answer generated|\n\nFlawed Causal Answer:|\n\n\[Note:|\n\n\(Answer:)")
+
+
+def study_clean_fake_answer(text: str, ideal_answer: str | None = None, min_chars: int = 1) -> tuple[str | None, str]:
+    """``--study_compat``: the study's cleaning; it drops nothing (an empty fake is left for the pair builder to
+    skip), so an empty result is only counted, as ``kept_empty``."""
+    s = _STUDY_STOP.split(text or "", maxsplit=1)[0].strip()
+    return (s, "ok") if s else (s, "kept_empty")
+
+
+def clean_hard_fakes(records: Sequence[dict], min_chars: int = 1, study: bool = False) -> tuple[list[dict], Counter]:
+    """Cleaned copies of the records whose fake survives cleaning; counts by outcome.  ``study``: the study's
+    cleaner (every record kept)."""
     kept: list[dict] = []
     counts: Counter = Counter()
+    clean = study_clean_fake_answer if study else clean_fake_answer
     for rec in records:
-        cleaned, reason = clean_fake_answer(rec.get("fake_answer", ""), rec.get("ideal_answer"), min_chars)
+        cleaned, reason = clean(rec.get("fake_answer", ""), rec.get("ideal_answer"), min_chars)
         counts[reason] += 1
         if cleaned is None:
             continue
@@ -297,8 +354,9 @@ def clean_hard_fake_file(cfg: CleanFakesConfig) -> dict:
     rstats = ReadStats()
     records = read_jsonl(cfg.input_file, required=["data_index", "fake_answer"], allow_empty=True,
                          skip_invalid=cfg.skip_invalid, limit=cfg.limit, stats=rstats)
-    kept, counts = clean_hard_fakes(records, min_chars=cfg.min_chars)
+    kept, counts = clean_hard_fakes(records, min_chars=cfg.min_chars, study=cfg.study_compat)
     write_jsonl_atomic(cfg.output_file, kept)
     counts = {"read": len(records), "invalid_lines_skipped": rstats.n_skipped, "kept": len(kept),
-              **{f"dropped_{k}" if k != "ok" else "clean_ok": v for k, v in counts.items()}}
+              **{"clean_ok" if k == "ok" else k if k.startswith("kept_") else f"dropped_{k}": v
+                 for k, v in counts.items()}}
     return finish_stage(out_dir, cfg, counts)

@@ -79,38 +79,50 @@ def fake_record(item: dict, fake: str, kind: str) -> dict:
 # Easy fakes
 # ---------------------------------------------------------------------------------------------
 
-def make_easy_fakes(view: Sequence[dict], seed: int = 42, max_tries: int = 20) -> tuple[list[dict], Counter]:
+def make_easy_fakes(view: Sequence[dict], seed: int = 42, max_tries: int = 20, single_draw: bool = False
+                    ) -> tuple[list[dict], Counter]:
     """One easy fake per item: the ideal answer of a different, randomly drawn item whose answer differs.
 
-    Draws are seeded; after ``max_tries`` random draws the remaining items are scanned in a seeded order,
-    so an item is only skipped (counted ``no_distinct_answer``) when every other answer equals its own.
+    The draw is the study's, ``(i + rng.randint(1, n - 1)) % n`` with ``random.Random(seed)`` (the same numbers as
+    its ``random.seed(seed)``).  Abstention items (``--abstention_target``) get an easy fake but are never drawn
+    as donors.  A draw that gives an equal answer or an abstention is redrawn; after ``max_tries`` the others
+    are scanned in a seeded order, so an item is only skipped (``no_distinct_answer``) when no other answerable
+    item has another answer.  ``single_draw`` (``--study_compat``): one draw, kept iff the answer differs exactly.
     """
     rng = random.Random(seed)
     n = len(view)
     out: list[dict] = []
     counts: Counter = Counter()
+
+    def usable(j: int, ideal: str) -> bool:
+        donor = view[j]
+        return not donor.get("abstention") and bool(donor["ideal_answer"].strip()) \
+            and not same_answer(donor["ideal_answer"], ideal)
+
     for i, item in enumerate(view):
         ideal = item["ideal_answer"]
         if not ideal or not ideal.strip():
             counts["empty_ideal"] += 1
             continue
         pick = None
-        if n > 1:
-            for _ in range(max_tries):
-                j = (i + rng.randint(1, n - 1)) % n
-                if not same_answer(view[j]["ideal_answer"], ideal) and view[j]["ideal_answer"].strip():
-                    pick = j
-                    break
+        if n > 1 and single_draw:
+            j = (i + rng.randint(1, n - 1)) % n
+            fake = view[j]["ideal_answer"]
+            pick = j if fake and fake != ideal and not view[j].get("abstention") else None
+        elif n > 1:
+            pick = next((j for j in ((i + rng.randint(1, n - 1)) % n for _ in range(max_tries)) if usable(j, ideal)),
+                        None)
             if pick is None:
                 others = [j for j in range(n) if j != i]
                 rng.shuffle(others)
-                pick = next((j for j in others if view[j]["ideal_answer"].strip()
-                             and not same_answer(view[j]["ideal_answer"], ideal)), None)
+                pick = next((j for j in others if usable(j, ideal)), None)
         if pick is None:
             counts["no_distinct_answer"] += 1
             continue
         out.append(fake_record(item, view[pick]["ideal_answer"], EASY_TYPE))
         counts["written"] += 1
+        if item.get("abstention"):
+            counts["written_for_abstention_items"] += 1
     return out, counts
 
 
@@ -146,9 +158,12 @@ def restore_context(fakes: Sequence[dict], view: Sequence[dict], source: str = "
             counts[problem] += 1
             continue
         item = view[idx]
-        out.append({"data_index": idx, "question": item["question"], "context": item["context"],
-                    "ideal_answer": item["ideal_answer"], "fake_answer": fake["fake_answer"],
-                    "type": fake.get("type", "unknown")})
+        rec = {"data_index": idx, "question": item["question"], "context": item["context"],
+               "ideal_answer": item["ideal_answer"], "fake_answer": fake["fake_answer"],
+               "type": fake.get("type", "unknown")}
+        if item.get("abstention"):
+            rec["abstention"] = True
+        out.append(rec)
         counts["restored"] += 1
     return out, counts
 
@@ -161,7 +176,7 @@ def write_easy_fakes(cfg: EasyFakeConfig, view_cfg: SFTView) -> dict:
     """generate_easy_fakes.py: the easy fakes of the view (and the view itself with ``cfg.view_file``)."""
     out_dir = start_stage(Path(cfg.output_file).resolve().parent, (cfg, view_cfg))
     view, vstats = load_view(view_cfg)
-    fakes, counts = make_easy_fakes(view, seed=cfg.seed)
+    fakes, counts = make_easy_fakes(view, seed=cfg.seed, single_draw=view_cfg.study_compat)
     write_jsonl_atomic(cfg.output_file, fakes)
     if cfg.view_file:
         write_jsonl_atomic(cfg.view_file, view)

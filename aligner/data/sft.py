@@ -6,8 +6,11 @@ SQuAD v2 exported with pandas writes the ``answers`` cell as the repr of a dict 
 neither JSON nor a Python literal.  ``parse_answers_cell`` reads it with a small AST walker that accepts
 literals and ``array(...)``-style calls only (never ``eval``).
 
-Unanswerable SQuAD v2 questions (no answer text) get the fixed target ``NO_ANSWER_TARGET`` as their answer,
-so the unified view teaches abstention instead of silently dropping them; ``has_answer`` keeps the flag.
+Unanswerable SQuAD v2 questions are written with ``answers: []`` and ``has_answer: false`` (as the study wrote
+them) and the view leaves them out, as every one of the study's fake generators did.  With
+``--abstention_target TEXT`` they enter the view with that text as their ideal answer, marked ``abstention``:
+such an item is only ever the chosen side of its own pairs (ideal > easy fake, the easy fake drawn from an
+answerable item); it is never a donor of easy fakes, gets no medium or hard fake and is never sent to the teacher.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aligner.core.io import DataError, read_jsonl, read_records, write_jsonl_atomic
+from aligner.core.fidelity import StudyCompat
+from aligner.core.io import DataError, iter_json_lines, read_records, write_jsonl_atomic
 from aligner.core.paths import halueval_path
 from aligner.core.runinfo import finish_stage, start_stage, write_run_config
 from aligner.core.runner import data_fingerprint
@@ -27,15 +31,14 @@ from aligner.data.sources.squad import SquadReadStats, SquadRow, read_squad_csv,
 
 logger = logging.getLogger(__name__)
 
+#: a suggested text for ``--abstention_target`` (off by default: the study left unanswerable rows out)
 NO_ANSWER_TARGET = "The provided context does not contain the answer to this question."
 
 
-def squad_record(row: SquadRow, no_answer_target: str = NO_ANSWER_TARGET) -> dict:
-    """The normalised SFT record: answers is the gold list, or [no_answer_target] for unanswerable rows."""
+def squad_record(row: SquadRow) -> dict:
+    """The SQuAD set's record: the gold answer list (empty for unanswerable rows, as the study wrote it)."""
     return {"id": row.id, "title": row.title, "question": row.question, "context": row.context,
-            "answers": list(row.answers) if row.has_answer else [no_answer_target],
-            "answer_starts": list(row.answer_starts) if row.has_answer else [],
-            "has_answer": row.has_answer}
+            "answers": list(row.answers), "answer_starts": list(row.answer_starts), "has_answer": row.has_answer}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -56,30 +59,37 @@ SQUAD_DEFAULT = "data_prep/squad_15k.jsonl"
 
 
 @dataclass(kw_only=True)
-class SFTView:
+class SFTView(StudyCompat):
     """The inputs of the unified SFT view (``load_sft_view``).  Every stage that numbers items by data_index
-    builds the view from the same files and --limit."""
+    builds the view from the same files, --limit, --abstention_target and --study_compat."""
 
     nq_jsonl: str = field(default=NQ_RAG_DEFAULT, metadata={
         "help": "NQ RAG records; '' or none = no NQ", "group": "SFT view"})
     squad_jsonl: str = field(default=SQUAD_DEFAULT, metadata={
         "help": "SQuAD records; '' or none = no SQuAD", "group": "SFT view"})
     limit: int = field(default=-1, metadata={
-        "help": "use the first N items of the SFT view, -1 = all; every stage of a run needs the same value",
+        "help": "use the first N items of the SFT view, -1 or 0 = all; every stage of a run needs the same value",
         "group": "SFT view"})
+    abstention_target: str = field(default="", metadata={
+        "help": "keep unanswerable SQuAD questions in the view with this answer (e.g. 'The provided context does not "
+                "contain the answer to this question.'); they are only the chosen side of their own easy pairs. '' = "
+                "leave them out, as the study did", "group": "SFT view"})
 
 
 def load_view(cfg: SFTView) -> tuple[list[dict], dict]:
     """(view, counts) of ``cfg`` (see ``load_sft_view``)."""
     stats: dict = {}
-    view = load_sft_view(cfg.nq_jsonl, cfg.squad_jsonl, cfg.limit, stats)
+    view = load_sft_view(cfg.nq_jsonl, cfg.squad_jsonl, cfg.limit, stats, abstention_target=cfg.abstention_target,
+                         raw=cfg.study_compat)
     return view, stats
 
 
 def view_fingerprint(cfg: SFTView) -> dict:
-    """What the view's items depend on, for a resumable stage's run fingerprint: the input files' sha256."""
+    """What the view's items depend on, for a resumable stage's run fingerprint: the input files' sha256 and the
+    settings that change the items."""
     return {"nq_sha256": data_fingerprint(_optional_path(cfg.nq_jsonl)),
-            "squad_sha256": data_fingerprint(_optional_path(cfg.squad_jsonl))}
+            "squad_sha256": data_fingerprint(_optional_path(cfg.squad_jsonl)),
+            "abstention_target": cfg.abstention_target or None, "raw_view": cfg.study_compat or None}
 
 
 def different_question(record: dict, question: str) -> str | None:
@@ -90,13 +100,74 @@ def different_question(record: dict, question: str) -> str | None:
     return None
 
 
-def load_sft_view(nq_path=None, squad_path=None, limit: int | None = None, stats: dict | None = None) -> list[dict]:
+def is_abstention(item: dict) -> bool:
+    """An unanswerable question kept with ``--abstention_target``: only the chosen side of its own pairs."""
+    return bool(item.get("abstention"))
+
+
+def record_answers(rec: dict, path, line: int) -> list:
+    """The gold answers of a view record: a list, a string, or a Hugging Face style ``{"text": [...]}`` dict."""
+    answers = rec.get("answers")
+    if answers is None:
+        return []
+    if isinstance(answers, dict):
+        if "text" not in answers:
+            raise DataError(path, f"'answers' is a dict without 'text' (keys {sorted(answers)[:5]})", line)
+        answers = answers["text"]
+    if isinstance(answers, str):
+        return [answers]
+    if not isinstance(answers, (list, tuple)):
+        raise DataError(path, f"'answers' must be a list of strings, got {type(answers).__name__}", line)
+    return list(answers)
+
+
+def record_context(rec: dict, path, line: int) -> str:
+    """The first non-empty of ``context``, ``contexts`` (joined by a blank line) and ``knowledge``."""
+    for key in ("context", "contexts", "knowledge"):
+        value = rec.get(key)
+        if isinstance(value, (list, tuple)):
+            if not all(isinstance(v, str) for v in value):
+                raise DataError(path, f"'{key}' must be a string or a list of strings", line)
+            value = "\n\n".join(value)
+        elif value is not None and not isinstance(value, str):
+            raise DataError(path, f"'{key}' must be a string or a list of strings, got {type(value).__name__}", line)
+        if value and value.strip():
+            return value
+    return ""
+
+
+def view_item(rec: dict, path, line: int, raw: bool = False) -> tuple[dict | None, str]:
+    """(question, context, ideal answer) of one record, or (None, why it is left out).  ``raw`` (the study):
+    the texts unstripped and the first answer as the ideal one; else stripped, the first non-blank answer."""
+    question = rec.get("question")
+    if not isinstance(question, str):
+        raise DataError(path, f"'question' must be a string, got {type(question).__name__}", line)
+    answers = record_answers(rec, path, line)
+    if not all(isinstance(a, str) for a in answers):
+        raise DataError(path, "'answers' must hold strings only", line)
+    context = record_context(rec, path, line)
+    if raw:
+        ideal = answers[0] if answers else ""
+    else:
+        question, context = question.strip(), context.strip()
+        ideal = next((a.strip() for a in answers if a.strip()), "")
+    if not question.strip() or not context.strip():
+        return None, "no_context" if question.strip() else "no_question"
+    if not ideal:
+        return {"question": question, "context": context}, "no_answer"
+    return {"question": question, "context": context, "ideal_answer": ideal}, "ok"
+
+
+def load_sft_view(nq_path=None, squad_path=None, limit: int | None = None, stats: dict | None = None,
+                  abstention_target: str = "", raw: bool = False) -> list[dict]:
     """NQ RAG records then SQuAD records as {question, context, ideal_answer, data_index, source, source_id}.
 
     ``data_index`` is the position in this list, so every stage that builds the view from the same files
     (and ``limit``) agrees on it.  The NQ context is its reranked passages joined by a blank line; the ideal
     answer is the first gold answer.  Records without a context or an answer are skipped and counted
-    (``stats['skipped_<source>']``).  An empty path or ``none`` means "no such source".
+    (``stats['skipped_<reason>_<source>']``), except unanswerable SQuAD questions with ``abstention_target``
+    (they come with ``abstention: true``).  A record whose question or answers are not strings stops the read
+    with the file and line.  An empty path or ``none`` means "no such source".
     """
     stats = stats if stats is not None else {}
     nq_path, squad_path = _optional_path(nq_path), _optional_path(squad_path)
@@ -106,46 +177,47 @@ def load_sft_view(nq_path=None, squad_path=None, limit: int | None = None, stats
     for source, path in (("nq", nq_path), ("squad", squad_path)):
         if path is None:
             continue
-        kept = skipped = 0
-        for rec in read_jsonl(path, required=["question"]):
-            ctx = rec.get("context")
-            if not ctx and rec.get("contexts"):
-                ctx = "\n\n".join(rec["contexts"])
-            if isinstance(ctx, list):
-                ctx = "\n\n".join(ctx)
-            answers = rec.get("answers") or []
-            answers = [answers] if isinstance(answers, str) else answers
-            ideal = next((a.strip() for a in answers if isinstance(a, str) and a.strip()), "")
-            if not ctx or not str(ctx).strip() or not ideal:
-                skipped += 1
+        kept = 0
+        for line, rec in iter_json_lines(path):
+            if not isinstance(rec, dict):
+                raise DataError(path, f"expected a JSON object, got {type(rec).__name__}", line)
+            item, why = view_item(rec, path, line, raw)
+            if why == "no_answer" and abstention_target and source == "squad":
+                item, why = {**item, "ideal_answer": abstention_target, "abstention": True}, "ok"
+                stats["abstention_items"] = stats.get("abstention_items", 0) + 1
+            if why != "ok":
+                stats[f"skipped_{why}_{source}"] = stats.get(f"skipped_{why}_{source}", 0) + 1
                 continue
-            view.append({"question": rec["question"].strip(), "context": str(ctx).strip(), "ideal_answer": ideal,
-                         "data_index": len(view), "source": source,
+            view.append({**item, "data_index": len(view), "source": source,
                          "source_id": rec.get("example_id", rec.get("id"))})
             kept += 1
         stats[f"loaded_{source}"] = kept
-        stats[f"skipped_{source}"] = skipped
+        skipped = {k: v for k, v in stats.items() if k.startswith("skipped_") and k.endswith(f"_{source}")}
         if skipped:
-            logger.warning("%s: skipped %d record(s) without context or answer", path, skipped)
-    if limit is not None and limit >= 0:
+            logger.warning("%s: left out %s", path, ", ".join(f"{v} ({k[8:]})" for k, v in skipped.items()))
+    if limit is not None and limit > 0:
         view = view[:limit]
     stats["view_size"] = len(view)
     return view
 
 
 @dataclass(kw_only=True)
-class SquadConfig:
-    """Stage 3: the SQuAD v2 set (create_squad_training.py; create_squad_validation.py changes the defaults)."""
+class SquadConfig(StudyCompat):
+    """Stage 3: the SQuAD v2 set (create_squad_training.py; create_squad_validation.py changes the defaults).
+    ``--study_compat`` classifies rows with the study's answers parser (it misreads answers containing ")")."""
 
     csv_file: str = field(default="datasets/squad2/train.csv", metadata={
         "help": "SQuAD v2 CSV with columns question, context, answers (id, title optional)"})
     output_file: str = field(default="squad_15k.jsonl", metadata={"help": "normalised JSON lines"})
-    n_answerable: int = field(default=10000, metadata={"help": "answerable rows sampled, -1 = all"})
+    n_answerable: int = field(default=10000, metadata={
+        "help": "answerable rows sampled (when fewer exist, more unanswerable ones fill the total, as the study); "
+                "-1 = all"})
     n_unanswerable: int = field(default=5000, metadata={"help": "unanswerable rows sampled, -1 = all"})
-    no_answer_target: str = field(default=NO_ANSWER_TARGET, metadata={
-        "help": "answer given to unanswerable questions"})
-    limit: int = field(default=-1, metadata={"help": "keep at most this many of the shuffled sample, -1 = all"})
-    seed: int = field(default=42, metadata={"help": "sampling and shuffling seed"})
+    whole_file_when_small: bool = field(default=False, metadata={
+        "help": "a CSV of at most n_answerable + n_unanswerable rows is taken whole, shuffled in file order (the "
+                "study's validation script)"})
+    limit: int = field(default=-1, metadata={"help": "keep at most this many of the shuffled sample, -1 or 0 = all"})
+    seed: int = field(default=42, metadata={"help": "the pandas random_state of the samples and the shuffle"})
     skip_invalid: bool = field(default=False, metadata={
         "help": "skip (and count) rows with unreadable answers instead of stopping"})
 
@@ -155,16 +227,17 @@ def make_squad_set(cfg: SquadConfig) -> dict:
     returns the counts."""
     out_dir = start_stage(Path(cfg.output_file).resolve().parent, cfg)
     rstats = SquadReadStats()
-    rows = read_squad_csv(cfg.csv_file, skip_invalid=cfg.skip_invalid, stats=rstats)
+    rows = read_squad_csv(cfg.csv_file, skip_invalid=cfg.skip_invalid, stats=rstats, study_parser=cfg.study_compat)
     if not rows:
         raise DataError(cfg.csv_file, "no usable rows")
-    sampled, info = sample_squad(rows, cfg.n_answerable, cfg.n_unanswerable, cfg.seed)
-    if cfg.limit is not None and cfg.limit >= 0:
+    sampled, info = sample_squad(rows, cfg.n_answerable, cfg.n_unanswerable, cfg.seed, cfg.whole_file_when_small)
+    if cfg.limit is not None and cfg.limit > 0:
         sampled = sampled[:cfg.limit]
-    records = [squad_record(r, cfg.no_answer_target) for r in sampled]
+    records = [squad_record(r) for r in sampled]
     write_jsonl_atomic(cfg.output_file, records)
-    counts = {"csv_rows": rstats.rows, "bad_rows_skipped": rstats.skipped, **info,
-              "written": len(records), "written_answerable": sum(r["has_answer"] for r in records),
+    counts = {"csv_rows": rstats.rows, "bad_rows_skipped": rstats.skipped, "parser": "study" if cfg.study_compat
+              else "aligner", "parsers_disagree": rstats.parsers_disagree, **info, "written": len(records),
+              "written_answerable": sum(r["has_answer"] for r in records),
               "written_unanswerable": sum(not r["has_answer"] for r in records)}
     return finish_stage(out_dir, cfg, counts)
 
