@@ -145,3 +145,25 @@ def bootstrap_ci(base: np.ndarray, run: np.ndarray, n_boot: int = 1000, seed: in
         rlo, rhi = np.percentile((mr - mb) / mb * 100.0, q)
         rel_lo, rel_hi = float(rlo), float(rhi)
     return float(lo), float(hi), rel_lo, rel_hi
+
+
+def run_values(bench: Benchmark, metric: str, run: str, cache: dict | None = None) -> np.ndarray | None:
+    """The per-sample values of ``metric`` in one run's per-sample file; None without a file or values."""
+    spec = declared(metric)
+    if spec is None or not spec.has_per_sample:
+        return None
+    path = find_detailed(bench.folder, run, spec.files)
+    if path is None:
+        return None
+    values = [spec.value(r) for r in _read_detailed(path, {} if cache is None else cache)]
+    values = [v for v in values if v is not None]
+    return np.asarray(values, dtype=np.float64) if values else None
+
+
+def mean_ci(values: np.ndarray, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of ``values`` (samples resampled with replacement): the
+    one-run counterpart of ``bootstrap_ci``, from the same resampling (``paired_bootstrap``)."""
+    mb, _ = paired_bootstrap(values, values, n_boot=n_boot, seed=seed)
+    alpha = (1.0 - level) / 2.0
+    lo, hi = np.percentile(mb, [100 * alpha, 100 * (1 - alpha)])
+    return float(lo), float(hi)

@@ -1,14 +1,19 @@
-"""What ``scripts/make_tables.py`` does: the tables of every benchmark under a results folder (stdout, and a
-file), the grouped bar chart, and the training curves of DPOP runs; its settings generate the script's parser."""
+"""What ``scripts/make_tables.py`` does: the three-axis scoreboard and its trade-off figure, the comparison with
+the study's published numbers (``--published``), the tables of every benchmark under a results folder (stdout, and
+a file), the grouped bar chart, and the training curves of DPOP runs; its settings generate the script's parser."""
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from aligner.core.io import atomic_write_text
-from aligner.report.plots import plot_results, plot_training_curves
+from aligner.core.paths import REPO_ROOT
+from aligner.report.plots import plot_results, plot_tradeoff, plot_training_curves
+from aligner.report.published import compare_published, render_published
+from aligner.report.scoreboard import build_scoreboard, render_scoreboard
 from aligner.report.tables import Report, collect_results, compare, render
 
 
@@ -23,6 +28,19 @@ class TablesConfig:
     n_boot: int = field(default=1000, metadata={"help": "bootstrap resamples for the intervals; 0 turns them off"})
     seed: int = field(default=0, metadata={"help": "bootstrap seed"})
     plot: str | None = field(default=None, metadata={"help": "write a grouped bar chart to this PNG (default: none)"})
+    scoreboard: bool = field(default=True, metadata={
+        "flag": "--no_scoreboard", "help": "leave out the three-axis scoreboard (hallucination, truthfulness, "
+                                           "instruction following per adapter)"})
+    tradeoff_plot: str | None = field(default=None, metadata={
+        "help": "write the scoreboard's trade-off figure (change in truthfulness and hallucination against the change "
+                "in IFEval instruction following, one point per adapter, 95% error bars) to this PNG (default: none)"})
+    published: str | None = field(default=None, metadata={
+        "help": "a folder of the study's published metric files (e.g. ../shared/data/seed_results): adds, per metric "
+                "and run, published and reproduced values, their difference and whether the published value lies in "
+                "the reproduced 95% interval (default: none)"})
+    published_runs: list[str] = field(default_factory=list, metadata={
+        "help": "published run = reproduced run pairs when the names do not match by themselves (default: baseline "
+                "= --baseline, R = the run named R or ending in _R)", "sep": ",", "metavar": "PUB=RUN,..."})
     output: str | None = field(default=None, metadata={
         "help": "also write the tables to this file (default: stdout only)"})
     train_log: list[str] = field(default_factory=list, metadata={
@@ -31,9 +49,36 @@ class TablesConfig:
     train_plot_dir: str = field(default=".", metadata={"help": "folder for the training-curve PNGs"})
 
     def __post_init__(self):
-        for item in self.train_log:
+        for item in [*self.train_log, *self.published_runs]:
             if "=" not in item:
-                raise ValueError(f"--train_log takes NAME=PATH, got {item!r}")
+                raise ValueError(f"--train_log and --published_runs take NAME=VALUE items, got {item!r}")
+
+
+def _readme_from(output: str | None) -> str:
+    """The README's path as a link from the written tables (relative to their folder)."""
+    base = Path(output).resolve().parent if output else Path.cwd()
+    return os.path.relpath(REPO_ROOT / "README.md", base)
+
+
+def report_text(cfg: TablesConfig, report: Report) -> str:
+    """The scoreboard (and its figure), the published comparison, then every benchmark's tables."""
+    parts = []
+    if cfg.scoreboard:
+        sb = build_scoreboard(report)
+        figure = plot_tradeoff(sb, cfg.tradeoff_plot) if cfg.tradeoff_plot and cfg.format == "md" else None
+        if figure is not None:
+            print(f"trade-off figure written to {figure}", file=sys.stderr)
+            out_dir = Path(cfg.output).resolve().parent if cfg.output else Path.cwd()
+            figure = os.path.relpath(Path(figure).resolve(), out_dir)
+        if cfg.format != "csv":
+            parts.append(render_scoreboard(sb, cfg.format, figure))
+    if cfg.published and cfg.format != "csv":
+        given = dict(item.split("=", 1) for item in cfg.published_runs)
+        rows = compare_published(collect_results(cfg.published), report, n_boot=cfg.n_boot, seed=cfg.seed,
+                                 given=given)
+        parts.append(render_published(rows, cfg.format, _readme_from(cfg.output), cfg.published))
+    parts.append(render(report, cfg.format))
+    return "\n".join(p for p in parts if p)
 
 
 def make_tables(cfg: TablesConfig) -> Report:
@@ -42,7 +87,7 @@ def make_tables(cfg: TablesConfig) -> Report:
     if not benches:
         raise FileNotFoundError(f"no metrics_*.json files under {cfg.results_dir}")
     report = compare(benches, baseline=cfg.baseline, runs=cfg.runs, n_boot=cfg.n_boot, seed=cfg.seed)
-    text = render(report, cfg.format)
+    text = report_text(cfg, report)
     sys.stdout.write(text)
     if cfg.output:
         atomic_write_text(cfg.output, text)

@@ -1,14 +1,17 @@
-"""Figures: grouped bars of every run's metrics, and the loss / reward curves of a DPOP run."""
+"""Figures: grouped bars of every run's metrics, the scoreboard's trade-off (truthfulness and hallucination against
+instruction following), and the loss / reward curves of a DPOP run."""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from aligner.core.io import DataError, ReadStats, iter_jsonl
 from aligner.eval.metrics.registry import as_float, display_name, metric_kind
+from aligner.report.scoreboard import TRADEOFF_X, TRADEOFF_Y, Row, Scoreboard
 from aligner.report.tables import Change, Report
 
 
@@ -47,6 +50,76 @@ def plot_results(report: Report, out_png: str | os.PathLike) -> Path:
         ax.set_title(bench.name)
         ax.legend(fontsize=8)
         ax.grid(axis="y", alpha=0.3)
+    return _save_figure(plt, fig, out_png)
+
+
+def _first_row(sb: Scoreboard, specs) -> Row | None:
+    return next((r for r in map(sb.row, specs) if r is not None and r.changes), None)
+
+
+def _err(c: Change) -> tuple[float, float] | None:
+    """(below, above) the point: the paired bootstrap 95% interval of the change as error-bar lengths."""
+    if c.ci is None:
+        return None
+    return max(0.0, c.abs_change - c.ci.low), max(0.0, c.ci.high - c.abs_change)
+
+
+@dataclass
+class TradeoffPoint:
+    run: str
+    x: float                                   # change in instruction following
+    y: float                                   # change in the panel's metric
+    xerr: tuple[float, float] | None
+    yerr: tuple[float, float] | None
+
+
+def tradeoff_points(sb: Scoreboard) -> tuple[Row | None, list[tuple[Row, list[TradeoffPoint]]]]:
+    """What ``plot_tradeoff`` draws: the x row (IFEval prompt-level strict) and, per panel (MC2, judged
+    truthfulness, hallucination rate: those with data), one point per adapter that has both changes."""
+    xrow = _first_row(sb, TRADEOFF_X)
+    if xrow is None:
+        return None, []
+    panels = []
+    for yrow in (r for r in (_first_row(sb, group) for group in TRADEOFF_Y) if r is not None):
+        pts = [TradeoffPoint(run, xrow.changes[run].abs_change, yrow.changes[run].abs_change,
+                             _err(xrow.changes[run]), _err(yrow.changes[run]))
+               for run in sb.adapters if run in xrow.changes and run in yrow.changes]
+        panels.append((yrow, pts))
+    return xrow, panels
+
+
+def _bars(err: tuple[float, float] | None):
+    return None if err is None else [[err[0]], [err[1]]]
+
+
+def plot_tradeoff(sb: Scoreboard, out_png: str | os.PathLike) -> Path | None:
+    """The trade-off the study names: the change against the base in instruction following (x: IFEval
+    prompt-level strict) against the change in truthfulness (MC2, judged truthfulness) and in the hallucination rate,
+    one panel each, one point per adapter, error bars = the paired bootstrap 95% intervals of both changes; the base
+    is the origin.  Lower-is-better axes are flipped, so up is better on every panel.  None (nothing drawn) without
+    IFEval changes or without any truthfulness / hallucination change."""
+    xrow, panels = tradeoff_points(sb)
+    if xrow is None or not panels:
+        return None
+    plt = _pyplot()
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.0 * len(panels), 4.4), squeeze=False)
+    for ax, (yrow, pts) in zip(axes[0], panels):
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.axvline(0, color="grey", lw=0.8)
+        ax.plot([0], [0], marker="s", color="black", ls="none", label=f"{sb.baseline} (base)")
+        for pt in pts:
+            ax.errorbar([pt.x], [pt.y], xerr=_bars(pt.xerr), yerr=_bars(pt.yerr), fmt="o", capsize=4,
+                        color=colors[sb.adapters.index(pt.run) % len(colors)], label=pt.run)
+        lower = metric_kind(yrow.spec.metric) == "lower"
+        ax.set_xlabel(f"Δ {xrow.label}")
+        ax.set_ylabel(f"Δ {yrow.short_label}\n({yrow.spec.source}" + (", axis flipped)" if lower else ")"))
+        if lower:
+            ax.invert_yaxis()
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("change against the base, paired bootstrap 95% intervals: right = more instructions followed, "
+                 "up = better", fontsize=10)
     return _save_figure(plt, fig, out_png)
 
 
