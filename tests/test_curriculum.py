@@ -58,3 +58,85 @@ def test_bad_fractions_and_sizes():
         CurriculumSchedule([1, 2, 3, 4], [1.0, 0.5, 0.6])
     with pytest.raises(ValueError):
         CurriculumSchedule([3, -1])
+
+
+# --- --leftover wrap|drop and --schedule per_stage (issue 14, T2 and T8) --------------------------------------
+
+def test_leftover_drop_leaves_the_partial_step_out_as_the_study():
+    from aligner.train.curriculum import plan_stages
+
+    sch = CurriculumSchedule([13, 10, 9], seed=5)  # stages of 13, 13 + 5, 13 + 5 + 5, 32 pairs
+    wrap = plan_stages(sch, 4, 8, leftover="wrap")
+    drop = plan_stages(sch, 4, 8, leftover="drop")
+    sizes = [13, 18, 23, 32]
+    # The study's first recipe: floor(N / 8) optimizer steps per stage (train_dpop.py:278, :360).
+    assert [drop.steps[s] for s in (1, 2, 3, 4)] == [n // 8 for n in sizes] == [1, 2, 2, 4]
+    assert [wrap.steps[s] for s in (1, 2, 3, 4)] == [-(-n // 8) for n in sizes] == [2, 3, 3, 4]
+    for s, n in zip((1, 2, 3, 4), sizes):
+        order = sch.stage_order(s)
+        assert drop.orders[s] == order[: (n // 8) * 8]  # the trailing n mod 8 pairs of the order are not trained
+        assert wrap.orders[s][:n] == order and wrap.orders[s][n:] == order[: len(wrap.orders[s]) - n]
+        d = drop.description[s - 1]
+        assert d["dropped_pairs"] == n % 8 and d["wrapped_pairs"] == 0
+        assert wrap.description[s - 1]["wrapped_pairs"] == (-n) % 8
+    assert plan_stages(CurriculumSchedule([5]), 1, 8, leftover="drop").steps == {1: 0}  # fewer than one step
+    with pytest.raises(ValueError, match="leftover"):
+        plan_stages(sch, 4, 8, leftover="scaled")
+
+
+@pytest.mark.parametrize("name,warmup", [("linear", 3), ("cosine", 2), ("linear", 10)])
+def test_per_stage_lr_restarts_each_stage_as_a_new_transformers_schedule(name, warmup):
+    import torch
+    from transformers import get_scheduler
+
+    from aligner.train.curriculum import plan_stages
+    from aligner.train.schedule import stage_lr_lambda
+
+    plan = plan_stages(CurriculumSchedule([20, 12, 16], seed=1), 4, 4)  # 5, 7, 10, 12 steps
+    lam = stage_lr_lambda(name, warmup, plan)
+    got = [lam(k) for k in range(plan.total_steps)]
+    want = []
+    for s in plan.stages:  # what the study does: a new optimizer and get_scheduler(...) per stage, stepped by hand
+        opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=2.0)
+        sched = get_scheduler(name, optimizer=opt, num_warmup_steps=warmup, num_training_steps=plan.steps[s])
+        for _ in range(plan.steps[s]):
+            want.append(opt.param_groups[0]["lr"] / 2.0)
+            opt.step()
+            sched.step()
+    assert got == pytest.approx(want, abs=1e-15)
+    starts = [sum(plan.steps[t] for t in plan.stages if t < s) for s in plan.stages]
+    assert all(got[k] == 0.0 for k in starts)  # every stage starts its warmup at lr 0
+    if warmup == 10:  # a 5- and 7-step stage never leave the warmup (no cap at the stage length, as the study)
+        assert got[:5] == pytest.approx([k / 10 for k in range(5)])
+
+
+def test_per_stage_schedule_survives_a_state_dict_round_trip_and_resets_adam():
+    import torch
+
+    from aligner.train.curriculum import plan_stages
+    from aligner.train.schedule import reset_optimizer_state, stage_lr_lambda
+
+    plan = plan_stages(CurriculumSchedule([8, 8], seed=1), 3, 4)
+    p = torch.nn.Parameter(torch.ones(3))
+    opt = torch.optim.AdamW([p], lr=1.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, stage_lr_lambda("linear", 1, plan))
+    p.grad = torch.full((3,), 0.1)
+    for _ in range(3):
+        opt.step()
+        sched.step()
+    state = sched.state_dict()
+    opt2 = torch.optim.AdamW([torch.nn.Parameter(torch.ones(3))], lr=1.0)
+    sched2 = torch.optim.lr_scheduler.LambdaLR(opt2, stage_lr_lambda("cosine", 5, plan))  # other shape, restored
+    sched2.load_state_dict(state)
+    sched2.step()
+    sched.step()
+    assert opt2.param_groups[0]["lr"] == opt.param_groups[0]["lr"]
+    # After reset_optimizer_state, a step equals the first step of a newly built AdamW on the same weights/grads.
+    p.grad = torch.tensor([0.5, -1.0, 2.0])
+    fresh_p = torch.nn.Parameter(p.detach().clone())
+    fresh_p.grad = p.grad.clone()
+    assert reset_optimizer_state(opt) is True and not opt.state
+    fresh = torch.optim.AdamW([fresh_p], lr=opt.param_groups[0]["lr"])
+    opt.step()
+    fresh.step()
+    assert torch.equal(p.detach(), fresh_p.detach())

@@ -100,3 +100,15 @@ def test_chat_format_renders_the_template_and_appends_eos(tok):
     assert tok.decode(plain.chosen.input_ids[plain.chosen.response_start:]) == "Alice"
     assert tok.decode(plain.chosen.input_ids[:plain.chosen.response_start], skip_special_tokens=True) == \
         "Some knowledge.\n\nWho wrote it?\n"
+
+
+def test_identical_pairs_are_kept_and_counted_with_keep_identical(tmp_path):
+    rows = [{"prompt": "q", "chosen": "a", "rejected": "b"}, {"prompt": "q", "chosen": "a", "rejected": "a "},
+            {"prompt": "q", "chosen": "c", "rejected": "d"}]
+    path = _write(tmp_path / "same.jsonl", rows)
+    stats = LoadStats()
+    kept = load_pairs(path, keep_identical=True, stats=stats)
+    assert [p.rejected for p in kept] == ["b", "a ", "d"] and stats.n_identical == 1
+    # limit counts lines as the study's raw[:N]: the identical pair takes one of the two places
+    assert [p.rejected for p in load_pairs(path, limit=2, keep_identical=True)] == ["b", "a "]
+    assert [p.rejected for p in load_pairs(path, limit=2)] == ["b", "d"]

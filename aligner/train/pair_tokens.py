@@ -133,9 +133,13 @@ class PairTokenizer:
         sides = [encode_prompt_response(self.tokenizer, prompt, self.response_text(r), self.special)
                  for r in (pair.chosen, pair.rejected)]
         if self.score_last_prompt_token:
-            # The study's span: everything from index len(prompt tokens) - 1, i.e. the last prompt token too.
+            # The study's span, counted as its prompt_lens mask (n = the prompt's tokens as in the full sequence,
+            # L = max_length): the first and improved recipes start at min(n - 1, L) (a prompt tokenized without
+            # the one BOS the full sequence has), the latest at min(n, L) - 1 (train_dpop.py:157,198); both score
+            # the last prompt token, and differ only when the prompt alone is longer than L.  Position 0 never.
             special = wants_special_tokens(self.tokenizer, prompt, self.special)
-            start = len(self.tokenizer(prompt, add_special_tokens=special)["input_ids"]) - 1
+            n = len(self.tokenizer(prompt, add_special_tokens=special)["input_ids"])
+            start = min(n, self.max_length) - 1 if self.truncation == "budget" else min(n - 1, self.max_length)
             sides = [EncodedPair(e.input_ids, max(1, min(start, len(e.input_ids)))) for e in sides]
         return TokenizedPair(*sides)
 

@@ -1,0 +1,292 @@
+"""Training fidelity (issue 14 "Training", issue 15 items 4 and 6).
+
+* With ``--study_compat`` each recipe tokenizes pairs exactly as the study's script did: a literal copy of the
+  study's collate code (script:line named) on the real Llama-3.2 tokenizer gives the same token ids and the same
+  first scored position; without it, one BOS, the response span only, responses never cut.
+* The latest recipe's system prompt; the plain format's separators; weight decay 0.01.
+* On the tiny model: scoring the last prompt token adds exactly that token's log-prob (plain per-sequence
+  log-softmax); a pair whose response is cut away trains nothing; ``--schedule per_stage`` restarts the LR and
+  the AdamW state at every stage, ``--leftover drop`` trains floor(N / step) steps; ``--rpo_alpha``'s loss/nll is
+  the pooled NLL of the chosen answers computed directly; ``--report_to tensorboard`` writes the train_log.jsonl
+  values, read back from the event files.
+"""
+
+import json
+
+import pytest
+import torch
+from conftest import load_script
+
+from aligner.core.models import load_causal_lm, load_tokenizer
+from aligner.prompts import DEFAULT_DATE_STRING, DPO_IMPROVED_SYSTEM, DPO_LATEST_SYSTEM
+from aligner.train.preference import PairLevel, PairTokenizer, PreferencePair
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+SCRIPTS = {"first": "first_improvement/training/train_dpop.py",
+           "improved": "first_improvement/training/train_dpop_improved.py",
+           "latest": "further_improvement/training/train_dpop.py"}
+MAX_LEN = 160  # small, so that HaluEval knowledge makes many pairs too long
+
+
+def _cfg(recipe: str, *flags: str):
+    """The DPOPTrainingConfig a recipe script builds from its command line."""
+    args = ["--model_path", "m", "--output_dir", "o", "--max_length", str(MAX_LEN), *flags]
+    args += ["--data_dir", "d"]
+    parsed = load_script(SCRIPTS[recipe]).parse_args(args)
+    return parsed[1]
+
+
+@pytest.fixture(scope="module")
+def l3tok(llama32_tokenizer_dir):
+    return load_tokenizer(llama32_tokenizer_dir)
+
+
+@pytest.fixture(scope="module")
+def pairs(halueval_file):
+    rows = [json.loads(line) for line, _ in zip(open(halueval_file, encoding="utf-8"), range(24))]
+    out = [PreferencePair(r["question"], r["knowledge"], r["right_answer"], r["hallucinated_answer"]) for r in rows]
+    # a prompt longer than max_length on its own, and a pair with no context
+    out.append(PreferencePair("Who wrote it?", " ".join(r["knowledge"] for r in rows[:6]), "Alice.", "Bob."))
+    out.append(PreferencePair(" Which year?", "", "1999", "It was 2001."))
+    out.append(PreferencePair("What happened?", "Short context.", "It rained. " * 60, "It snowed."))  # answer > budget
+    return out
+
+
+# --- literal copies of the study's tokenization --------------------------------------------------------------
+
+def _study_first(tok, p: PreferencePair):
+    """first_improvement/training/train_dpop.py:72-109 (collate_pairs) and :210-221 (positions >= prompt_lens,
+    position 0 never)."""
+    full_prompt = p.context + p.prompt
+    prompt_len = len(tok(full_prompt, truncation=True, max_length=MAX_LEN, add_special_tokens=False)["input_ids"])
+    out = []
+    for resp in (p.chosen, p.rejected):
+        ids = tok(full_prompt + resp, truncation=True, max_length=MAX_LEN)["input_ids"]
+        out.append((ids, min(max(prompt_len, 1), len(ids))))
+    return out
+
+
+def _study_improved(tok, p: PreferencePair):
+    """first_improvement/training/train_dpop_improved.py:76-128."""
+    messages = [{"role": "system", "content": DPO_IMPROVED_SYSTEM},
+                {"role": "user", "content": f"Context: {p.context}\n\nQuestion: {p.prompt}"}]
+    prompt = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
+                                     date_string=DEFAULT_DATE_STRING)
+    prompt_len = len(tok(prompt, truncation=True, max_length=MAX_LEN, add_special_tokens=False)["input_ids"])
+    out = []
+    for resp in (p.chosen, p.rejected):
+        ids = tok(prompt + resp + tok.eos_token, truncation=True, max_length=MAX_LEN)["input_ids"]
+        out.append((ids, min(max(prompt_len, 1), len(ids))))
+    return out
+
+
+def _study_latest(tok, p: PreferencePair):
+    """further_improvement/training/train_dpop.py:98-135 (DPOProcessor._process_single), :146-161 (collate_fn),
+    :198-204 (prompt_lens - 1, position 0 never); None when the processor skips the pair."""
+    system = {"role": "system", "content": DPO_LATEST_SYSTEM}
+    prefix = tok.apply_chat_template([system, {"role": "user", "content": f"Question: {p.prompt}\n\nContext: "}],
+                                     tokenize=True, add_generation_prompt=True, date_string=DEFAULT_DATE_STRING)
+    prefix_ids = prefix["input_ids"]
+    ctx_ids = tok.encode(p.context, add_special_tokens=False)
+    answer = max(len(tok.encode(r + tok.eos_token, add_special_tokens=False)) for r in (p.chosen, p.rejected))
+    avail = MAX_LEN - (len(prefix_ids) + answer)
+    if avail < 0:
+        return None
+    ctx = tok.decode(ctx_ids[:avail] if len(ctx_ids) > avail else ctx_ids, skip_special_tokens=True)
+    prompt = tok.apply_chat_template([system, {"role": "user", "content": f"Context: {ctx}\n\nQuestion: {p.prompt}"}],
+                                     tokenize=False, add_generation_prompt=True, date_string=DEFAULT_DATE_STRING)
+    prompt_len = len(tok(prompt, truncation=True, max_length=MAX_LEN, add_special_tokens=True)["input_ids"])
+    out = []
+    for resp in (p.chosen, p.rejected):
+        ids = tok(prompt + resp + tok.eos_token, truncation=True, max_length=MAX_LEN, add_special_tokens=True)["input_ids"]
+        out.append((ids, min(max(prompt_len - 1, 1), len(ids))))
+    return out
+
+
+STUDY = {"first": _study_first, "improved": _study_improved, "latest": _study_latest}
+
+
+@pytest.mark.parametrize("recipe", ["first", "improved", "latest"])
+def test_study_compat_tokenizes_as_the_studys_code(recipe, l3tok, pairs):
+    ptok = PairTokenizer.from_config(l3tok, _cfg(recipe, "--study_compat"))
+    n_cut = n_empty = n_skipped = 0
+    for p in pairs:
+        want, got = STUDY[recipe](l3tok, p), ptok.encode(p)
+        if want is None:
+            assert got is None
+            n_skipped += 1
+            continue
+        assert [(e.input_ids, e.response_start) for e in (got.chosen, got.rejected)] == want
+        n_cut += got.response_cut
+        n_empty += got.response_empty
+        bos = [e.input_ids[:3].count(l3tok.bos_token_id) for e in (got.chosen, got.rejected)]
+        assert bos == ([1, 1] if recipe == "first" else [2, 2])
+    print(recipe, "pairs with a response cut:", n_cut, "left without response:", n_empty, "skipped:", n_skipped)
+    assert n_cut > 0  # the comparison covered the study's truncation, not only pairs that fit
+    if recipe == "latest":
+        assert n_empty == 0 and n_skipped >= 1  # the budget keeps every answer but its last tokens
+    else:
+        assert n_empty >= 1  # the long prompt loses its whole response: no gradient
+
+
+@pytest.mark.parametrize("recipe", ["first", "improved", "latest"])
+def test_defaults_keep_one_bos_score_the_response_only_and_never_cut_it(recipe, l3tok, pairs):
+    cfg = _cfg(recipe)
+    assert (cfg.truncation, cfg.plain_prompt, cfg.double_bos, cfg.score_last_prompt_token, cfg.leftover,
+            cfg.keep_identical) == ("context", "separated", False, False, "wrap", False)
+    ptok = PairTokenizer.from_config(l3tok, cfg)
+    compat = PairTokenizer.from_config(l3tok, _cfg(recipe, "--study_compat"))
+    for p in pairs[:6] + pairs[-3:]:
+        enc, old = ptok.encode(p), compat.encode(p)
+        if enc is None:  # the over-long answer: skipped (never cut)
+            assert len(l3tok(p.chosen)["input_ids"]) > MAX_LEN
+            continue
+        eos = l3tok.eos_token if recipe != "first" else ""
+        for side, response in ((enc.chosen, p.chosen), (enc.rejected, p.rejected)):
+            assert side.input_ids.count(l3tok.bos_token_id) == 1 and side.input_ids[0] == l3tok.bos_token_id
+            assert len(side.input_ids) <= MAX_LEN
+            assert l3tok.decode(side.input_ids[side.response_start:]) == response + eos  # whole, untouched
+        if recipe != "first" and old is not None and not old.response_cut:
+            # the study's span starts one token earlier: the "\n\n" closing the assistant header
+            assert l3tok.convert_ids_to_tokens(old.chosen.input_ids[old.chosen.response_start]) == "ĊĊ"
+            assert old.chosen.n_response == enc.chosen.n_response + 1
+
+
+def test_recipe_system_prompts_and_the_plain_separators(l3tok):
+    p = PreferencePair("Who designed it?", "The Eiffel Tower was designed by Eiffel's company.", "Eiffel.", "Bob.")
+    latest = PairTokenizer.from_config(l3tok, _cfg("latest")).build_prompt(p.context, p.prompt)
+    improved = PairTokenizer.from_config(l3tok, _cfg("improved")).build_prompt(p.context, p.prompt)
+    assert f"<|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\nToday Date: " \
+           f"{DEFAULT_DATE_STRING}\n\n{DPO_LATEST_SYSTEM}<|eot_id|>" in latest
+    assert DPO_LATEST_SYSTEM.startswith("You are a careful and honest assistant. Always answer using ONLY")
+    assert DPO_IMPROVED_SYSTEM in improved and DPO_LATEST_SYSTEM not in improved
+    assert f"<|start_header_id|>user<|end_header_id|>\n\nContext: {p.context}\n\nQuestion: {p.prompt}<|eot_id|>" in latest
+    own = _cfg("latest", "--system_prompt", "Be brief.")
+    assert "\n\nBe brief.<|eot_id|>" in PairTokenizer.from_config(l3tok, own).build_prompt(p.context, p.prompt)
+    # plain: separated by default, the study's raw concatenation with --study_compat (or --plain_prompt raw)
+    raw = PreferencePair(" Who designed it?", "The tower was built in 1889.", "Eiffel", "Bob")
+    for flags, text in ((("--plain_prompt", "separated"), "The tower was built in 1889.\n\nWho designed it?\nEiffel"),
+                        (("--study_compat",), "The tower was built in 1889. Who designed it?Eiffel"),
+                        (("--plain_prompt", "raw"), "The tower was built in 1889. Who designed it?Eiffel")):
+        enc = PairTokenizer.from_config(l3tok, _cfg("first", *flags)).encode(raw)
+        assert l3tok.decode(enc.chosen.input_ids, skip_special_tokens=True) == text
+    # the settings the study's trainers ran: AdamW weight decay 0.01 (torch's default), the latest recipe's clamp
+    assert {r: _cfg(r).weight_decay for r in SCRIPTS} == {r: 0.01 for r in SCRIPTS}
+    assert {r: _cfg(r).logit_clamp for r in SCRIPTS} == {"first": None, "improved": None, "latest": 50.0}
+    assert {r: _cfg(r).schedule for r in SCRIPTS} == {"first": "per_stage", "improved": "global", "latest": "per_stage"}
+
+
+def test_scoring_the_last_prompt_token_adds_its_log_prob(tiny_model_dir):
+    model, tok = load_causal_lm(tiny_model_dir)
+    p = PreferencePair("Who wrote the letter?", "A letter from Alice to Bob.", "Alice wrote it.", "Bob did.")
+    base = PairTokenizer(tok, 256).encode(p)
+    shifted = PairTokenizer(tok, 256, score_last_prompt_token=True).encode(p)
+    for a, b in ((base.chosen, shifted.chosen), (base.rejected, shifted.rejected)):
+        assert a.input_ids == b.input_ids and b.response_start == a.response_start - 1 and b.n_response == a.n_response + 1
+
+        # plain computation: one sequence, full log-softmax
+        with torch.no_grad():
+            logp = torch.log_softmax(model(input_ids=torch.tensor([a.input_ids])).logits.float(), -1)[0]
+
+        def span(e, logp=logp):
+            return sum(logp[t - 1, e.input_ids[t]].item() for t in range(e.response_start, len(e.input_ids)))
+
+        extra = logp[b.response_start - 1, a.input_ids[b.response_start]].item()
+        assert span(b) == pytest.approx(span(a) + extra, abs=1e-5) and extra < 0
+
+
+# --- trainer runs on the tiny model ---------------------------------------------------------------------------
+
+def _levels(halueval_file, n_easy=6, n_medium=6):
+    rows = [json.loads(line) for line, _ in zip(open(halueval_file, encoding="utf-8"), range(n_easy + n_medium))]
+    mk = [PreferencePair(r["question"], r["knowledge"][:200], r["right_answer"], r["hallucinated_answer"]) for r in rows]
+    return [PairLevel("easy", mk[:n_easy], halueval_file), PairLevel("medium", mk[n_easy:], halueval_file)]
+
+
+def _reference_pooled_nll(model, encoded):
+    """-sum of the chosen answers' token log-probs / their token count, one sequence at a time."""
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for e in encoded:
+            logp = torch.log_softmax(model(input_ids=torch.tensor([e.input_ids])).logits.float(), -1)[0]
+            total += sum(logp[t - 1, e.input_ids[t]].item() for t in range(e.response_start, len(e.input_ids)))
+            count += e.n_response
+    return -total / count
+
+
+def test_per_stage_schedule_leftover_drop_rpo_and_tensorboard(tiny_model_dir, halueval_file, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from transformers import get_scheduler
+
+    from aligner.train.config import DPOPTrainingConfig
+    from aligner.train.dpop_trainer import DPOPTrainer
+
+    cfg = DPOPTrainingConfig(model_path=str(tiny_model_dir), output_dir=str(tmp_path / "run"), epochs=3, lr=1e-3,
+                             warmup_steps=2, per_device_batch_size=2, grad_accum_steps=2, max_length=128,
+                             lora_dropout=0.0, rpo_alpha=0.5, leftover="drop", report_to="tensorboard",
+                             progress=False, save_every_steps=0)
+    assert cfg.schedule == "per_stage" and cfg.weight_decay == 0.01
+    trainer = DPOPTrainer(cfg, _levels(halueval_file))
+    result = trainer.train()
+    plan = trainer.plan
+    # stages of 6, 6 + 3 and 12 pairs, 4 pairs per step: floor -> 1, 2, 3 steps; the leftover pairs not trained
+    assert [plan.steps[s] for s in plan.stages] == [1, 2, 3] and result.global_step == 6
+    assert [d["dropped_pairs"] for d in plan.description] == [2, 1, 0]
+    log = [json.loads(x) for x in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    assert [r["pairs_seen"] for r in log] == [4 * k for k in range(1, 7)]
+    # The LR: every stage runs its own get_scheduler("linear", warmup 2, its steps) from lr 0, as the study's loop.
+    want = []
+    for s in plan.stages:
+        opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+        sched = get_scheduler("linear", optimizer=opt, num_warmup_steps=2, num_training_steps=plan.steps[s])
+        for _ in range(plan.steps[s]):
+            want.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+    assert [r["lr"] for r in log] == pytest.approx(want, abs=1e-15) and want == pytest.approx([0, 0, 5e-4, 0, 5e-4, 1e-3])
+    # A new AdamW per stage: after the run its state has counted only the last stage's 3 steps (6 without reset).
+    inner = trainer.optimizer
+    while hasattr(inner, "optimizer"):
+        inner = inner.optimizer
+    assert {int(st["step"]) for st in inner.state.values()} == {3}
+    assert inner.param_groups[0]["weight_decay"] == 0.01
+    # --rpo_alpha: loss = dpo + positive + alpha * nll, and at step 1 (policy = reference: LoRA B = 0) loss/nll is
+    # the chosen answers' pooled NLL under the base model, averaged over the step's two micro-batches.
+    for r in log:
+        assert r["loss"] == pytest.approx(r["loss/dpo"] + r["loss/positive"] + 0.5 * r["loss/nll"], rel=1e-5)
+    base, _ = load_causal_lm(tiny_model_dir)
+    step1 = plan.step_pairs(1, 0)
+    micro = [[trainer.tokenized[lv][i].chosen for lv, i in step1[k: k + 2]] for k in (0, 2)]
+    want_nll = sum(_reference_pooled_nll(base, m) for m in micro) / 2
+    assert log[0]["loss/nll"] == pytest.approx(want_nll, rel=1e-5)
+    # --report_to tensorboard: every train_log.jsonl value, under the same name, at the same step.
+    ea = EventAccumulator(str(tmp_path / "run" / "runs" / "dpop"), size_guidance={"scalars": 0})
+    ea.Reload()
+    tags = set(ea.Tags()["scalars"])
+    assert {"loss", "loss/nll", "lr", "rewards/margins", "logps/chosen", "grad_norm"} <= tags
+    for tag in tags:
+        got = {e.step: e.value for e in ea.Scalars(tag)}
+        assert got == pytest.approx({r["step"]: r[tag] for r in log}, rel=1e-6, abs=1e-12), tag
+
+
+def test_a_pair_without_response_tokens_trains_nothing(tiny_model_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    from aligner.train.config import DPOPTrainingConfig
+    from aligner.train.dpop_trainer import train_dpop
+
+    long = " ".join(["the tower stands in paris"] * 40)
+    pairs = [PreferencePair(f"Question {i}?", long, "Yes.", "No.") for i in range(4)]
+    cfg = DPOPTrainingConfig(model_path=str(tiny_model_dir), output_dir=str(tmp_path / "cut"), epochs=1, lr=1e-2,
+                             warmup_steps=0, per_device_batch_size=2, grad_accum_steps=1, max_length=48,
+                             truncation="right", lora_dropout=0.0, weight_decay=0.0, progress=False,
+                             save_every_steps=0)
+    result = train_dpop(cfg, [PairLevel("easy", pairs, tmp_path / "p.jsonl")])
+    run_cfg = json.loads((tmp_path / "cut" / "run_config.json").read_text())
+    assert run_cfg["levels"]["easy"]["tokenize"]["n_response_empty"] == 4
+    log = [json.loads(x) for x in (tmp_path / "cut" / "train_log.jsonl").read_text().splitlines()]
+    assert result.global_step == 2 and all(r["loss"] == pytest.approx(0.6931471805599453) for r in log)
+    assert all(r["loss/nll"] == 0.0 for r in log)
+    adapter = load_file(str(tmp_path / "cut" / "adapter_model.safetensors"))
+    assert all(t.abs().max() == 0 for n, t in adapter.items() if "lora_B" in n)  # zero gradient: B stays 0
