@@ -2,6 +2,7 @@
 
 import importlib.util
 
+import pytest
 from conftest import REPO
 
 
@@ -19,3 +20,22 @@ def test_bench_eval_agrees_with_one_at_a_time(tiny_model_dir, truthfulqa_csv, tm
     assert res["mc_same_mc1"] and res["mc_max_abs_diff_mc2_mass"] < 1e-5
     assert res["gen_identical_answers"] == res["gen_answers"] == 4
     assert res["mc_speedup"] > 0 and res["gen_speedup"] > 0
+
+
+def test_bench_eval_vs_lm_eval(tiny_model_dir, truthfulqa_csv, one_torch_thread, capsys):
+    """--vs lm_eval: lm-evaluation-harness's HF backend on the same model object and questions gives the same
+    MC1/MC2 (its batch of 16 pads, so per-choice scores agree to fp32 rounding); the ratio is printed."""
+    pytest.importorskip("lm_eval")
+    spec = importlib.util.spec_from_file_location("bench_eval", REPO / "benchmarks" / "bench_eval.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    res = bench.main(["--model_path", str(tiny_model_dir), "--data_path", str(truthfulqa_csv), "--n_questions", "3",
+                      "--mc_batch", "16", "--repeats", "1", "--skip_generation", "--prompt_style", "lm_eval",
+                      "--vs", "lm_eval"])
+    printed = capsys.readouterr().out
+    assert "vs lm-evaluation-harness" in printed and "ratio" in printed
+    vs = res["vs_lm_eval"]
+    assert res["prompt_style"] == vs["prompt_style"] == "lm_eval" and vs["lm_eval_batch_size"] == 16
+    assert vs["abs_diff_mc1"] == 0 and vs["abs_diff_mc2"] < 1e-6 and vs["max_abs_diff_choice_ll"] < 2e-4
+    assert vs["mc2"]["ours"] == pytest.approx(res["mc2"], abs=1e-12)
+    assert vs["speedup"] > 0 and vs["questions_per_s"]["lm_eval"] > 0
