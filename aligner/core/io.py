@@ -298,11 +298,16 @@ class ResumableJsonlWriter:
     """
 
     def __init__(self, path: str | os.PathLike, key: str | Callable[[dict], Any] | None = None,
-                 resume: bool = False, fsync: bool = True):
+                 resume: bool = False, fsync: bool = True, keep_records: bool = True,
+                 on_existing: Callable[[int, dict], None] | None = None):
+        """``keep_records=False``: only the keys are kept in memory (``records`` stays empty), for outputs too
+        large to hold; ``on_existing(line, record)`` sees each record of a resumed file as it is read."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._key = (lambda r: r[key]) if isinstance(key, str) else key
         self.fsync = fsync
+        self.keep_records = keep_records
+        self.on_existing = on_existing
         self.records: list[dict] = []
         self.done: set = set()
         if resume and self.path.exists():
@@ -334,7 +339,10 @@ class ResumableJsonlWriter:
                         break
                     raise DataError(self.path, "invalid JSON in an earlier output; cannot resume safely",
                                     lineno) from None
-                self.records.append(rec)
+                if self.on_existing is not None:
+                    self.on_existing(lineno, rec)
+                if self.keep_records:
+                    self.records.append(rec)
                 if self._key is not None:
                     self.done.add(self._key(rec))
             pos = nl + 1
@@ -348,14 +356,16 @@ class ResumableJsonlWriter:
         self._fh.flush()
         if self.fsync:
             os.fsync(self._fh.fileno())
-        self.records.append(record)
+        if self.keep_records:
+            self.records.append(record)
         if self._key is not None:
             self.done.add(self._key(record))
 
     def extend(self, records: Iterable[dict]) -> None:
         for rec in records:
             self._fh.write(json.dumps(rec, ensure_ascii=False, default=_json_default) + "\n")
-            self.records.append(rec)
+            if self.keep_records:
+                self.records.append(rec)
             if self._key is not None:
                 self.done.add(self._key(rec))
         self._fh.flush()

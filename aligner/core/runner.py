@@ -89,9 +89,10 @@ def run_per_sample(path: str | os.PathLike, items: Sequence, make_records: Calla
                    key_of: Callable[[Any], Any], key: str = "index", chunk: int | Callable = 64,
                    resume: bool = False, fingerprint: dict | None = None,
                    check: Callable[[dict, Any], str | None] | None = None, desc: str = "samples",
-                   unit: str = "sample", progress: bool = True) -> list[dict]:
+                   unit: str = "sample", progress: bool = True, keep_records: bool = True) -> list[dict]:
     """Make one record per item of ``items`` into ``path`` (see the module docstring); returns the records of
-    ``items`` in their order, those kept from an earlier run included.
+    ``items`` in their order, those kept from an earlier run included (``keep_records=False``: none, and only the
+    keys are held in memory, for outputs too large to hold, e.g. the full NQ RAG set).
 
     ``make_records(chunk_items)`` returns one record per item, in order; the runner sets ``record[key]``.
     ``chunk`` is a number of items or a function cutting the pending items into chunks.  ``check`` returns an
@@ -102,15 +103,17 @@ def run_per_sample(path: str | os.PathLike, items: Sequence, make_records: Calla
     path = Path(path)
     existed = path.exists()
     by_key = {key_of(it): it for it in items}
-    with ResumableJsonlWriter(path, key=lambda r: r.get(key), resume=resume) as writer:
-        # The records themselves first (the most specific message), then what they were made with.
-        if check is not None:
-            for lineno, rec in enumerate(writer.records, start=1):
-                item = by_key.get(rec.get(key))
-                problem = check(rec, item) if item is not None else None
-                if problem:
-                    raise RunMismatchError(path, f"record {rec.get(key)!r}: {problem}; it was written for other "
-                                                 "data. Delete it or run without --resume", lineno)
+
+    def check_kept(lineno: int, rec: dict) -> None:
+        item = by_key.get(rec.get(key))
+        problem = check(rec, item) if item is not None and check is not None else None
+        if problem:
+            raise RunMismatchError(path, f"record {rec.get(key)!r}: {problem}; it was written for other "
+                                         "data. Delete it or run without --resume", lineno)
+
+    # The records themselves first (the most specific message), then what they were made with.
+    with ResumableJsonlWriter(path, key=lambda r: r.get(key), resume=resume, keep_records=keep_records,
+                              on_existing=check_kept) as writer:
         check_fingerprint(path, fingerprint, resume and existed)
         todo = [it for it in items if key_of(it) not in writer.done]
         if len(todo) < len(items):

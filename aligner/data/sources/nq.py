@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import os
 import re
@@ -132,18 +133,15 @@ class CorpusStats:
     per_file: dict = field(default_factory=dict)
 
 
-def collect_articles(paths: Sequence[str | os.PathLike], min_chars: int = 200, skip_invalid: bool = False,
-                     limit: int | None = None, progress: bool = True) -> tuple[list[Article], CorpusStats]:
-    """Unique articles (first occurrence of each title wins) with the HTML tokens removed.
-
-    Articles whose plain text is shorter than ``min_chars`` characters are dropped (counted).
-    ``limit`` caps the number of NQ records read over all files.
-    """
+def iter_articles(paths: Sequence[str | os.PathLike], stats: CorpusStats, min_chars: int = 200,
+                  skip_invalid: bool = False, limit: int | None = None, progress: bool = True) -> Iterator[Article]:
+    """Unique articles in first-seen order over ``paths`` (the first occurrence of each title wins), with the HTML
+    tokens removed, streamed: only the titles seen are held.  Articles whose plain text is shorter than
+    ``min_chars`` characters are dropped and counted, as are untitled records.  ``limit`` caps the NQ records read
+    over all files (-1 or None: all)."""
     from tqdm.auto import tqdm
 
-    stats = CorpusStats()
     seen: set[str] = set()
-    articles: list[Article] = []
     for path in paths:
         istats: dict = {}
         n_file = 0
@@ -166,10 +164,17 @@ def collect_articles(paths: Sequence[str | os.PathLike], min_chars: int = 200, s
             if len(text) < min_chars:
                 stats.too_short += 1
                 continue
-            articles.append(Article(title=title, text=text, url=rec.get("document_url", "") or ""))
+            stats.articles += 1
+            yield Article(title=title, text=text, url=rec.get("document_url", "") or "")
         stats.invalid += istats.get("invalid", 0)
         stats.per_file[str(path)] = n_file
-    stats.articles = len(articles)
+
+
+def collect_articles(paths: Sequence[str | os.PathLike], min_chars: int = 200, skip_invalid: bool = False,
+                     limit: int | None = None, progress: bool = True) -> tuple[list[Article], CorpusStats]:
+    """``iter_articles`` as a list (small corpora and tests), with its counts."""
+    stats = CorpusStats()
+    articles = list(iter_articles(paths, stats, min_chars, skip_invalid, limit, progress))
     return articles, stats
 
 
@@ -192,10 +197,44 @@ def find_nq_shards(nq_dir: str | os.PathLike, split: str = "all") -> list[Path]:
     return files
 
 
+def shard_name(path: Path) -> str:
+    """``nq-train-00`` for ``.../nq-train-00.jsonl.gz``."""
+    name = path.name
+    for suffix in (".jsonl.gz", ".jsonl"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def select_nq_shards(nq_dir: str | os.PathLike, shards: Sequence[str], stats: dict | None = None) -> list[Path]:
+    """The shards named in ``shards`` (names such as ``nq-train-00`` or patterns such as ``nq-train-*``, in that
+    order; ``all`` = every shard under ``nq_dir``, train first).  A name with no file is logged and counted
+    (``stats['missing_shards']``); none found at all is an error listing what the folder holds."""
+    files = find_nq_shards(nq_dir)
+    if not shards or list(shards) == ["all"]:
+        return files
+    picked: list[Path] = []
+    missing = []
+    for pattern in shards:
+        hits = [f for f in files if fnmatch.fnmatch(shard_name(f), pattern) and f not in picked]
+        if not hits:
+            missing.append(pattern)
+        picked += hits
+    if not picked:
+        raise DataError(nq_dir, f"none of the NQ shards {list(shards)} is here (found: "
+                                f"{', '.join(shard_name(f) for f in files[:8])}); pass --nq_shards all or the names")
+    if missing:
+        logger.warning("%s: NQ shard(s) %s not found; using %d shard(s)", nq_dir, missing, len(picked))
+        if stats is not None:
+            stats["missing_shards"] = missing
+    return picked
+
+
 def nq_question_items(paths: Sequence[str | os.PathLike], skip_invalid: bool = False, limit: int | None = None,
-                      stats: dict | None = None) -> Iterator[dict]:
-    """{example_id, question, answers, answer_kind} per NQ record; records with no gold answer are counted
-    (``stats['no_answer']``) and skipped."""
+                      stats: dict | None = None, keep_unanswered: bool = True) -> Iterator[dict]:
+    """{example_id, question, answers, answer_kind} per NQ record, the first ``limit`` records (-1 or None: all).
+    A record without a gold answer comes with ``answers: []`` (the study wrote those too); with
+    ``keep_unanswered=False`` it is skipped and counted (``stats['no_answer']``)."""
     stats = stats if stats is not None else {}
     n = 0
     for path in paths:
@@ -207,7 +246,7 @@ def nq_question_items(paths: Sequence[str | os.PathLike], skip_invalid: bool = F
             tokens = nq_tokens(rec)
             answers, kind = nq_answers(rec, tokens)
             stats[f"answer_{kind}"] = stats.get(f"answer_{kind}", 0) + 1
-            if not answers:
+            if not answers and not keep_unanswered:
                 stats["no_answer"] = stats.get("no_answer", 0) + 1
                 continue
             question = str(rec["question_text"]).strip()
@@ -217,22 +256,33 @@ def nq_question_items(paths: Sequence[str | os.PathLike], skip_invalid: bool = F
                    "answers": answers, "answer_kind": kind}
 
 
+#: the study's shards per stage: the index (retrieval/faiss_index_creator.py:18-28), the NQ RAG training set
+#: (create_nq_training.py:12-18) and the validation set (create_nq_validation.py:12)
+STUDY_TRAIN_SHARDS = tuple(f"nq-train-{i:02d}" for i in range(5))
+STUDY_DEV_SHARDS = ("nq-dev-00",)
+STUDY_INDEX_SHARDS = STUDY_TRAIN_SHARDS + STUDY_DEV_SHARDS
+
+
 @dataclass(kw_only=True)
 class NQShards:
     """Which Natural Questions shards a stage reads (the index and NQ RAG stages)."""
 
     nq_files: list[str] | None = field(default=None, metadata={
-        "help": "NQ shards (*.jsonl.gz or *.jsonl); overrides --nq_dir (default: none)", "nargs": "*"})
+        "help": "NQ shard files (*.jsonl.gz or *.jsonl); overrides --nq_dir and --nq_shards (default: none)",
+        "nargs": "*"})
     nq_dir: str | None = field(default=None, metadata={
-        "help": "folder searched recursively for NQ shards (train shards first); the NQ RAG stages use the ones "
-                "whose name contains --split (default: none)"})
+        "help": "folder searched recursively for the --nq_shards (default: none)"})
+    nq_shards: list[str] = field(default_factory=lambda: list(STUDY_INDEX_SHARDS), metadata={
+        "help": "shard names (or patterns such as nq-train-*) read from --nq_dir, in order; 'all' = every shard "
+                "(train first)", "nargs": "+"})
 
-    def paths(self, split: str = "all") -> list[Path]:
-        return resolve_nq_paths(self.nq_files, self.nq_dir, split)
+    def paths(self, stats: dict | None = None) -> list[Path]:
+        return resolve_nq_paths(self.nq_files, self.nq_dir, self.nq_shards, stats)
 
 
-def resolve_nq_paths(nq_files: Sequence[str] | None, nq_dir: str | None, split: str) -> list[Path]:
-    """Explicit ``--nq_files`` win; else the shards of ``--nq_dir`` for ``split``."""
+def resolve_nq_paths(nq_files: Sequence[str] | None, nq_dir: str | None, shards: Sequence[str],
+                     stats: dict | None = None) -> list[Path]:
+    """Explicit ``--nq_files`` win; else the ``shards`` of ``--nq_dir``."""
     if nq_files:
         paths = [Path(p) for p in nq_files]
         for p in paths:
@@ -240,5 +290,5 @@ def resolve_nq_paths(nq_files: Sequence[str] | None, nq_dir: str | None, split: 
                 raise DataError(p, "NQ shard not found")
         return paths
     if nq_dir:
-        return find_nq_shards(nq_dir, split)
+        return select_nq_shards(nq_dir, shards, stats)
     raise ValueError("give --nq_files or --nq_dir")

@@ -1,10 +1,12 @@
 #!/usr/bin/env python
-"""Stage 2 (NQ training set): per NQ question, the gold short answer (else the long answer), the top-k chunks
-from the FAISS index, reranked by a cross-encoder, the best few kept.
+"""Stage 2 (NQ training set): per NQ question of the study's shards (--nq_shards, default nq-train-00..04), the
+gold short answer (else the long answer), the top-k chunks from the FAISS index, reranked by a cross-encoder, the
+best few kept.
 
 Output, one JSON object per line: {example_id, question, contexts[k], context (joined by a blank line),
-answers, chunk_ids, rerank_scores}. Questions without any gold answer are skipped and counted. Records are
-appended per batch; --resume continues an interrupted run (of the same models and corpus).
+answers, chunk_ids, rerank_scores}. Questions without any gold answer are written with answers [] (as the study;
+the SFT view leaves them out; --skip_unanswered drops them here). Records are appended per batch and not held in
+memory; --resume continues an interrupted run (of the same models and corpus).
 
 Example:
     python first_improvement/data_prep/scripts/create_nq_training.py --nq_dir datasets/nq \\

@@ -1,6 +1,7 @@
 #!/usr/bin/env python
-"""Stage 2 (NQ validation set): create_nq_training.py run on the dev shards with the validation defaults
-(--split dev, --output_file val_nq_rag.jsonl, --limit 1000); the flags and the record format are the same.
+"""Stage 2 (NQ validation set): create_nq_training.py run on the study's dev shard with the validation defaults
+(--nq_shards nq-dev-00, --output_file val_nq_rag.jsonl, --limit 1000: the first 1,000 records, every one written,
+those without a gold answer with answers [], as the study); the flags and the record format are the same.
 
 Example:
     python first_improvement/data_prep/scripts/create_nq_validation.py --nq_dir datasets/nq \\
@@ -9,9 +10,10 @@ Example:
 
 from aligner.core.cli import parse_config, run_cli
 from aligner.data.nq_rag import NQRagConfig, make_nq_rag_set
+from aligner.data.sources.nq import STUDY_DEV_SHARDS
 
 #: the validation set's settings where they differ from NQRagConfig's
-DEFAULTS = dict(split="dev", output_file="val_nq_rag.jsonl", limit=1000)
+DEFAULTS = dict(nq_shards=list(STUDY_DEV_SHARDS), output_file="val_nq_rag.jsonl", limit=1000)
 
 
 def parse_args(argv=None) -> NQRagConfig:

@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Stage 3 (SQuAD v2 validation set): create_squad_training.py with the validation defaults (--csv_file
-datasets/squad2/validation.csv, 667 answerable + 333 unanswerable rows, --output_file val_squad.jsonl); the
-repair, sampling and record format are the same.
+datasets/squad2/validation.csv, 667 answerable + 333 unanswerable rows, --output_file val_squad.jsonl, and a CSV of
+at most 1,000 rows taken whole and shuffled, as the study's validation script); the reading, sampling and record
+format are the same.
 
 Example:
     python first_improvement/data_prep/scripts/create_squad_validation.py --csv_file datasets/squad2/validation.csv
@@ -12,7 +13,7 @@ from aligner.data.sft import SquadConfig, make_squad_set
 
 #: the validation set's settings where they differ from SquadConfig's
 DEFAULTS = dict(csv_file="datasets/squad2/validation.csv", output_file="val_squad.jsonl", n_answerable=667,
-                n_unanswerable=333)
+                n_unanswerable=333, whole_file_when_small=True)
 
 
 def parse_args(argv=None) -> SquadConfig:

@@ -5,6 +5,9 @@
   medium : ideal > medium fake, hard fake > easy fake
   hard   : ideal > hard fake, hard fake > medium fake, medium fake > easy fake
 (fake-vs-fake pairs use the first fake of each kind per item; chosen == rejected is never written).
+--order shuffled (default, --seed 42): items in a seeded random order, each item's pairs adjacent, like the study's
+string-hash order, so a prefix (the latest recipe's first 600 medium pairs) is a random sample; --order index:
+data_index order (NQ first).
 
 Output: dpo_pairs_easy.jsonl, dpo_pairs_medium.jsonl, dpo_pairs_hard.jsonl, each line
 {prompt, context, chosen, rejected, data_index, phase, pair_type}.

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Stage 4: easy fakes (topic mismatch). Builds the unified SFT view of the NQ RAG and SQuAD records
 {question, context, ideal_answer, data_index} and gives every item the ideal answer of a different,
-randomly drawn item (seeded; never equal to its own answer).
+randomly drawn item (seeded; never equal to its own answer, never an abstention of --abstention_target).
 
 Output, one JSON object per line: {data_index, question, ideal_answer, fake_answer, type: easy_mismatch}.
 

