@@ -28,7 +28,7 @@ from aligner.prompts import HALUEVAL_STEP1_SYSTEM
 
 N_ROWS = 20
 METRICS_KEYS = {"model", "lora_path", "method", "hallucination_rate", "avg_confidence_margin", "avg_bert_score",
-                "avg_bleu", "avg_rouge_l", "total_samples"}
+                "avg_bleu", "avg_rouge_l", "total_samples", "n_empty"}
 
 
 def _fmean(xs):
@@ -139,6 +139,7 @@ def test_similarity_flow_end_to_end(tmp_path, tiny_model_dir, minilm_dir, haluev
     assert set(metrics) == METRICS_KEYS
     assert metrics["lora_path"] is None and metrics["method"] == "sentence_transformer_similarity"
     assert metrics["total_samples"] == N_ROWS == len(detailed)
+    assert metrics["n_empty"] == sum(not r["generated"].strip() for r in detailed)
     assert json.loads((out / "run_config.json").read_text())["flags"]["limit"] == N_ROWS
     rows = load_halueval(halueval_file, limit=N_ROWS)
     for rec, row in zip(detailed, rows):
@@ -331,7 +332,8 @@ def test_two_step_flow_end_to_end(tmp_path, tiny_model_dir, tiny_judge_dir, mini
         "--bertscore_model", minilm_dir, "--bertscore_num_layers", 6, "--batch_size", 8, "--no-trust_remote_code")])
     metrics = json.loads((out / "metrics_tiny.json").read_text())
     detailed = _jsonl(out / "detailed_tiny.jsonl")
-    assert set(metrics) == {"hallucination_rate", "avg_faithfulness", "avg_bert_f1", "avg_bleu", "total"}
+    assert set(metrics) == {"hallucination_rate", "avg_faithfulness", "avg_bert_f1", "avg_bleu", "total", "n_empty"}
+    assert metrics["n_empty"] == sum(not p["generated_text"].strip() for p in preds)
     assert metrics["total"] == N_ROWS == len(detailed)
     assert json.loads((out / "metrics_short.json").read_text())["total"] == 5
 

@@ -198,14 +198,36 @@ def test_batched_greedy_generation_equals_unbatched(lm, data30, tmp_path):
     assert [r["generated"] for r in stopped] == [cut_at_stop(r["generated"], ["e", ":"]) for r in batched]
 
 
-def test_judge_probabilities_match_direct_computation(judge, data30, tmp_path):
+def _study_reference(model, tok, context, continuation, search):
+    """The study's scoring written out (eval_truthfulqa.py:75-142, 185-216) for a generic fast tokenizer, whose
+    build_inputs_with_special_tokens added nothing: the whole text without special tokens; the span is the
+    continuation's standalone tokens searched in the sequence (MC, ``search``) or the last ones (judge)."""
+    import torch
+
+    text_ids = tok(context + continuation, add_special_tokens=False)["input_ids"] if search else \
+        tok(context, add_special_tokens=False)["input_ids"] + tok(continuation, add_special_tokens=False)["input_ids"]
+    span_ids = tok(continuation.strip() if search else continuation, add_special_tokens=False)["input_ids"]
+    start = len(text_ids) - len(span_ids)
+    if search:
+        hits = [i for i in range(len(text_ids) - len(span_ids) + 1) if text_ids[i:i + len(span_ids)] == span_ids]
+        start = hits[0] if hits else max(0, len(text_ids) - len(span_ids))
+    with torch.no_grad():
+        logp = torch.log_softmax(model(torch.tensor([text_ids])).logits[0].double(), -1)
+    return sum(logp[t - 1, text_ids[t]].item() for t in range(max(start, 1), start + len(span_ids)))
+
+
+@pytest.mark.parametrize("continuation", ["study", "in_context"])
+def test_judge_probabilities_match_direct_computation(judge, data30, tmp_path, continuation):
     gens = [{"index": it.index, "question": it.question, "generated": ans}
             for it, ans in zip(data30.gen[:6], [it.best_answer for it in data30.gen[:3]] + ["No.", "", " Paris"])]
-    recs = run_judge(judge, gens, tmp_path / "j.jsonl", answers_per_save=4, progress=False)
+    recs = run_judge(judge, gens, tmp_path / "j.jsonl", answers_per_save=4, progress=False, continuation=continuation)
     for g, r in zip(gens, recs):
         prompt = truthfulqa_judge_prompt(g["question"], g["generated"])
-        ly = reference_response_logprob(judge.model, judge.tokenizer, prompt, " yes")
-        ln = reference_response_logprob(judge.model, judge.tokenizer, prompt, " no")
+        if continuation == "in_context":
+            ly = reference_response_logprob(judge.model, judge.tokenizer, prompt, " yes")
+            ln = reference_response_logprob(judge.model, judge.tokenizer, prompt, " no")
+        else:
+            ly, ln = (_study_reference(judge.model, judge.tokenizer, prompt, c, search=False) for c in (" yes", " no"))
         p = math.exp(ly) / (math.exp(ly) + math.exp(ln))
         assert r["logp_yes"] == pytest.approx(ly, abs=1e-4) and r["logp_no"] == pytest.approx(ln, abs=1e-4)
         assert r["truth_prob"] == pytest.approx(p, abs=1e-5)
@@ -213,3 +235,17 @@ def test_judge_probabilities_match_direct_computation(judge, data30, tmp_path):
     m = gen_metrics(recs)
     assert m["gen_avg_prob"] == pytest.approx(np.mean([r["truth_prob"] for r in recs]), abs=1e-12)
     assert m["gen_truthfulness"] == np.mean([r["truth_prob"] > 0.5 for r in recs])
+    assert m["n_empty"] == 1 and recs[4]["generated"] == ""  # kept, judged, counted
+
+
+def test_study_mc_inputs_equal_the_studys_computation(lm, data30):
+    """``--mc_inputs study`` (on with --study_compat): no BOS on a generic fast tokenizer, the span found by
+    searching the choice's standalone tokens; against the study's algorithm written out."""
+    items = data30.mc[:8]
+    res = score_mc(_same_model(lm, batch_size=16), items, mc_inputs="study")
+    default = score_mc(_same_model(lm, batch_size=16), items)
+    for it, r in zip(items, res):
+        ctx = truthfulqa_prompt(it.question)
+        ref = [_study_reference(lm.model, lm.tokenizer, ctx, truthfulqa_choice(c), search=True) for c in it.mc1_choices]
+        assert np.abs(np.array(r.mc1_scores) - ref).max() < 1e-4
+    assert any(np.abs(np.array(r.mc1_scores) - d.mc1_scores).max() > 1e-3 for r, d in zip(res, default))

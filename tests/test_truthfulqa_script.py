@@ -87,12 +87,20 @@ def test_readme_command_runs_and_metrics_match_definitions(tmp_path, tiny_model_
     probs = []
     for r in gen_recs:
         prompt = truthfulqa_judge_prompt(r["question"], r["generated"])
-        ly = reference_response_logprob(jmodel, jtok, prompt, " yes")
-        ln = reference_response_logprob(jmodel, jtok, prompt, " no")
+        ly, ln = (_study_judge_logprob(jmodel, jtok, prompt, c) for c in (" yes", " no"))
         probs.append(1 / (1 + math.exp(ln - ly)))
         assert abs(r["truth_prob"] - probs[-1]) < 1e-5
     assert abs(m["gen_avg_prob"] - np.mean(probs)) < 1e-5
     assert m["gen_truthfulness"] == np.mean([p > 0.5 for p in probs])
+
+def _study_judge_logprob(model, tok, prompt, continuation):
+    """The study's judge scoring (eval_truthfulqa.py:185-216), the default: prompt ids + the continuation's own ids
+    (the tiny tokenizer is a generic fast one: no special tokens added), full log-softmax, the last tokens."""
+    ids = tok(prompt, add_special_tokens=False)["input_ids"]
+    cont = tok(continuation, add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        logp = torch.log_softmax(model(torch.tensor([ids + cont])).logits[0].double(), -1)
+    return sum(logp[len(ids) + k - 1, t].item() for k, t in enumerate(cont))
 
 def _same_results(a_dir, a_name, b_dir, b_name):
     a_mc, b_mc = read_jsonl(a_dir / f"detailed_mc_{a_name}.jsonl"), read_jsonl(b_dir / f"detailed_mc_{b_name}.jsonl")
@@ -225,3 +233,17 @@ def test_missing_column_fails_cleanly_before_loading_models(tmp_path, script, ti
     with pytest.raises(SystemExit, match=r"bad\.csv.*missing column.*Incorrect Answers"):
         run_cli(script.main, ["--model_path", str(tiny_model_dir), "--run_name", "x", "--output_dir", str(tmp_path / "o"),
                      "--data_path", str(bad), "--no_progress"])
+
+def test_existing_files_are_resumed_or_overwritten_never_silently(tmp_path, script, common, full_run):
+    import shutil
+
+    out = tmp_path / "again"
+    shutil.copytree(full_run, out)
+    argv = [*common, "--run_name", "full", "--output_dir", str(out), "--skip_generation"]
+    before = (out / "detailed_mc_full.jsonl").read_text()
+    with pytest.raises(SystemExit, match=r"detailed_mc_full\.jsonl: holds the records of an earlier run.*--overwrite"):
+        run_cli(script.main, argv)
+    assert (out / "detailed_mc_full.jsonl").read_text() == before  # untouched
+    script.main([*argv, "--overwrite", "--limit", "2"])
+    assert [r["index"] for r in read_jsonl(out / "detailed_mc_full.jsonl")] == [0, 1]
+    assert read_json(out / "metrics_full.json")["n_mc_questions"] == 2

@@ -131,3 +131,22 @@ def run_per_sample(path: str | os.PathLike, items: Sequence, make_records: Calla
         bar.close()
         kept = {r.get(key): r for r in writer.records}
     return [kept[k] for k in (key_of(it) for it in items) if k in kept]
+
+
+class OutputExistsError(DataError):
+    """A per-sample file of an earlier run is there and neither resuming nor overwriting was asked for."""
+
+
+def refuse_to_overwrite(path: str | os.PathLike, resume: bool, overwrite: bool) -> None:
+    """An existing per-sample file is resumed (``resume``: the fingerprint check decides) or replaced on purpose
+    (``overwrite``: it and its fingerprint are deleted now), never silently overwritten: otherwise a one-line
+    ``OutputExistsError``.  Evaluation stages call it before ``run_per_sample``."""
+    path = Path(path)
+    if resume or not path.is_file() or path.stat().st_size == 0:
+        return
+    if not overwrite:
+        raise OutputExistsError(path, "holds the records of an earlier run; pass --resume to continue it (checked "
+                                      "against its fingerprint) or --overwrite to start afresh")
+    logger.info("%s: overwriting the earlier run's records (--overwrite)", path)
+    path.unlink()
+    fingerprint_path(path).unlink(missing_ok=True)

@@ -26,11 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aligner.core.cli import override
+from aligner.core.fidelity import StudyCompat
 from aligner.core.io import read_json, write_json_atomic
 from aligner.core.models import adapter_name, parse_adapter_paths, resolve_dtype
 from aligner.core.paths import result_file, run_tag
 from aligner.core.runinfo import PhaseTimer
-from aligner.core.runner import data_fingerprint, path_identity, run_per_sample
+from aligner.core.runner import data_fingerprint, path_identity, refuse_to_overwrite, run_per_sample
 from aligner.data.sources.truthfulqa import (
     HF_DATASET,
     GenItem,
@@ -39,17 +40,23 @@ from aligner.data.sources.truthfulqa import (
     load_truthfulqa,
     read_generations,
 )
-from aligner.eval.metrics.judges import judge_truthfulness
-from aligner.eval.metrics.mc import mc1_hit, mc2_mass
+from aligner.eval.checks import OverwriteSettings, count_empty, require_finite
+from aligner.eval.metrics.judges import JUDGE_CONTINUATIONS, judge_truthfulness
 from aligner.eval.metrics.registry import aggregate
+from aligner.eval.tasks.truthfulqa_mc import (  # noqa: F401  (re-exported)
+    MC_INPUTS,
+    MCResult,
+    chunk_by_choices,
+    mc_metrics,
+    score_mc,
+    unique_choices,
+)
 from aligner.lm.interface import LM, load_lm, release_lm, resolve_backend
-from aligner.lm.settings import BackendSettings, ModelSettings
+from aligner.lm.settings import AdapterCheckSettings, BackendSettings, ModelSettings
 from aligner.prompts import (
     TRUTHFULQA_JUDGE_TEMPLATE,
     TRUTHFULQA_PROMPT_STYLES,
     TRUTHFULQA_QA_TEMPLATE,
-    truthfulqa_choice,
-    truthfulqa_mc_prompt,
     truthfulqa_mc_template,
     truthfulqa_prompt,
 )
@@ -57,7 +64,9 @@ from aligner.prompts import (
 logger = logging.getLogger(__name__)
 
 MC_KEYS = ("mc1", "mc2", "n_mc_questions")
-GEN_KEYS = ("gen_truthfulness", "gen_avg_prob", "n_gen_questions")
+GEN_KEYS = ("gen_truthfulness", "gen_avg_prob", "n_gen_questions", "n_empty")
+#: the judge's scores every detailed_gen record must have finite
+JUDGE_SCORES = ("truth_prob", "logp_yes", "logp_no")
 
 
 def decode_escapes(text: str) -> str:
@@ -66,7 +75,7 @@ def decode_escapes(text: str) -> str:
 
 
 @dataclass(kw_only=True)
-class TruthfulQAEvalConfig(ModelSettings, BackendSettings):
+class TruthfulQAEvalConfig(ModelSettings, BackendSettings, AdapterCheckSettings, StudyCompat, OverwriteSettings):
     run_name: str = field(metadata={"help": "name used in every output file name"})
     model_path: str | None = override(ModelSettings, "model_path", None,
                                       help="policy model folder or hub id (required unless --judge_only)")
@@ -79,7 +88,17 @@ class TruthfulQAEvalConfig(ModelSettings, BackendSettings):
                 "the HF schema (question, mc1_targets, mc2_targets) (default: none = hub)"})
     hf_dataset: str = field(default=HF_DATASET, metadata={
         "help": "hub dataset with the multiple_choice and generation configs"})
-    limit: int = field(default=-1, metadata={"help": "first N questions; -1 = all"})
+    limit: int = field(default=-1, metadata={"help": "first N questions; 0 or -1 = all (as the study)"})
+    mc_inputs: str = field(default="continuation", metadata={
+        "choices": list(MC_INPUTS), "group": "fidelity",
+        "help": "MC tokens: continuation = the context with BOS, the choice's tokens those after the context's; "
+                "study = the study's inputs: build_inputs_with_special_tokens (no BOS for Llama-3's tokenizer), the "
+                "span found by searching the choice's standalone tokens (on with --study_compat)"})
+    judge_continuation: str = field(default="study", metadata={
+        "choices": list(JUDGE_CONTINUATIONS), "group": "fidelity",
+        "help": "how the judge's ' yes'/' no' are tokenised: study = alone, appended to the prompt's ids, as the "
+                "study (transformers 4 on the Llama-2 judge: '▁' then '▁yes', the form the judge puts its mass "
+                "on); in_context = within the whole text ('▁yes')"})
     mc_batch: int = field(default=64, metadata={"help": "MC choices scored per forward pass, across questions"})
     prompt_style: str = field(default="study", metadata={
         "choices": list(TRUTHFULQA_PROMPT_STYLES),
@@ -108,7 +127,8 @@ class TruthfulQAEvalConfig(ModelSettings, BackendSettings):
         "help": "only judge the answers in this JSONL (question, generated), e.g. generations_R.jsonl of an earlier "
                 "run; writes detailed_gen_R.jsonl and gen fields of metrics_R.json"})
     resume: bool = field(default=False, metadata={
-        "help": "keep per-sample files already written and skip the questions they hold"})
+        "help": "keep per-sample files already written and skip the questions they hold (without it an existing "
+                "file needs --overwrite)"})
     progress: bool = field(default=True, metadata={"flag": "--no_progress", "help": "no progress bars"})
 
     def __post_init__(self):
@@ -118,81 +138,20 @@ class TruthfulQAEvalConfig(ModelSettings, BackendSettings):
             raise ValueError("--skip_mc and --skip_generation together leave nothing to do")
         if self.judge_only and not self.judge_model_path:
             raise ValueError("--judge_only needs --judge_model_path")
+        self.limit = -1 if self.limit is None or self.limit <= 0 else self.limit
+        if self.study_compat:
+            self.mc_inputs = "study"
         if self.stop_sequences:
             self.stop_sequences = [decode_escapes(s) for s in self.stop_sequences]
 
 
 # ---------------------------------------------------------------------------------------------
-# MC scoring
+# metrics
 # ---------------------------------------------------------------------------------------------
 
-@dataclass
-class MCResult:
-    index: int
-    question: str
-    mc1_choices: list[str]
-    mc1_labels: list[int]
-    mc1_scores: list[float]
-    mc2_choices: list[str]
-    mc2_labels: list[int]
-    mc2_scores: list[float]
-    mc1_hit: bool = field(init=False)
-    mc2_mass: float = field(init=False)
-
-    def __post_init__(self):
-        self.mc1_hit = mc1_hit(self.mc1_scores, self.mc1_labels)
-        self.mc2_mass = mc2_mass(self.mc2_scores, self.mc2_labels)
-
-    def record(self) -> dict:
-        return {"index": self.index, "question": self.question, "mc1_hit": self.mc1_hit, "mc2_mass": self.mc2_mass,
-                "mc1_choices": self.mc1_choices, "mc1_labels": self.mc1_labels, "mc1_scores": self.mc1_scores,
-                "mc2_choices": self.mc2_choices, "mc2_labels": self.mc2_labels, "mc2_scores": self.mc2_scores}
-
-
-def unique_choices(item: MCItem) -> list[str]:
-    """mc1 and mc2 choices without repeats, first-seen order (mc2 repeats most of mc1)."""
-    return list(dict.fromkeys([*item.mc1_choices, *item.mc2_choices]))
-
-
-def score_mc(lm: LM, items: Sequence[MCItem], progress: bool = False, prompt_style: str = "study") -> list[MCResult]:
-    """Score every mc1/mc2 choice of ``items`` (each distinct choice once) and return per-question results;
-    ``prompt_style`` picks the context (``aligner.prompts.truthfulqa_mc_prompt``)."""
-    uniq = [unique_choices(it) for it in items]
-    groups = [(truthfulqa_mc_prompt(it.question, prompt_style), [truthfulqa_choice(c) for c in u])
-              for it, u in zip(items, uniq)]
-    scores = lm.loglikelihood_groups(groups, progress=progress, desc="MC scoring")
-    results = []
-    for it, u, s in zip(items, uniq, scores):
-        by_choice = dict(zip(u, s))
-        results.append(MCResult(index=it.index, question=it.question,
-                                mc1_choices=it.mc1_choices, mc1_labels=it.mc1_labels,
-                                mc1_scores=[by_choice[c] for c in it.mc1_choices],
-                                mc2_choices=it.mc2_choices, mc2_labels=it.mc2_labels,
-                                mc2_scores=[by_choice[c] for c in it.mc2_choices]))
-    return results
-
-
-def chunk_by_choices(items: Sequence[MCItem], choices_per_chunk: int) -> list[list[MCItem]]:
-    """Consecutive questions holding about ``choices_per_chunk`` distinct choices (at least one question)."""
-    chunks, cur, n = [], [], 0
-    for it in items:
-        k = len(unique_choices(it))
-        if cur and n + k > choices_per_chunk:
-            chunks.append(cur)
-            cur, n = [], 0
-        cur.append(it)
-        n += k
-    if cur:
-        chunks.append(cur)
-    return chunks
-
-
-def mc_metrics(records: Sequence[dict]) -> dict:
-    return {**aggregate(records, ("mc1", "mc2")), "n_mc_questions": len(records)}
-
-
 def gen_metrics(records: Sequence[dict]) -> dict:
-    return {**aggregate(records, ("gen_truthfulness", "gen_avg_prob")), "n_gen_questions": len(records)}
+    return {**aggregate(records, ("gen_truthfulness", "gen_avg_prob")), "n_gen_questions": len(records),
+            "n_empty": count_empty(records)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -207,12 +166,18 @@ def _same_question(rec: dict, question: str) -> str | None:
 
 def run_mc(lm: LM, items: Sequence[MCItem], path: str | os.PathLike, resume: bool = False, mc_batch: int = 64,
            forwards_per_save: int = 4, progress: bool = True, fingerprint: dict | None = None,
-           prompt_style: str = "study") -> list[dict]:
+           prompt_style: str = "study", mc_inputs: str = "continuation") -> list[dict]:
     """Score ``items``, appending one record per question to ``path`` as chunks finish; with ``resume``
-    questions already in the file are skipped.  Returns the records of ``items`` in order."""
+    questions already in the file are skipped.  Returns the records of ``items`` in order.  A non-finite
+    choice score stops the run (an argmax over a NaN depends on the choices' order)."""
     per_chunk = max(1, mc_batch) * max(1, forwards_per_save)
-    return run_per_sample(path, items, lambda chunk: [r.record() for r in score_mc(lm, chunk,
-                                                                                    prompt_style=prompt_style)],
+
+    def make(chunk: list[MCItem]) -> list[dict]:
+        records = [r.record() for r in score_mc(lm, chunk, prompt_style=prompt_style, mc_inputs=mc_inputs)]
+        require_finite(records, ("mc1_scores", "mc2_scores"), f"{path}")
+        return records
+
+    return run_per_sample(path, items, make,
                           key_of=lambda it: it.index, chunk=lambda todo: chunk_by_choices(todo, per_chunk),
                           resume=resume, fingerprint=fingerprint, check=lambda r, it: _same_question(r, it.question),
                           desc="MC scoring", unit="question", progress=progress)
@@ -241,14 +206,20 @@ def _same_answer(rec: dict, g: dict) -> str | None:
 
 def run_judge(judge: LM, generations: Sequence[dict], path: str | os.PathLike, resume: bool = False,
               answers_per_save: int = 64, progress: bool = True, judge_fn: Callable | None = None,
-              fingerprint: dict | None = None) -> list[dict]:
-    """Judge ``generations`` (records with index, question, generated); appends the detailed records."""
+              fingerprint: dict | None = None, continuation: str = "study") -> list[dict]:
+    """Judge ``generations`` (records with index, question, generated); appends the detailed records (empty
+    answers included: they are judged as answers).  A non-finite judge score stops the run."""
     def make(chunk: list[dict]) -> list[dict]:
-        verdicts = (judge_fn or judge_truthfulness)(judge, [g["question"] for g in chunk],
-                                                    [g["generated"] for g in chunk], progress=False)
-        return [{"index": g["index"], "question": g["question"], "generated": g["generated"],
-                 "truth_prob": v.truth_prob, "is_truthful": v.is_truthful, "logp_yes": v.logp_yes,
-                 "logp_no": v.logp_no} for g, v in zip(chunk, verdicts)]
+        questions, answers = [g["question"] for g in chunk], [g["generated"] for g in chunk]
+        if judge_fn is None:
+            verdicts = judge_truthfulness(judge, questions, answers, progress=False, continuation=continuation)
+        else:
+            verdicts = judge_fn(judge, questions, answers, progress=False)
+        records = [{"index": g["index"], "question": g["question"], "generated": g["generated"],
+                    "truth_prob": v.truth_prob, "is_truthful": v.is_truthful, "logp_yes": v.logp_yes,
+                    "logp_no": v.logp_no} for g, v in zip(chunk, verdicts)]
+        require_finite(records, JUDGE_SCORES, f"{path}")
+        return records
 
     return run_per_sample(path, generations, make, key_of=lambda g: g["index"], chunk=max(1, answers_per_save),
                           resume=resume, fingerprint=fingerprint, check=_same_answer, desc="judging", unit="answer",
@@ -280,6 +251,7 @@ def write_metrics(path: Path, base: dict, mc: dict | None, gen: dict | None, sec
                "gen_avg_prob": gen["gen_avg_prob"],
                "n_questions": max(mc["n_mc_questions"] or 0, gen["n_gen_questions"] or 0),
                "n_mc_questions": mc["n_mc_questions"], "n_gen_questions": gen["n_gen_questions"],
+               "n_empty": gen.get("n_empty"),
                "seconds": seconds}
     write_json_atomic(path, metrics)
     return metrics
@@ -290,13 +262,16 @@ def _fingerprint(cfg: TruthfulQAEvalConfig, phase: str, adapter: str | None, dat
     """What a phase's per-sample records depend on (a resumed file must have been made with the same)."""
     fp = {"task": f"truthfulqa/{phase}", "dtype": str(resolve_dtype(cfg.dtype, cfg.device))}
     if phase == "judge":
-        return {**fp, "judge_model": path_identity(cfg.judge_model_path), "prompt": TRUTHFULQA_JUDGE_TEMPLATE}
+        return {**fp, "judge_model": path_identity(cfg.judge_model_path), "prompt": TRUTHFULQA_JUDGE_TEMPLATE,
+                "judge_continuation": cfg.judge_continuation}
     fp.update(model=path_identity(cfg.model_path), adapter=path_identity(adapter), prompt=TRUTHFULQA_QA_TEMPLATE,
               data=data.source if data is not None else None, data_sha256=data_fingerprint(cfg.data_path))
     if phase == "generation":
         fp.update(backend=backend, max_new_tokens=cfg.max_new_tokens, stop=cfg.stop_sequences)
     if phase == "mc":
         fp.update(prompt=truthfulqa_mc_template(cfg.prompt_style))  # the study's style keeps the old fingerprint
+        if cfg.mc_inputs != "continuation":
+            fp.update(mc_inputs=cfg.mc_inputs)
     return fp
 
 
@@ -304,7 +279,9 @@ def _load_policy(cfg: TruthfulQAEvalConfig, backend: str) -> LM:
     return load_lm(backend, cfg.model_path, cfg.lora_path, dtype=cfg.dtype, device=cfg.device,
                    batch_size=cfg.mc_batch, gen_batch_size=cfg.gen_batch_size, share_prefix=cfg.share_prefix,
                    tensor_parallel_size=cfg.tensor_parallel_size,
-                   gpu_memory_utilization=cfg.gpu_memory_utilization, seed=cfg.seed)
+                   gpu_memory_utilization=cfg.gpu_memory_utilization, seed=cfg.seed, max_model_len=cfg.max_model_len,
+                   max_num_seqs=cfg.max_num_seqs, enforce_eager=cfg.enforce_eager,
+                   allow_base_mismatch=cfg.allow_base_mismatch)
 
 
 def _load_judge(cfg: TruthfulQAEvalConfig) -> LM:
@@ -342,7 +319,8 @@ class _Run:
     def base_fields(self, name: str, path: str | None) -> dict:
         return {"model": self.cfg.model_path, "lora": path, "adapter": name, "run_name": self.cfg.run_name,
                 "judge_model": self.cfg.judge_model_path, "data": self.data.source, "backend": self.backend,
-                "prompt_style": self.cfg.prompt_style}
+                "prompt_style": self.cfg.prompt_style, "mc_inputs": self.cfg.mc_inputs,
+                "judge_continuation": self.cfg.judge_continuation}
 
 
 def _start(cfg: TruthfulQAEvalConfig) -> _Run:
@@ -350,10 +328,15 @@ def _start(cfg: TruthfulQAEvalConfig) -> _Run:
     names: list[str] = []  # the folder name, made unique; "base" for none
     for p in adapter_paths:
         names.append(adapter_name(p, [n for n in names if n != "base"]))
+    tags = {n: run_tag(cfg.run_name, n, several=len(names) > 1) for n in names}
+    kinds = ([] if cfg.skip_mc else ["detailed_mc"]) + ([] if cfg.skip_generation else ["generations"]) + \
+        (["detailed_gen"] if not cfg.skip_generation and cfg.judge_model_path else [])
+    for tag in tags.values():  # before any model is loaded
+        for kind in kinds:
+            refuse_to_overwrite(result_file(cfg.output_dir, kind, tag), cfg.resume, cfg.overwrite)
     data = load_truthfulqa(cfg.data_path, cfg.limit, need_mc=not cfg.skip_mc, need_gen=not cfg.skip_generation,
                            hf_name=cfg.hf_dataset)
-    return _Run(cfg, names, adapter_paths, {n: run_tag(cfg.run_name, n, several=len(names) > 1) for n in names},
-                data, resolve_backend(cfg.backend), {n: PhaseTimer() for n in names})
+    return _Run(cfg, names, adapter_paths, tags, data, resolve_backend(cfg.backend), {n: PhaseTimer() for n in names})
 
 
 def _policy_phases(run: _Run) -> tuple[dict, dict]:
@@ -372,7 +355,8 @@ def _policy_phases(run: _Run) -> tuple[dict, dict]:
                 with run.timer[name]("mc"):
                     recs = run_mc(lm, data.mc, run.file("detailed_mc", name), resume=cfg.resume,
                                   mc_batch=cfg.mc_batch, progress=cfg.progress,
-                                  fingerprint=_fingerprint(cfg, "mc", path, data), prompt_style=cfg.prompt_style)
+                                  fingerprint=_fingerprint(cfg, "mc", path, data), prompt_style=cfg.prompt_style,
+                                  mc_inputs=cfg.mc_inputs)
                 mc_by[name] = mc_metrics(recs)
                 logger.info("%s: MC1 %.4f  MC2 %.4f", name, mc_by[name]["mc1"], mc_by[name]["mc2"])
         if not cfg.skip_generation:
@@ -406,7 +390,8 @@ def _judge_phase(run: _Run, generations_by: dict) -> dict:
             with run.timer[name]("judge"):
                 recs = run_judge(judge, generations_by[name], run.file("detailed_gen", name), resume=run.cfg.resume,
                                  answers_per_save=max(1, run.cfg.judge_batch_size), progress=run.cfg.progress,
-                                 fingerprint=_fingerprint(run.cfg, "judge", None, None))
+                                 fingerprint=_fingerprint(run.cfg, "judge", None, None),
+                                 continuation=run.cfg.judge_continuation)
             gen_by[name] = gen_metrics(recs)
     finally:
         release_lm(judge)
@@ -433,7 +418,8 @@ def run_truthfulqa_eval(cfg: TruthfulQAEvalConfig) -> dict[str, dict]:
     results = {}
     for name, p in zip(run.names, run.paths):
         unjudged = None if cfg.skip_generation else {"gen_truthfulness": None, "gen_avg_prob": None,
-                                                     "n_gen_questions": len(generations_by[name])}
+                                                     "n_gen_questions": len(generations_by[name]),
+                                                     "n_empty": count_empty(generations_by[name])}
         results[name] = write_metrics(run.file("metrics", name), run.base_fields(name, p), mc_by.get(name), unjudged,
                                       run.seconds(name))
     if not cfg.skip_generation and cfg.judge_model_path:
@@ -453,8 +439,9 @@ def _judge_only(cfg: TruthfulQAEvalConfig) -> dict:
     if src.resolve() == detailed.resolve():
         raise ValueError(f"--judge_only reads {src}, which is the file this run would write; "
                          f"pass another --run_name (or the generations_*.jsonl file)")
+    refuse_to_overwrite(detailed, cfg.resume, cfg.overwrite)
     generations = read_generations(src)
-    if cfg.limit is not None and cfg.limit >= 0:
+    if cfg.limit is not None and cfg.limit > 0:
         generations = generations[: cfg.limit]
     timer = PhaseTimer()
     judge = None
@@ -464,7 +451,7 @@ def _judge_only(cfg: TruthfulQAEvalConfig) -> dict:
         with timer("judge"):
             recs = run_judge(judge, generations, detailed, resume=cfg.resume,
                              answers_per_save=max(1, cfg.judge_batch_size), progress=cfg.progress,
-                             fingerprint=_fingerprint(cfg, "judge", None, None))
+                             fingerprint=_fingerprint(cfg, "judge", None, None), continuation=cfg.judge_continuation)
     finally:
         release_lm(judge)
     base = {"model": cfg.model_path, "lora": None, "adapter": None, "run_name": cfg.run_name,
