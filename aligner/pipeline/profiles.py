@@ -255,7 +255,8 @@ def eval_stages(p: Profile, ws: Workspace) -> list[Stage]:
     adapters = ["none", str(ws.best), str(ws.last)]
     models = [ws.policy, ws.best, ws.last]
     generation = dict(model_path=ws.policy, lora_path=adapters, limit=p.eval_limit, max_new_tokens=p.max_new_tokens,
-                      backend=p.backend, tensor_parallel_size=p.tensor_parallel_size, run_name=p.name, progress=False)
+                      backend=p.backend, tensor_parallel_size=p.tensor_parallel_size, run_name=p.name, progress=False,
+                      overwrite=True)  # a stage the driver (re)runs starts afresh; --resume is for runs by hand
     halueval = dict(generation, data_path=p.halueval_path, batch_size=p.eval_batch_size)
     bertscore = dict(bertscore_model=p.bertscore_model, bertscore_num_layers=p.bertscore_num_layers)
     preds = p.output_dir / "predictions" / "HaluevalLLM"
@@ -276,7 +277,8 @@ def eval_stages(p: Profile, ws: Workspace) -> list[Stage]:
               outputs=pred_files, inputs=[*models, p.halueval_path], run_config=preds / "run_config_step1.json"),
         Stage("eval_halueval_step2", _script("evaluation/eval_haleval_llm_step2.py", HaluEvalStep2Config,
                                              predictions_dir=preds, judge_model_path=ws.faith_judge,
-                                             output_dir=res / "HaluevalLLM", progress=False, **bertscore),
+                                             output_dir=res / "HaluevalLLM", progress=False, overwrite=True,
+                                             **bertscore),
               outputs=[result_file(res / "HaluevalLLM", "metrics", r) for r in runs], inputs=[*pred_files, ws.faith_judge],
               run_config=res / "HaluevalLLM" / "run_config.json"),
     ]
