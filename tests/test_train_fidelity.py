@@ -290,3 +290,20 @@ def test_a_pair_without_response_tokens_trains_nothing(tiny_model_dir, tmp_path)
     assert all(r["loss/nll"] == 0.0 for r in log)
     adapter = load_file(str(tmp_path / "cut" / "adapter_model.safetensors"))
     assert all(t.abs().max() == 0 for n, t in adapter.items() if "lora_B" in n)  # zero gradient: B stays 0
+
+
+@pytest.mark.slow
+def test_bench_train_against_trl_smoke(tmp_path):
+    """``bench_train.py --vs trl`` on the tiny model: the three variants see the same token ids, agree on the first
+    step's log-probs, and the ratios are printed and written."""
+    from conftest import run_script
+
+    out = tmp_path / "bench.json"
+    proc = run_script("benchmarks/bench_train.py", "--vs", "trl", "--model_preset", "tiny", "--model_vocab_size",
+                      "2048", "--n_pairs", "4", "--batch_size", "2", "--steps", "1", "--max_length", "192",
+                      "--threads", "1", "--output_json", out)
+    assert "speed ratio (trainer / trl)" in proc.stdout and "speed ratio (trainer / straightforward)" in proc.stdout
+    summary = json.loads(out.read_text())
+    assert summary["agree"] == {"straightforward": True, "trl": True}
+    assert summary["results"]["trl"]["same_token_ids"] and summary["trl_speed_ratio"] > 0
+    assert summary["results"]["trl"]["losses"][0] == pytest.approx(0.6931471805599453, rel=1e-6)  # B = 0: log 2
