@@ -19,7 +19,7 @@ from aligner.core.models import load_causal_lm
 from aligner.train.config import DPOPTrainingConfig
 from aligner.train.dpop_trainer import policy_and_reference_logps, train_dpop
 from aligner.train.losses import METRIC_NAMES
-from aligner.train.preference import PairLevel, PairTokenizer, PreferencePair, implicit_reward_report, load_levels
+from aligner.train.preference import PairTokenizer, PreferencePair, implicit_reward_report, load_levels
 
 N_PER_LEVEL = 20
 MAX_LENGTH = 128
@@ -120,8 +120,6 @@ def test_readme_command_outputs(readme_run, tiny_model_dir, data):
     assert [r["stage"] for r in log] == [1] * steps[0] + [2] * steps[1] + [3] * steps[2]
     assert all(set(METRIC_NAMES) | {"loss", "lr"} <= set(r) for r in log)
     assert log[0]["rewards/margins"] == 0.0 and log[0]["loss"] == pytest.approx(0.6931471805599453, rel=1e-6)
-    for r in log:
-        assert r["loss"] == pytest.approx(r["loss/dpo"] + r["loss/positive"], rel=1e-5, abs=1e-6)
 
 
 @pytest.mark.slow
@@ -191,36 +189,6 @@ def test_resume_gives_the_same_adapter(tiny_model_dir, data, tmp_path):
     with pytest.raises(RuntimeError, match="pairs_per_step"):
         train_dpop(DPOPTrainingConfig(output_dir=str(tmp_path / "cut"), resume=True,
                                       **{**common, "per_device_batch_size": 1}), levels)
-
-
-def test_precomputed_reference_is_cached_next_to_the_data(tiny_model_dir, data, tmp_path):
-    from aligner.core.logprobs import reference_response_logprob
-
-    level = load_levels(data["files"][:1])[0]
-    level = PairLevel("easy", level.pairs[:8], level.data_path)
-    common = dict(model_path=str(tiny_model_dir), epochs=1, lora_dropout=0.0, **FAST)
-    live = train_dpop(DPOPTrainingConfig(output_dir=str(tmp_path / "live"), **common), [level])
-    cached = train_dpop(DPOPTrainingConfig(output_dir=str(tmp_path / "pre"), precompute_ref=True, **common), [level])
-    caches = sorted(data["dir"].glob("dpo_pairs_easy.ref_logps.*.json"))
-    assert len(caches) == 1
-    obj = json.loads(caches[0].read_text())
-    assert len(obj["ref_chosen"]) == len(obj["ref_rejected"]) == 8
-    # The cached values are the base model's log-probs (the plain one-at-a-time yardstick).
-    base, tok = load_causal_lm(tiny_model_dir)
-    enc = PairTokenizer(tok, MAX_LENGTH).encode(level.pairs[0])
-    prompt = tok.decode(enc.chosen.input_ids[1:enc.chosen.response_start])
-    assert obj["ref_chosen"][0] == pytest.approx(reference_response_logprob(base, tok, prompt, level.pairs[0].chosen),
-                                                 abs=1e-3)
-    # Training with the cache matches training with the live reference.
-    a, b = _adapter(tmp_path / "live"), _adapter(tmp_path / "pre")
-    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-4
-    assert live.last_log["logps/ref_chosen"] == pytest.approx(cached.last_log["logps/ref_chosen"], abs=1e-3)
-    # A second run reads the cache instead of recomputing it.
-    mtime = caches[0].stat().st_mtime_ns
-    train_dpop(DPOPTrainingConfig(output_dir=str(tmp_path / "pre2"), precompute_ref=True,
-                                  **{**common, "stop_after_steps": 1}), [level])
-    assert caches[0].stat().st_mtime_ns == mtime
-    caches[0].unlink()  # keep the shared data folder as the other tests expect it
 
 
 @pytest.mark.slow

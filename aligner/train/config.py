@@ -133,10 +133,14 @@ class DPOPTrainingConfig(ChatSettings, StudyCompat):
         "checkpoints, logging, reference", "stop after N optimizer steps of this run without final save, as if "
                                            "interrupted; for smoke tests (default: none)"))
     precompute_ref: bool = field(default=False, metadata=_g(
-        "checkpoints, logging, reference", "compute reference log-probs once per dataset and cache them next to "
-                                           "the data"))
-    ref_batch_size: int = field(default=8, metadata=_g(
-        "checkpoints, logging, reference", "batch size of the reference precompute"))
+        "checkpoints, logging, reference", "compute the reference log-probs once, in the training batch layout "
+                                           "(sharded across processes), and cache them next to the data"))
+    # -- train_scale block: output folder safety --
+    overwrite_output_dir: bool = field(default=False, metadata=_g(
+        "checkpoints, logging, reference", "start afresh in an output_dir that holds an earlier run (its "
+                                           "checkpoints, epoch_<k>/ and final adapter are removed); without it "
+                                           "such a folder is refused unless --resume"))
+    # -- end train_scale block --
     # devices
     device: str = field(default="auto", metadata=_g(
         "devices", "auto = CUDA when available; `accelerate launch` picks the GPU per process",

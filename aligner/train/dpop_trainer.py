@@ -1,16 +1,18 @@
 """Curriculum DPOP training of a LoRA adapter, built on ``accelerate``.
 
-One optimizer and one LR schedule (warmup counted in optimizer steps) span every curriculum stage.  Per
-micro-batch the policy runs once over the chosen and rejected sequences concatenated (2B rows), with only the
-response positions projected onto the vocabulary (``aligner.core.logprobs.batch_response_logprobs``); the reference
-is the same model with its adapters disabled, under ``no_grad``, or log-probs precomputed once per dataset and
-cached next to the data (``precompute_ref``).
+LR schedule (``schedule``): ``per_stage`` (the study's runnable first recipe) gives every curriculum stage a new
+AdamW (its moments reset) and its own warmup + decay over that stage's optimizer steps; ``global`` keeps one
+optimizer and one schedule over the whole run.  Warmup is counted in optimizer steps.  Per micro-batch the
+policy runs once over the chosen and rejected sequences concatenated (2B rows), with only the response positions
+projected onto the vocabulary (``aligner.core.logprobs.batch_response_logprobs``); the reference is the same model
+with its adapters disabled, under ``no_grad``, or log-probs precomputed once per dataset and cached next to the
+data (``precompute_ref``).
 
 Batching: a stage's shuffled order is cut into optimizer steps of ``per_device_batch_size x processes x
-grad_accum_steps`` pairs; the last step is filled by wrapping round to the stage's first pairs (as
-``DistributedSampler`` does), so every step has the same size and every process the same number of
-micro-batches.  Process p takes rows p*B..(p+1)*B of each micro-batch slice, so a 2-process run with batch B
-matches a 1-process run with batch 2B.
+grad_accum_steps`` pairs; the last, partial step is filled by wrapping round to the stage's first pairs (as
+``DistributedSampler`` does; ``leftover="wrap"``), so every step has the same size and every process the same
+number of micro-batches, or left out (``leftover="drop"``, what the study's code amounts to).  Process p takes
+rows p*B..(p+1)*B of each micro-batch slice, so a 2-process run with batch B matches a 1-process run with batch 2B.
 
 Checkpoints (``OUTPUT/checkpoints/step_<N>/``, every ``save_every_steps`` optimizer steps) hold the adapter
 (``adapter_model.safetensors`` + config), the optimizer, the LR scheduler, every process's RNG states (python,
@@ -23,7 +25,6 @@ logging step) and ``OUTPUT/run_config.json``.
 from __future__ import annotations
 
 import logging
-import os
 import time
 import warnings
 from collections.abc import Sequence
@@ -32,11 +33,17 @@ from pathlib import Path
 
 import torch
 
-from aligner.core.io import ResumableJsonlWriter, sha256_file, write_jsonl_atomic
-from aligner.core.logprobs import batch_response_logprobs, pad_sequences, response_mask
+from aligner.core.io import ResumableJsonlWriter, write_jsonl_atomic
+from aligner.core.logprobs import accepts_logits_to_keep, batch_response_logprobs, pad_sequences, response_mask
 from aligner.core.models import attach_adapters, load_causal_lm, resolve_device, resolve_dtype, use_adapter
 from aligner.core.runinfo import write_run_config
-from aligner.train.checkpoints import CheckpointManager, TrainState
+from aligner.train.accel import (
+    choose_mixed_precision,
+    drop_fp32_output_upcast,
+    prepare_fsdp_for_lora,
+    reconcile_deepspeed_config,
+)
+from aligner.train.checkpoints import CheckpointManager, TrainState, check_output_dir
 from aligner.train.config import DPOPTrainingConfig
 from aligner.train.curriculum import CurriculumSchedule, n_stages_for, plan_stages
 from aligner.train.losses import METRIC_NAMES, dpop_loss
@@ -44,13 +51,13 @@ from aligner.train.preference import (
     PairLevel,
     PairTokenizer,
     TokenizedPair,
-    compute_ref_logps,
-    load_ref_cache,
     ref_cache_key,
     ref_cache_path,
-    save_ref_cache,
     stats_dict,
 )
+from aligner.train.reference import layout_signature, model_identity, precomputed_reference
+from aligner.train.schedule import build_optimizer, reset_optimizer_state
+from aligner.train.tracking import log_record, start_tracker
 
 logger = logging.getLogger(__name__)
 
@@ -87,29 +94,6 @@ class TrainResult:
 # the trainer
 # ---------------------------------------------------------------------------------------------
 
-def _mixed_precision(cfg: DPOPTrainingConfig, device: torch.device) -> str | None:
-    if cfg.mixed_precision != "auto":
-        return cfg.mixed_precision
-    if os.environ.get("ACCELERATE_MIXED_PRECISION"):
-        return None  # `accelerate launch --mixed_precision` / a config file decides
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "no"
-
-
-def model_identity(model_path: str, dtype: torch.dtype, mixed_precision: str) -> dict:
-    """What the reference log-probs depend on besides the data (for the cache key)."""
-    p = Path(model_path)
-    ident: dict = {"model_path": str(p.resolve()) if p.exists() else model_path, "dtype": str(dtype),
-                   "mixed_precision": mixed_precision}
-    if p.is_dir():
-        cfg_file = p / "config.json"
-        ident["config_sha256"] = sha256_file(cfg_file) if cfg_file.is_file() else None
-        ident["weights"] = sorted((f.name, f.stat().st_size, int(f.stat().st_mtime))
-                                  for f in p.iterdir() if f.suffix in (".safetensors", ".bin"))
-    return ident
-
-
 # ---------------------------------------------------------------------------------------------
 # one step's tensors (also used by benchmarks/bench_train.py)
 # ---------------------------------------------------------------------------------------------
@@ -131,6 +115,15 @@ def policy_and_reference_logps(model, ids, attn, rmask, ref: torch.Tensor | None
             ref = batch_response_logprobs(model, ids, attn, rmask)
     policy = batch_response_logprobs(model, ids, attn, rmask)
     return policy, ref
+
+
+def _reset_single_process_state() -> None:
+    """accelerate keeps one process-wide state; a second run in the same (single) process with other settings
+    (mixed precision, CPU) would be refused, so a leftover single-process state is cleared first."""
+    from accelerate.state import AcceleratorState, PartialState
+
+    if PartialState._shared_state and PartialState._shared_state.get("num_processes", 1) == 1:
+        AcceleratorState._reset_state(reset_partial_state=True)
 
 
 class DPOPTrainer:
@@ -157,17 +150,16 @@ class DPOPTrainer:
             raise RuntimeError(f"--device {cfg.device} requested but CUDA is not available")
         device_guess = torch.device("cpu") if want_cpu else resolve_device("auto")
         kwargs = {"gradient_accumulation_steps": cfg.grad_accum_steps}
-        mp = _mixed_precision(cfg, device_guess)
+        mp = choose_mixed_precision(cfg.mixed_precision, device_guess)
         if mp is not None:
             kwargs["mixed_precision"] = mp
         if want_cpu:
             kwargs["cpu"] = True
+        _reset_single_process_state()
         acc = Accelerator(**kwargs)
-        if acc.distributed_type == DistributedType.DEEPSPEED:
-            # No dataloader goes through prepare(), so DeepSpeed's batch sizes are set here.
-            ds_cfg = acc.state.deepspeed_plugin.deepspeed_config
-            ds_cfg["train_micro_batch_size_per_gpu"] = cfg.per_device_batch_size
-            ds_cfg["gradient_accumulation_steps"] = cfg.grad_accum_steps
+        if acc.distributed_type == DistributedType.DEEPSPEED:  # batch sizes and clipping from our flags
+            reconcile_deepspeed_config(acc.state.deepspeed_plugin.deepspeed_config, cfg.max_grad_norm,
+                                       cfg.per_device_batch_size, cfg.grad_accum_steps)
         self.acc = acc
         self.DistributedType = DistributedType
 
@@ -188,6 +180,8 @@ class DPOPTrainer:
                               target_modules=list(cfg.lora_target_modules), bias="none", task_type="CAUSAL_LM")
             model = get_peft_model(model, lora)
         model.train()
+        # Probed once here, before any wrapper: the boolean logits_to_keep mask, or the full-logits path.
+        logger.info("boolean logits_to_keep: %s", "supported" if accepts_logits_to_keep(model) else "full logits")
         n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
         n_all = sum(p.numel() for p in model.parameters())
         logger.info("trainable parameters: %d of %d (%.3f%%)", n_train, n_all, 100.0 * n_train / max(1, n_all))
@@ -195,7 +189,7 @@ class DPOPTrainer:
 
     def _tokenize(self):
         cfg = self.cfg
-        ptok = PairTokenizer(self.tokenizer, cfg.max_length, cfg.prompt_format, cfg.append_eos, cfg.date_string)
+        ptok = PairTokenizer.from_config(self.tokenizer, cfg)
         self.tokenized: list[list[TokenizedPair]] = []
         self.tokenize_stats = {}
         for lv in self.levels:
@@ -204,32 +198,27 @@ class DPOPTrainer:
             self.tokenize_stats[lv.name] = stats_dict(st)
 
     def _precompute_reference(self):
-        """Reference log-probs for every kept pair of every level, from the cache beside the data or computed
-        once (adapters disabled, same autocast as training) and cached.  Runs before ``prepare`` so no
-        collective op is involved; the main process computes, the others read its cache."""
-        cfg, acc = self.cfg, self.acc
-        ident = model_identity(cfg.model_path, self.dtype, str(acc.mixed_precision))
-        self.ref_values: list[tuple[list[float], list[float]]] = []
-        self.ref_cache_files = []
-        for lv, pairs in zip(self.levels, self.tokenized):
-            key = ref_cache_key(ident, pairs)
-            path = ref_cache_path(lv.data_path, key, fallback_dir=self.out)
-            with acc.main_process_first():
-                cached = load_ref_cache(path, key, len(pairs))
-                if cached is None:
-                    if not acc.is_main_process:
-                        raise RuntimeError(f"reference cache {path} missing after the main process wrote it")
-                    self.model.eval()
-                    with torch.no_grad(), use_adapter(self.model, None), acc.autocast():
-                        cached = compute_ref_logps(self.model, self.tokenizer.pad_token_id, pairs,
-                                                   cfg.ref_batch_size, progress=cfg.progress)
-                    self.model.train()
-                    save_ref_cache(path, key, *cached, meta={"model": ident, "level": lv.name, "n_pairs": len(pairs)})
-                    logger.info("reference log-probs for %s cached in %s", lv.name, path)
-                else:
-                    logger.info("reference log-probs for %s read from %s", lv.name, path)
-            self.ref_values.append(cached)
-            self.ref_cache_files.append(str(path))
+        """The reference log-probs of every micro-batch of the plan, in the training layout (``_collate``), adapters
+        disabled, the training autocast; sharded across processes and cached (``aligner.train.reference``).
+        Runs before ``prepare``: each process uses its own copy of the model, the one collective is a gather."""
+        cfg, acc, bs = self.cfg, self.acc, self.cfg.per_device_batch_size
+        ident = {**model_identity(cfg.model_path, self.dtype, str(acc.mixed_precision)),
+                 "layout": layout_signature(self.plan, bs, acc.num_processes)}
+        key = ref_cache_key(ident, [p for pairs in self.tokenized for p in pairs])
+        path = ref_cache_path(self.levels[0].data_path, key, fallback_dir=self.out)
+        keys = [(s, k, m) for s in self.plan.stages for k in range(self.plan.steps[s])
+                for m in range(cfg.grad_accum_steps)]
+
+        def forward(mb):
+            ids, attn, rmask, _ = self._collate(self._micro_batch(*mb))
+            return batch_response_logprobs(self.model, ids, attn, rmask)
+
+        self.model.eval()
+        with torch.no_grad(), use_adapter(self.model, None), acc.autocast():
+            self.ref_values = precomputed_reference(acc, keys, forward, 2 * bs, path, key, progress=cfg.progress,
+                                                    meta={"model": ident, "levels": [lv.name for lv in self.levels]})
+        self.model.train()
+        self.ref_cache_files = [str(path)]
 
     def _plan(self):
         cfg, acc = self.cfg, self.acc
@@ -238,22 +227,25 @@ class DPOPTrainer:
             raise ValueError("every pair was skipped (responses longer than --max_length?)")
         schedule = CurriculumSchedule(sizes, cfg.stage_fractions, cfg.seed, [lv.name for lv in self.levels])
         self.plan = plan_stages(schedule, cfg.epochs, cfg.per_device_batch_size * acc.num_processes *
-                                cfg.grad_accum_steps)
+                                cfg.grad_accum_steps, leftover=cfg.leftover)
         if acc.is_main_process:
             for d in self.plan.description:
+                rest = (f"{d['dropped_pairs']} left out" if cfg.leftover == "drop"
+                        else f"{d['wrapped_pairs']} wrapped round")
                 print(f"stage {d['stage']}: {d['n_pairs']} pairs {d['per_level']} -> {d['optimizer_steps']} "
-                      f"optimizer steps of {self.plan.pairs_per_step} pairs ({d['wrapped_pairs']} wrapped round)")
+                      f"optimizer steps of {self.plan.pairs_per_step} pairs ({rest})")
 
     def _build_optimizer(self):
-        from transformers import get_scheduler
-
-        cfg = self.cfg
+        """AdamW on the trainable parameters and the LR schedule (``aligner.train.schedule``), stepped by hand once
+        per optimizer step (not prepared: accelerate would step it once per process)."""
         params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        # Stepped by hand once per optimizer step (not prepared: accelerate would step it once per process).
-        self.scheduler = get_scheduler(cfg.lr_scheduler, optimizer=self.optimizer,
-                                       num_warmup_steps=min(cfg.warmup_steps, self.plan.total_steps),
-                                       num_training_steps=self.plan.total_steps)
+        self.optimizer, self.scheduler = build_optimizer(params, self.cfg, self.plan)
+
+    def _begin_stage(self, stage: int) -> None:
+        """Before a stage's first optimizer step: with ``--schedule per_stage`` a fresh AdamW, as the study builds
+        one per stage (the schedule restarts by itself: ``schedule.StageLRLambda``)."""
+        if self.cfg.schedule == "per_stage" and reset_optimizer_state(self.optimizer):
+            logger.info("stage %d: AdamW state reset (--schedule per_stage)", stage)
 
     # -- batches ------------------------------------------------------------------------------
     def _micro_batch(self, stage: int, step_in_stage: int, micro: int) -> list[tuple[int, int]]:
@@ -263,23 +255,28 @@ class DPOPTrainer:
         lo = micro * bs * world + self.acc.process_index * bs
         return self.plan.step_pairs(stage, step_in_stage)[lo: lo + bs]
 
-    def _collate(self, refs: Sequence[tuple[int, int]]):
+    def _collate(self, refs: Sequence[tuple[int, int]], key: tuple[int, int, int] | None = None):
+        """The micro-batch's tensors, and its precomputed reference values when ``key`` = (stage, step in stage,
+        micro-batch) names one (``--precompute_ref``)."""
         ids, attn, rmask = collate_pairs([self.tokenized[lv][i] for lv, i in refs], self.tokenizer.pad_token_id,
                                          self.acc.device)
-        ref = None
-        if self.cfg.precompute_ref:
-            rc = [self.ref_values[lv][0][i] for lv, i in refs]
-            rr = [self.ref_values[lv][1][i] for lv, i in refs]
-            ref = torch.tensor(rc + rr, dtype=torch.float32, device=self.acc.device)
+        ref = self.ref_values.get(key) if key is not None and self.ref_values is not None else None
         return ids, attn, rmask, ref
 
-    def micro_step(self, refs: Sequence[tuple[int, int]]):
-        ids, attn, rmask, ref = self._collate(refs)
+    def micro_step(self, refs: Sequence[tuple[int, int]], key: tuple[int, int, int] | None = None):
+        cfg = self.cfg
+        ids, attn, rmask, ref = self._collate(refs, key)
         policy, ref = policy_and_reference_logps(self.model, ids, attn, rmask, ref,
                                                  unwrapped=self.acc.unwrap_model(self.model))
+        if not policy.requires_grad:
+            # Every response of the micro-batch was cut away (--truncation right, as the study): zero gradient, but
+            # the graph must still reach the adapter so that every process takes part in the gradient reduction.
+            policy = policy + 0.0 * sum(p.reshape(-1)[0] for p in self.model.parameters() if p.requires_grad)
         pc, pr = policy.chunk(2)
         rc, rr = ref.chunk(2)
-        loss, metrics = dpop_loss(pc, pr, rc, rr, beta=self.cfg.beta, lam=self.cfg.lam)
+        chosen_lengths = rmask[: pc.shape[0]].sum(dim=1)
+        loss, metrics = dpop_loss(pc, pr, rc, rr, beta=cfg.beta, lam=cfg.lam, rpo_alpha=cfg.rpo_alpha,
+                                  chosen_lengths=chosen_lengths, logit_clamp=cfg.logit_clamp)
         self.acc.backward(loss)
         return loss.detach(), metrics
 
@@ -288,6 +285,21 @@ class DPOPTrainer:
         return {"world_size": self.acc.num_processes, **self.plan.signature(), "total_steps": self.plan.total_steps}
 
     # -- the loop -----------------------------------------------------------------------------
+    def _prepare(self):
+        """The optimizer and ``accelerate.prepare``.  FSDP1 wraps LoRA Linears as units of their own and gets the
+        optimizer built on the wrapped model; elsewhere model and optimizer are prepared together (DeepSpeed and
+        FSDP2 need that).  Then accelerate's fp32 upcast of the outputs is removed (``aligner.train.accel``)."""
+        acc = self.acc
+        if prepare_fsdp_for_lora(acc, self.model) == 1:
+            self.model = acc.prepare(self.model)
+            self._build_optimizer()
+            self.optimizer = acc.prepare(self.optimizer)
+        else:
+            self._build_optimizer()
+            self.model, self.optimizer = acc.prepare(self.model, self.optimizer)
+        if drop_fp32_output_upcast(acc, self.model):
+            logger.info("logits kept in the autocast dtype (accelerate's fp32 output upcast removed)")
+
     def _start_position(self):
         """Resume from a checkpoint, or from the study's --start-epoch/--resume-step, or from the start."""
         cfg = self.cfg
@@ -297,7 +309,6 @@ class DPOPTrainer:
             return True
         if cfg.resume:
             logger.warning("--resume: no checkpoint in %s; starting from the beginning", self.checkpoints.root)
-        self.checkpoints.discard_all()
         if cfg.start_epoch > 1 or cfg.resume_step > 0:
             # The study's manual resume: skip earlier stages and the micro-batches already trained, and move
             # the LR schedule to where it was (the optimizer moments are not available this way).
@@ -335,6 +346,8 @@ class DPOPTrainer:
         cfg = self.cfg
         self._setup_accelerator()
         acc = self.acc
+        check_output_dir(self.out, cfg.resume, cfg.overwrite_output_dir, cfg.start_epoch > 1 or cfg.resume_step > 0,
+                         acc.is_main_process)
         set_seed(cfg.seed)
         if acc.is_main_process:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -342,10 +355,10 @@ class DPOPTrainer:
         self._load_model()
         self._tokenize()
         self._plan()
+        self.ref_values = None
         if cfg.precompute_ref:
             self._precompute_reference()
-        self._build_optimizer()
-        self.model, self.optimizer = acc.prepare(self.model, self.optimizer)
+        self._prepare()
         self.state = TrainState()
         self.checkpoints = CheckpointManager(acc, self.out, cfg.save_total_limit)
         self.checkpoints.register(self.scheduler, self.state)
@@ -359,6 +372,7 @@ class DPOPTrainer:
 
         resumed = self._setup()
         self.log = self._open_log(resumed)
+        start_tracker(self.acc, self.cfg.report_to, self.out, self.cfg)
         self.window = LogWindow()
         self.bar = tqdm(total=self.plan.total_steps, initial=self.state.global_step, desc="DPOP",
                         disable=not (self.cfg.progress and self.acc.is_main_process), unit="step")
@@ -380,6 +394,8 @@ class DPOPTrainer:
     def _run_stage(self, stage: int) -> bool:
         """The stage's remaining optimizer steps; False when ``stop_after_steps`` interrupts it."""
         cfg = self.cfg
+        if self.state.step_in_stage == 0:
+            self._begin_stage(stage)
         while self.state.step_in_stage < self.plan.steps[stage]:
             if cfg.stop_after_steps is not None and self.steps_this_run >= cfg.stop_after_steps:
                 return False
@@ -396,14 +412,17 @@ class DPOPTrainer:
 
     def _optimizer_step(self, stage: int):
         """One optimizer step: ``grad_accum_steps`` micro-batches, clipping, AdamW, the LR schedule; returns the
-        gradient norm (None without clipping)."""
+        gradient norm before clipping (of the gradient averaged over micro-batches and processes; also without
+        clipping, where the norm is computed with an infinite threshold, which leaves the gradient as it is)."""
         cfg, acc = self.cfg, self.acc
         grad_norm = None
+        max_norm = cfg.max_grad_norm if cfg.max_grad_norm and cfg.max_grad_norm > 0 else float("inf")
         for micro in range(cfg.grad_accum_steps):
             with acc.accumulate(self.model):
-                loss, metrics = self.micro_step(self._micro_batch(stage, self.state.step_in_stage, micro))
-                if acc.sync_gradients and cfg.max_grad_norm and cfg.max_grad_norm > 0:
-                    grad_norm = acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+                key = (stage, self.state.step_in_stage, micro)
+                loss, metrics = self.micro_step(self._micro_batch(*key), key)
+                if acc.sync_gradients:  # DeepSpeed clips inside its engine and returns the pre-clip norm here
+                    grad_norm = acc.clip_grad_norm_(self.model.parameters(), max_norm)
                 self.optimizer.step()
                 self.optimizer.zero_grad(set_to_none=True)
             self.window.add(loss, metrics)
@@ -449,6 +468,7 @@ class DPOPTrainer:
         record["pairs_per_s"] = self.steps_this_run * self.plan.pairs_per_step / elapsed
         if self.log is not None:
             self.log.append(record)
+        log_record(acc, record)  # --report_to: the same names and values
         return record
 
     def _run_extra(self) -> dict:
