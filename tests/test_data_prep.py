@@ -321,23 +321,28 @@ def test_teacher_pipeline_counts_types_and_resume(tmp_path):
 @pytest.mark.vllm_env
 def test_teacher_script_on_tiny_model_counts_garbage(tmp_path, halueval_file, tiny_model_dir):
     _, squad, _ = _view_files(tmp_path, halueval_file)
+    lines = squad.read_text().splitlines()
+    unanswerable = {**json.loads(lines[0]), "id": "u0", "answers": [], "has_answer": False}
+    squad.write_text("\n".join([json.dumps(unanswerable), *lines]) + "\n")
     counts = load_script(TEACHER_SCRIPT).main([
         "--nq_path", "", "--squad_path", str(squad), "--model_path", str(tiny_model_dir), "--backend", "hf",
-        "--output_dir", str(tmp_path / "t"), "--limit", "4", "--max_new_tokens", "8", "--batch_size", "4",
-        "--no_progress"])
-    assert counts["backend"] == "HFLM" and counts["generated"] == 4
+        "--output_dir", str(tmp_path / "t"), "--limit", "5", "--max_new_tokens", "8", "--batch_size", "4",
+        "--no_progress", "--abstention_target", "No answer in the context."])
+    # The abstention item (data_index 0) is never sent to the teacher.
+    assert counts["abstention_items_not_sent"] == 1 and counts["backend"] == "HFLM" and counts["generated"] == 4
     assert counts["saved"] + sum(v for k, v in counts.items() if k.startswith("skipped_")) == 4
     recs = (tmp_path / "t" / "hard_fakes_vllm.jsonl").read_text().splitlines()
     pairs = (tmp_path / "t" / "dpo_pairs_hard_improved.jsonl").read_text().splitlines()
     assert len(recs) == counts["saved"] and len(pairs) == counts["pairs"]
     raw = [json.loads(x) for x in (tmp_path / "t" / "hard_fakes_vllm.raw.jsonl").read_text().splitlines()]
-    assert [r["data_index"] for r in raw] == [0, 1, 2, 3] and all(r["status"] == "generated" for r in raw)
+    assert [r["data_index"] for r in raw] == [1, 2, 3, 4] and all(r["status"] == "generated" for r in raw)
 
 
 # --- make data -----------------------------------------------------------------------------------
 
 def test_make_data_on_halueval_squad_csv(tmp_path, halueval_file, tiny_model_dir):
-    write_squad_csv(tmp_path / "squad.csv", halueval_rows(halueval_file, 30, start=200), unanswerable_every=6)
+    expected = write_squad_csv(tmp_path / "squad.csv", halueval_rows(halueval_file, 30, start=200),
+                               unanswerable_every=6)
     out = tmp_path / "data"
     proc = subprocess.run([sys.executable, str(REPO / "scripts/make_data.py"), "--squad_csv", str(tmp_path / "squad.csv"),
                            "--model_path", str(tiny_model_dir), "--output_dir", str(out), "--nq_dir", "",
@@ -355,6 +360,12 @@ def test_make_data_on_halueval_squad_csv(tmp_path, halueval_file, tiny_model_dir
     assert {f"pairs_{p}": seen[p] for p in seen}.items() <= run["summary"].items()
     squad = [json.loads(x) for x in (out / "squad" / "squad_15k.jsonl").read_text().splitlines()]
     assert len(squad) == 14 and sum(r["answers"] == [] for r in squad) == 4
+    # Unanswerable rows are left out (as the study): every easy pair rejects another answerable row's answer.
+    answers = {e["answers"][0] for e in expected if e["answers"]}
+    unanswered = {e["question"] for e in expected if not e["answers"]}
+    easy = [json.loads(x) for x in (out / "dpo_pairs_easy.jsonl").read_text().splitlines()]
+    assert len(easy) == 10 and all(p["chosen"] in answers and p["rejected"] in answers for p in easy)
+    assert all(p["rejected"] != p["chosen"] and p["prompt"] not in unanswered for p in easy)
 
 
 def test_make_data_stage_commands_are_accepted_by_their_scripts(tmp_path):
@@ -362,7 +373,8 @@ def test_make_data_stage_commands_are_accepted_by_their_scripts(tmp_path):
     from aligner.pipeline.data_stages import MakeDataConfig, make_data_stages
 
     cfg = MakeDataConfig(squad_csv=str(tmp_path / "s.csv"), nq_dir=str(tmp_path / "nq"), output_dir=str(tmp_path),
-                         resume=True, progress=False, temperature=0.25)
+                         resume=True, progress=False, temperature=0.25, study_compat=True, abstention_target="None.",
+                         prompts_file="p.yaml", order="index", nq_shards=["all"])
     stages = make_data_stages(cfg)
     assert [s.name for s in stages] == ["1_faiss_index", "2_nq_rag", "3_squad", "4_easy_fakes", "5_medium_fakes",
                                         "6a_hard_fakes", "6b_clean_hard_fakes", "7_fix_fakes", "8_create_dataset"]
@@ -370,3 +382,10 @@ def test_make_data_stage_commands_are_accepted_by_their_scripts(tmp_path):
     hard, view = parsed["6a_hard_fakes"]
     assert (hard.temperature, hard.resume, hard.progress) == (0.25, True, False)
     assert view.nq_jsonl == str(tmp_path / "nq" / "train_nq_rag.jsonl") and parsed["2_nq_rag"].resume
+    assert (view.study_compat, view.abstention_target, hard.prompts_file) == (True, "None.", "p.yaml")
+    assert parsed["3_squad"].study_compat and parsed["6b_clean_hard_fakes"].study_compat
+    assert parsed["8_create_dataset"].study_compat and parsed["8_create_dataset"].order == "index"
+    assert parsed["1_faiss_index"].nq_shards == parsed["2_nq_rag"].nq_shards == ["all"]
+    default = make_data_stages(MakeDataConfig(squad_csv="s.csv", nq_dir="nq"))
+    parsed = {s.name: load_script(s.cmd[1]).parse_args([str(c) for c in s.cmd[2:]]) for s in default[:2]}
+    assert parsed["1_faiss_index"].nq_shards[-1] == "nq-dev-00" and "nq-dev-00" not in parsed["2_nq_rag"].nq_shards

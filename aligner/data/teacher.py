@@ -436,7 +436,7 @@ def make_teacher_pairs(cfg: TeacherConfig, view_cfg: SFTView) -> dict:
     abstaining = sum(is_abstention(v) for v in view)
     if abstaining:  # an abstention is never sent to the teacher (there is no fact to rewrite)
         view = [v for v in view if not is_abstention(v)]
-        vstats["skipped_abstention"] = abstaining
+        vstats["abstention_items_not_sent"] = abstaining
     raw_path = out_dir / cfg.raw_file
     texts = cfg.prompt_texts()  # a bad --prompts_file stops here, before the model loads
     lm, backend = load_generator(cfg)
