@@ -30,14 +30,21 @@ from aligner.core.logprobs import EncodedPair, encode_prompt_response
 GENERIC_TOKENIZER_CLASSES = ("PreTrainedTokenizerFast", "TokenizersBackend", "PreTrainedTokenizer")
 
 
+#: SentencePiece Llama-family tokenizers, whose tokenizer.json normalizer (Prepend "▁", spaces -> "▁") transformers 4
+#: applied and transformers 5 replaces by a Metaspace pre-tokenizer
+SENTENCEPIECE_LLAMA_CLASSES = ("LlamaTokenizer", "LlamaTokenizerFast", "CodeLlamaTokenizer", "CodeLlamaTokenizerFast")
+
+
 def tokenize_as_study(tokenizer, text: str) -> list[int]:
     """``tokenizer(text, add_special_tokens=False).input_ids`` as transformers 4.x computed it.  The one rule that
-    changed: a legacy SentencePiece tokenizer (Metaspace pre-tokenizer, no normalizer in transformers 5) on a text
-    starting with a space, which 4.x normalised to "▁" + text with spaces as "▁"."""
+    changed: a SentencePiece Llama tokenizer (in transformers 5: no normalizer, a Metaspace pre-tokenizer) on a text
+    starting with a space, which 4.x normalised to "▁" + text with its spaces as "▁" (" yes" -> "▁▁yes" ->
+    ['▁', '▁yes']), where 5 gives "▁yes"."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     pre = getattr(backend, "pre_tokenizer", None) if backend is not None else None
-    if (text.startswith(" ") and getattr(tokenizer, "legacy", False) and backend is not None
-            and backend.normalizer is None and type(pre).__name__ == "Metaspace"):
+    llama_sp = getattr(tokenizer, "legacy", False) or _tokenizer_class(tokenizer) in SENTENCEPIECE_LLAMA_CLASSES
+    if (text.startswith(" ") and llama_sp and backend is not None and backend.normalizer is None
+            and type(pre).__name__ == "Metaspace"):
         return [t.id for t in backend.model.tokenize("▁" + text.replace(" ", "▁"))]
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 

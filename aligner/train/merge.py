@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from aligner.core.adapter_check import check_adapter_base
 from aligner.core.io import AlignerError, read_json
 from aligner.core.models import (
     attach_adapters,
@@ -64,6 +65,10 @@ class MergeConfig:
         "help": "text to check on (default: a chat-rendered HaluEval-style question and answer)"})
     verify_saved: bool = field(default=True, metadata={
         "flag": "--no_verify_saved", "help": "skip reloading the saved model for a second check (default: off)"})
+    allow_base_mismatch: bool = field(default=False, metadata={
+        "help": "merge into a base other than the one adapter_config.json names, or one whose vocabulary the "
+                "adapter's tokenizer exceeds (a deliberate transfer; the base's tokenizer is saved then); shapes "
+                "that differ stay an error"})
 
 
 class MergeCheckError(AlignerError, RuntimeError):
@@ -139,24 +144,32 @@ def merge_lora(base_model_path: str | os.PathLike, adapter_path: str | os.PathLi
                output_path: str | os.PathLike, save_dtype: str | torch.dtype = "auto",
                compute_dtype: str | torch.dtype = "fp32", device: str = "auto", tolerance: float | None = None,
                probe_text: str | None = None, verify_saved: bool = True,
-               safe_serialization: bool = True) -> MergeReport:
+               safe_serialization: bool = True, allow_base_mismatch: bool = False) -> MergeReport:
     """Merge ``adapter_path`` into ``base_model_path`` and save the result (model + tokenizer) to ``output_path``.
 
     ``save_dtype='auto'`` keeps the base checkpoint's dtype (config ``dtype``/``torch_dtype``; fp32 if unset).
-    Raises ``MergeCheckError`` (before anything is written) if the merged logits drift beyond ``tolerance``.
+    Raises ``MergeCheckError`` (before anything is written) if the merged logits drift beyond ``tolerance``, and
+    ``AdapterBaseMismatchError`` (before the base is loaded) when the adapter was trained on another base.
     """
     dev = resolve_device(device)
     cdtype = resolve_dtype(compute_dtype, dev)
     tol = default_tolerance(cdtype) if tolerance is None else float(tolerance)
 
     sdtype = _save_dtype(save_dtype, base_model_path)  # read before loading: loading rewrites config.dtype
+    tolerated = check_adapter_base(str(adapter_path), str(base_model_path), allow_mismatch=allow_base_mismatch)
     model, tok = load_causal_lm(base_model_path, dtype=cdtype, device=dev)
     if _adapter_has_tokenizer(str(adapter_path)):
-        tok = load_tokenizer(adapter_path)  # training may have added a pad token or a chat template
+        adapter_tok = load_tokenizer(adapter_path)  # training may have added a pad token or a chat template
+        if len(adapter_tok) <= model.get_input_embeddings().weight.shape[0]:
+            tok = adapter_tok
+        else:
+            logger.warning("the adapter's tokenizer (%d ids) does not fit the base (%d rows); saving the base's",
+                           len(adapter_tok), model.get_input_embeddings().weight.shape[0])
     ids = probe_input_ids(tok, probe_text)
     base_logits = probe_logits(model, ids)
 
-    peft_model, names = attach_adapters(model, [str(adapter_path)])
+    peft_model, names = attach_adapters(model, [str(adapter_path)], base_path=str(base_model_path),
+                                        allow_base_mismatch=allow_base_mismatch or bool(tolerated))
     adapter_logits = probe_logits(peft_model, ids)
     effect = max_abs_diff(adapter_logits, base_logits)
     if effect == 0.0:
@@ -212,7 +225,8 @@ def run_merge(cfg: MergeConfig) -> MergeReport:
     print(f"merging {cfg.adapter_path} into {cfg.base_model_path} -> {Path(cfg.output_path).resolve()}")
     report = merge_lora(cfg.base_model_path, cfg.adapter_path, cfg.output_path, save_dtype=cfg.dtype,
                         compute_dtype=cfg.compute_dtype, device=cfg.device, tolerance=cfg.tolerance,
-                        probe_text=cfg.probe_text, verify_saved=cfg.verify_saved)
+                        probe_text=cfg.probe_text, verify_saved=cfg.verify_saved,
+                        allow_base_mismatch=cfg.allow_base_mismatch)
     print(f"adapter effect on the probe: max |adapter - base| = {report.adapter_effect:.4g}")
     print(f"merged vs base+adapter ({report.compute_dtype}, {report.probe_tokens} tokens): "
           f"max abs diff = {report.max_abs_diff:.3g} (mean {report.mean_abs_diff:.3g}, tolerance {report.tolerance:.3g})")
