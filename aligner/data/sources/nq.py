@@ -138,7 +138,7 @@ def iter_articles(paths: Sequence[str | os.PathLike], stats: CorpusStats, min_ch
     """Unique articles in first-seen order over ``paths`` (the first occurrence of each title wins), with the HTML
     tokens removed, streamed: only the titles seen are held.  Articles whose plain text is shorter than
     ``min_chars`` characters are dropped and counted, as are untitled records.  ``limit`` caps the NQ records read
-    over all files (-1 or None: all)."""
+    over all files (0, -1 or None: all, as the study's `if args.limit:`)."""
     from tqdm.auto import tqdm
 
     seen: set[str] = set()
@@ -147,7 +147,7 @@ def iter_articles(paths: Sequence[str | os.PathLike], stats: CorpusStats, min_ch
         n_file = 0
         for _, rec in tqdm(iter_nq_records(path, skip_invalid, istats), desc=f"reading {Path(path).name}",
                            disable=not progress, unit="rec"):
-            if limit is not None and 0 <= limit <= stats.records:
+            if limit is not None and 0 < limit <= stats.records:
                 break
             stats.records += 1
             n_file += 1
@@ -232,14 +232,14 @@ def select_nq_shards(nq_dir: str | os.PathLike, shards: Sequence[str], stats: di
 
 def nq_question_items(paths: Sequence[str | os.PathLike], skip_invalid: bool = False, limit: int | None = None,
                       stats: dict | None = None, keep_unanswered: bool = True) -> Iterator[dict]:
-    """{example_id, question, answers, answer_kind} per NQ record, the first ``limit`` records (-1 or None: all).
+    """{example_id, question, answers, answer_kind} per NQ record, the first ``limit`` records (0, -1 or None: all).
     A record without a gold answer comes with ``answers: []`` (the study wrote those too); with
     ``keep_unanswered=False`` it is skipped and counted (``stats['no_answer']``)."""
     stats = stats if stats is not None else {}
     n = 0
     for path in paths:
         for lineno, rec in iter_nq_records(path, skip_invalid, stats):
-            if limit is not None and 0 <= limit <= n:
+            if limit is not None and 0 < limit <= n:
                 return
             n += 1
             stats["read"] = stats.get("read", 0) + 1
