@@ -23,7 +23,8 @@ from aligner.core.paths import REPO_ROOT
 
 TRACKED_PACKAGES = (
     "torch", "transformers", "peft", "trl", "accelerate", "tokenizers", "datasets", "sentence-transformers",
-    "bert-score", "sacrebleu", "rouge-score", "faiss-cpu", "spacy", "vllm", "bitsandbytes", "numpy",
+    "bert-score", "sacrebleu", "rouge-score", "faiss-cpu", "spacy", "vllm", "bitsandbytes", "numpy", "lm-eval",
+    "tensorboard", "deepspeed",
 )
 
 
