@@ -361,3 +361,60 @@ def test_two_step_flow_end_to_end(tmp_path, tiny_model_dir, tiny_judge_dir, mini
                    str(minilm_dir), "--bertscore_num_layers", "6", "--no-trust_remote_code", "--resume"])["again"]
     for k in metrics:
         assert again[k] == pytest.approx(metrics[k], abs=1e-5)
+
+
+# --------------------------------------------------------------------------------------------- settings
+
+
+def test_limit_zero_study_compat_and_the_decoding_settings(tmp_path):
+    from aligner.core.cli import parse_config
+    from aligner.eval.tasks.halueval import HaluEvalSimilarityConfig, HaluEvalStep1Config, HaluEvalStep2Config
+    from aligner.lm.settings import resolve_sampling
+
+    sim = ["--model_path", "m", "--run_name", "r"]
+    cfg = parse_config(HaluEvalSimilarityConfig, [*sim, "--limit", "0"])
+    assert cfg.limit == -1 and cfg.generation_config == "model" and not cfg.double_bos and cfg.dtype == "auto"
+    compat = parse_config(HaluEvalSimilarityConfig, [*sim, "--study_compat"])
+    assert (compat.dtype, compat.double_bos, compat.backend) == ("fp16", True, "hf")
+    s1 = parse_config(HaluEvalStep1Config, [*sim, "--study_compat"])
+    assert (s1.dtype, s1.double_bos, s1.enforce_eager, s1.max_model_len) == ("fp16", True, True, 4096)
+    assert parse_config(HaluEvalStep2Config, ["--input_file", "x"]).dtype == "fp32"  # the study's HHEM
+
+    folder = tmp_path / "instruct"
+    folder.mkdir()
+    (folder / "generation_config.json").write_text(json.dumps(  # Llama-3.2-3B-Instruct's
+        {"bos_token_id": 128000, "do_sample": True, "eos_token_id": [128001, 128008, 128009], "temperature": 0.6,
+         "top_p": 0.9}))
+    model_cfg = parse_config(HaluEvalSimilarityConfig, ["--model_path", str(folder), "--run_name", "r"])
+    assert resolve_sampling(model_cfg, str(folder)) == {"temperature": 0.6, "top_p": 0.9, "top_k": 50}
+    greedy = parse_config(HaluEvalSimilarityConfig, [*sim, "--generation_config", "greedy"])
+    assert resolve_sampling(greedy, "m")["temperature"] == 0.0
+    hot = parse_config(HaluEvalSimilarityConfig, [*sim, "--generation_config", "greedy", "--temperature", "0.8",
+                                                  "--top_k", "0"])
+    assert resolve_sampling(hot, "m") == {"temperature": 0.8, "top_p": 1.0, "top_k": 0}
+    off = parse_config(HaluEvalSimilarityConfig, ["--model_path", str(folder), "--run_name", "r", "--no-do_sample"])
+    assert resolve_sampling(off, str(folder))["temperature"] == 0.0
+
+
+def test_sampled_answers_and_the_doubled_bos(sharp_lm, tiny_model_dir, halueval_file):
+    """Sampling reaches HF generate with the given temperature / top-p / top-k and seed (the same numbers as a
+    plain seeded generate call); --double_bos gives the study's two BOS, the default one."""
+    from aligner.lm.hf import stop_token_ids
+
+    model, tok = sharp_lm
+    rows = load_halueval(halueval_file, limit=1)
+    lm = HFLM(str(tiny_model_dir), model=model, tokenizer=tok, batch_size=1)
+    sampling = {"temperature": 0.6, "top_p": 0.9, "top_k": 50}
+    got = generate_answers(lm, rows, max_new_tokens=8, sampling=sampling, seed=5)
+    assert got == generate_answers(lm, rows, max_new_tokens=8, sampling=sampling, seed=5)
+    prompt = halueval_prompts(lm, rows)[0]
+    ids = tok(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
+    torch.manual_seed(5)
+    with torch.no_grad():
+        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=8, do_sample=True,
+                             temperature=0.6, top_p=0.9, top_k=50, eos_token_id=stop_token_ids(tok, model),
+                             pad_token_id=tok.pad_token_id)
+    assert got == [tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()]
+    assert lm.prompt_ids(prompt).count(tok.bos_token_id) == 1
+    lm.double_bos = True
+    assert lm.prompt_ids(prompt)[:2] == [tok.bos_token_id] * 2

@@ -72,3 +72,72 @@ def test_hhem_predict_path_batches_pairs_in_order():
     assert stub.calls[0] == [("aaaa", "x"), ("bb", "yy")]
     with pytest.raises(ValueError):
         judge.score(["a"], ["b", "c"])
+
+
+# --------------------------------------------------------------------------------------------- no silent numbers
+
+class _NaNJudge(torch.nn.Module):
+    """HHEM-like: ``predict`` scores pairs, NaN for a hypothesis containing "NaN"."""
+
+    def predict(self, pairs):
+        return torch.tensor([float("nan") if "NaN" in h else 0.25 + 0.5 * (len(h) % 2) for _, h in pairs])
+
+
+def _predictions(n):
+    return [{"index": i, "question": f"Q{i}?", "knowledge": f"K{i}.", "right_answer": "the answer",
+             "generated_text": "" if i == 1 else f"answer {'x' * i}"} for i in range(n)]
+
+
+def test_nonfinite_faithfulness_stops_the_run_naming_the_row(tmp_path):
+    from aligner.eval.checks import NonFiniteScoreError
+    from aligner.eval.tasks.halueval import run_step2_judging
+
+    preds = _predictions(6)
+    preds[3]["generated_text"] = "a NaN answer"
+    judge = FaithfulnessJudge(_NaNJudge(), batch_size=4)
+    out = tmp_path / "detailed.jsonl"
+    with pytest.raises(NonFiniteScoreError, match=r"row index=3 \(question 'Q3\?'\) has a non-finite faithfulness_score"):
+        run_step2_judging(preds, judge, None, out, chunk_size=2, progress=False)
+    assert [r["index"] for r in read_jsonl(out)] == [0, 1]  # the chunk holding row 3 was not written
+
+
+def test_step2_counts_empty_answers_resumes_only_the_same_answers_and_study_bleu(tmp_path):
+    from aligner.core.runner import RunMismatchError
+    from aligner.eval.metrics.text import sentence_bleu
+    from aligner.eval.tasks.halueval import aggregate_faithfulness, run_step2_judging, score_faithfulness
+
+    preds = _predictions(5)
+    judge = FaithfulnessJudge(_NaNJudge(), batch_size=4)
+    out = tmp_path / "detailed.jsonl"
+    recs = run_step2_judging(preds, judge, None, out, chunk_size=2, progress=False)
+    m = aggregate_faithfulness(recs)
+    assert m["n_empty"] == 1 and recs[1]["generated"] == "" and m["total"] == 5
+    assert m["avg_bleu"] == pytest.approx(sum(sentence_bleu(p["generated_text"], "the answer") for p in preds) / 5)
+    # a resumed judge file must hold the answers being judged now
+    other = [dict(p) for p in preds]
+    other[2]["generated_text"] = "another answer"
+    with pytest.raises(RunMismatchError, match="judges another answer"):
+        run_step2_judging(other, judge, None, out, resume=True, progress=False)
+    # --study_compat: the study's step 2 stored bleu 0.0 for every row and reported no avg_bleu
+    study = score_faithfulness(preds, judge, bleu=False)
+    assert [r["bleu"] for r in study] == [0.0] * 5
+    assert "avg_bleu" not in aggregate_faithfulness([{"index": i, **r} for i, r in enumerate(study)], bleu=False)
+
+
+def test_bertscore_nan_is_not_turned_into_zero():
+    """bert_score maps a NaN F1 to 0 (the study's unexplained exact zeros); here the row becomes NaN, which the
+    flows' finite check then stops at."""
+    from aligner.eval.checks import NonFiniteScoreError, require_finite
+    from aligner.eval.metrics.similarity import BertScoreF1
+
+    class Scorer:
+        def score(self, cands, refs, batch_size=64):
+            p = torch.tensor([0.9, float("nan")])
+            return p, torch.tensor([0.8, 0.7]), torch.tensor([0.85, 0.0])
+
+    bs = object.__new__(BertScoreF1)
+    bs.scorer, bs.batch_size = Scorer(), 2
+    got = bs.score(["a", "b", ""], ["x", "y", "z"])
+    assert got[0] == pytest.approx(0.85) and got[1] != got[1] and got[2] == 0.0  # NaN; empty candidate: 0
+    with pytest.raises(NonFiniteScoreError, match="row index=1"):
+        require_finite([{"index": i, "bert_score": v} for i, v in enumerate(got)], ("bert_score",), "x")

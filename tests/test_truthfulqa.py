@@ -249,3 +249,36 @@ def test_study_mc_inputs_equal_the_studys_computation(lm, data30):
         ref = [_study_reference(lm.model, lm.tokenizer, ctx, truthfulqa_choice(c), search=True) for c in it.mc1_choices]
         assert np.abs(np.array(r.mc1_scores) - ref).max() < 1e-4
     assert any(np.abs(np.array(r.mc1_scores) - d.mc1_scores).max() > 1e-3 for r, d in zip(res, default))
+
+
+class _NaNLM:
+    """Scores every choice -1 except those containing "NaN" (an fp16 overflow stand-in)."""
+
+    tokenizer = None
+
+    def loglikelihood_groups(self, groups, progress=False, desc=""):
+        return [[float("nan") if "NaN" in c else -1.0 for c in conts] for _, conts in groups]
+
+
+def test_nonfinite_choice_score_stops_the_run_naming_the_row(data30, tmp_path):
+    from dataclasses import replace
+
+    from aligner.eval.checks import NonFiniteScoreError
+    from aligner.eval.tasks.truthfulqa import run_mc
+
+    items = list(data30.mc[:4])
+    items[2] = replace(items[2], mc2_choices=[*items[2].mc2_choices[:-1], "NaN"])
+    with pytest.raises(NonFiniteScoreError, match=rf"row index=2 \(question {items[2].question[:20]!r}"[:-1]):
+        run_mc(_NaNLM(), items, tmp_path / "mc.jsonl", mc_batch=1, forwards_per_save=1, progress=False)
+
+
+def test_limit_zero_means_all_and_study_compat_sets_the_study_inputs():
+    from aligner.core.cli import parse_config
+    from aligner.eval.tasks.truthfulqa import TruthfulQAEvalConfig
+
+    base = ["--model_path", "m", "--run_name", "r"]
+    assert parse_config(TruthfulQAEvalConfig, [*base, "--limit", "0"]).limit == -1
+    assert parse_config(TruthfulQAEvalConfig, [*base, "--limit", "7"]).limit == 7
+    cfg = parse_config(TruthfulQAEvalConfig, base)
+    assert (cfg.mc_inputs, cfg.judge_continuation) == ("continuation", "study")
+    assert parse_config(TruthfulQAEvalConfig, [*base, "--study_compat"]).mc_inputs == "study"

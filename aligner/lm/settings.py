@@ -101,8 +101,18 @@ def resolve_sampling(cfg: SamplingSettings, model_path: str | None) -> dict:
             gen = GenerationConfig.from_pretrained(check_model_path(model_path))
         except OSError:
             gen = GenerationConfig()  # the model ships none: transformers' defaults (greedy)
-        do_sample, temperature = bool(gen.do_sample), float(gen.temperature or 1.0)
-        top_p, top_k = float(gen.top_p or 1.0), int(gen.top_k or 0)
+        # What generate() does with the values the file leaves unset: transformers' defaults (top_k 50 among them,
+        # which the study's sampling therefore used).
+        get_defaults = getattr(GenerationConfig, "_get_default_generation_params", None)
+        defaults = get_defaults() if get_defaults else {"do_sample": False, "temperature": 1.0, "top_p": 1.0,
+                                                        "top_k": 50}
+
+        def value(name):
+            v = getattr(gen, name, None)
+            return defaults[name] if v is None else v
+
+        do_sample, temperature = bool(value("do_sample")), float(value("temperature"))
+        top_p, top_k = float(value("top_p")), int(value("top_k"))
     elif cfg.generation_config != "greedy":
         raise ValueError(f"--generation_config {cfg.generation_config!r}: use one of {list(GENERATION_CONFIGS)}")
     if cfg.temperature is not None:
