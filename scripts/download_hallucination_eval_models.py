@@ -3,7 +3,7 @@
 
 | name      | repository                                   | used by |
 | hhem      | vectara/hallucination_evaluation_model        | eval_haleval_llm_step2.py --judge_model_path (trust_remote_code) |
-| hhem_tok  | google/flan-t5-base (tokenizer, to HF cache)  | HHEM loads its tokenizer by this hub id |
+| hhem_tok  | google/flan-t5-base (config + tokenizer files, no weights; to the HF cache) | HHEM's __init__ loads both by this hub id (config.foundation) |
 | nli       | MoritzLaurer/DeBERTa-v3-base-mnli-fever-anli  | step-2 alternative NLI judge |
 | embed     | sentence-transformers/all-mpnet-base-v2       | eval_halueval.py --embed_model |
 | bertscore | microsoft/deberta-v3-large                    | eval_halueval.py --bertscore_model |
