@@ -195,8 +195,8 @@ def test_merge_on_the_real_shapes(llama32_policy_dir, policy_adapter, tmp_path):
 
     from aligner.train.merge import merge_lora, probe_input_ids
 
-    report = merge_lora(llama32_policy_dir, policy_adapter, tmp_path / "merged", device="cpu")
-    assert report.max_abs_diff < 1e-3 and report.saved_max_abs_diff < 1e-3 and report.adapter_effect > 1e-3
+    report = merge_lora(llama32_policy_dir, policy_adapter, tmp_path / "merged", device="cpu", verify_saved=False)
+    assert report.max_abs_diff < 1e-3 and report.adapter_effect > 1e-3  # the saved folder is checked below
     tok = AutoTokenizer.from_pretrained(tmp_path / "merged")
     ids = probe_input_ids(tok)
     assert ids[0].tolist().count(tok.bos_token_id) == 1 and "26 Jul 2024" in tok.decode(ids[0])
