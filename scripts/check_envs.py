@@ -21,7 +21,6 @@ Example:
     python scripts/check_envs.py --resolve --small_venv_requirements .venv/vllm-tf/requirements.txt
 """
 
-from __future__ import annotations
 
 import json
 import re

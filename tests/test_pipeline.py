@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from aligner.pipeline.profiles import build_stages, demo_profile, study_profile, summary_sections
+from aligner.pipeline.driver import summary_sections
+from aligner.pipeline.profiles import build_stages, demo_profile, study_eval_profile, study_profile
 from aligner.pipeline.runner import Pipeline, Stage
 
 REPO = Path(__file__).resolve().parents[1]
@@ -127,3 +128,100 @@ def test_demo_evaluating_every_row_leaves_no_training_rows():
 def test_summary_sections_keep_only_summaries():
     md = "## A\n\n### Summary\n\n| x |\n\n### r vs b\n\n| y |\n## B\n### Summary\n| z |\n"
     assert summary_sections(md) == "## A\n\n| x |\n\n## B\n| z |\n"
+
+
+def _args(stage) -> list[str]:
+    return [str(a) for a in stage.cmd]
+
+
+def _flag(args: list[str], flag: str) -> str:
+    return args[args.index(flag) + 1]
+
+
+def test_demo_warm_start_feeds_every_later_stage(tmp_path):
+    p = demo_profile(tmp_path / "out", tmp_path / "qa.json", tmp_path / "tqa.csv", tmp_path / "final_data")
+    stages = build_stages(p)
+    names = [s.name for s in stages]
+    assert names.index("tiny_policy") < names.index("warm_rows") < names.index("warm_sft_set") \
+        < names.index("warm_sft") < names.index("make_data") < names.index("train_best")
+    by = {s.name: s for s in stages}
+    random_policy, warm = p.output_dir / "models" / "tiny-policy", p.output_dir / "models" / "tiny-policy-warm"
+    sft = _args(by["warm_sft"])
+    assert _flag(sft, "--model_path") == str(random_policy) and _flag(sft, "--output_dir") == str(warm)
+    assert "--full_finetune" in sft
+    rows = _args(by["warm_rows"])
+    start = int(_flag(rows, "--start"))
+    assert start >= p.eval_limit and start >= p.sft_start + p.sft_rows  # disjoint from evaluation and pair rows
+    for name in ("make_data", "teacher_pairs", "train_best", "train_latest", "eval_truthfulqa", "eval_halueval",
+                 "eval_halueval_step1", "eval_ifeval"):
+        assert _flag(_args(by[name]), "--model_path") == str(warm), name
+    assert _flag(_args(by["merge"]), "--base_model_path") == str(warm)
+    ifeval = _args(by["eval_ifeval"])
+    assert _flag(ifeval, "--limit") == str(p.ifeval_limit) and _flag(ifeval, "--data_path") == str(p.ifeval_path)
+    tables = _args(by["tables"])
+    assert _flag(tables, "--tradeoff_plot") == str(p.output_dir / "tradeoff.png") and "--published" not in tables
+
+
+def test_study_eval_profile_evaluates_the_published_adapters(tmp_path):
+    seed = tmp_path / "seed"
+    seed.mkdir()
+    p = study_eval_profile(tmp_path / "out", tmp_path / "qa.json", tmp_path / "tqa.csv", tmp_path / "final_data",
+                           tmp_path / "models")
+    p.published_dir = seed
+    stages = build_stages(p)
+    assert [s.name for s in stages] == ["download_adapters", "eval_truthfulqa", "eval_halueval", "eval_halueval_step1",
+                                        "eval_halueval_step2", "eval_ifeval", "tables"]
+    by = {s.name: s for s in stages}
+    adapters = p.output_dir / "adapters"
+    assert _flag(_args(by["download_adapters"]), "--output_dir") == str(adapters)
+    tqa = _args(by["eval_truthfulqa"])
+    assert tqa[tqa.index("--lora_path") + 1: tqa.index("--lora_path") + 4] == [
+        "none", str(adapters / "dpop_best"), str(adapters / "dpop_last")]
+    assert _flag(tqa, "--model_path") == str(tmp_path / "models" / "llama3-2-3b-instruct")
+    tables = _args(by["tables"])
+    assert _flag(tables, "--published") == str(seed) and "--train_log" not in tables
+    assert _flag(tables, "--baseline") == "study_eval_base"
+    for stage in stages:
+        _parse_args_of(REPO / stage.cmd[1])([str(a) for a in stage.cmd[2:]])
+
+
+def _fake_hub(monkeypatch, layout: dict[str, str]):
+    """snapshot_download writing ``layout`` ({relative path: text}) into local_dir; the hub marked reachable."""
+    import huggingface_hub
+
+    import aligner.core.hub as hub
+
+    def fake(repo_id, repo_type=None, revision=None, allow_patterns=None, ignore_patterns=None, local_dir=None,
+             token=None, force_download=False, local_files_only=False):
+        assert repo_id == "mrhello291/llama3-3.2-instuct-dpop"
+        assert sorted(allow_patterns) == ["dpop_new_strat/*", "dpop_old_strat/*"]
+        for rel, text in layout.items():
+            (Path(local_dir) / rel).parent.mkdir(parents=True, exist_ok=True)
+            (Path(local_dir) / rel).write_text(text)
+        return local_dir
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake)
+    monkeypatch.setattr(hub, "offline", lambda: False)
+
+
+def test_download_study_adapters_flat_named_folders(tmp_path, monkeypatch):
+    from aligner.core.downloads import DownloadStudyAdaptersConfig, download_study_adapters
+
+    _fake_hub(monkeypatch, {"dpop_old_strat/adapter_config.json": "best", "dpop_old_strat/adapter_model.safetensors": "w1",
+                            "dpop_new_strat/final/adapter_config.json": "last",
+                            "dpop_new_strat/final/adapter_model.safetensors": "w2"})
+    got = download_study_adapters(DownloadStudyAdaptersConfig(output_dir=str(tmp_path / "a")))
+    assert got == {"dpop_best": tmp_path / "a" / "dpop_best", "dpop_last": tmp_path / "a" / "dpop_last"}
+    assert (got["dpop_best"] / "adapter_config.json").read_text() == "best"
+    assert (got["dpop_last"] / "adapter_model.safetensors").read_text() == "w2"
+    assert json.loads((got["dpop_last"] / "source.json").read_text())["subfolder"] == "dpop_new_strat/final"
+
+
+def test_download_study_adapters_refuses_an_ambiguous_folder(tmp_path, monkeypatch):
+    from aligner.core.downloads import DownloadStudyAdaptersConfig, download_study_adapters
+    from aligner.core.hub import DownloadError
+
+    _fake_hub(monkeypatch, {"dpop_old_strat/a/adapter_config.json": "x", "dpop_old_strat/b/adapter_config.json": "y",
+                            "dpop_new_strat/adapter_config.json": "z"})
+    with pytest.raises(DownloadError, match="expected one adapter"):
+        download_study_adapters(DownloadStudyAdaptersConfig(output_dir=str(tmp_path / "a")))

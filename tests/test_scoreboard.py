@@ -44,6 +44,19 @@ def _samples(seed: int, shift: dict) -> dict:
     return out
 
 
+def _perturbed(samples: dict, seed: int) -> dict:
+    """The same samples with 1% of the verdicts flipped and a little noise: an adapter that changes nothing."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for key, x in samples.items():
+        if set(np.unique(x)) <= {0.0, 1.0}:
+            flip = rng.random(len(x)) < 0.01
+            out[key] = np.where(flip, 1.0 - x, x)
+        else:
+            out[key] = np.clip(x + rng.normal(0, 0.01, len(x)), 0, 1)
+    return out
+
+
 def _write_run(root: Path, run: str, samples: dict, order=None, benches=None):
     """metrics_RUN.json (the means) and the per-sample files the declarations name, samples keyed by index."""
     for bench, metrics in BENCH_METRICS.items():
@@ -72,7 +85,8 @@ def results(tmp_path_factory):
     truthful_not_instructable = {("TruthfulQA", "mc2"): 0.08, ("TruthfulQA", "gen_truthfulness"): 0.15,
                                  ("IFEval", "prompt_level_strict_acc"): -0.2, ("IFEval", "prompt_level_loose_acc"): -0.15,
                                  ("HaluevalLLM", "hallucination_rate"): -0.1}
-    samples = {"base": _samples(0, {}), "a1": _samples(1, truthful_not_instructable), "a2": _samples(2, {})}
+    base = _samples(0, {})
+    samples = {"base": base, "a1": _samples(1, truthful_not_instructable), "a2": _perturbed(base, 2)}
     _write_run(root, "base", samples["base"])
     _write_run(root, "a1", samples["a1"], order=np.random.default_rng(5).permutation(N))  # paired by key, not order
     _write_run(root, "a2", samples["a2"])
@@ -124,6 +138,11 @@ def test_scoreboard_markdown_and_tradeoff_points(results, tmp_path):
     assert float(cells[2]) == pytest.approx(samples["base"][("IFEval", "prompt_level_strict_acc")].mean(), abs=1e-5)
     assert cells[4].endswith("regressed") and "*" in cells[4]
     assert "![trade-off" in md and "(tradeoff.png)" in md
+    a1 = next(ln for ln in md.splitlines() if ln.startswith("- **a1**"))
+    improved, regressed = a1.split("regressed: ")
+    assert "TruthfulQA: MC2 ↑ +0.0" in improved and "IFEval Prompt-level Strict ↑ -0." in regressed
+    a2 = next(ln for ln in md.splitlines() if ln.startswith("- **a2**"))
+    assert "improved:" not in a2 and "regressed:" not in a2 and "IFEval Prompt-level Loose ↑" in a2
 
     xrow, panels = tradeoff_points(sb)
     assert (xrow.spec.benchmark, xrow.spec.metric) == ("IFEval", "prompt_level_strict_acc")

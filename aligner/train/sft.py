@@ -1,7 +1,8 @@
 """RAG supervised fine-tuning, the study's older approach (old_training/train_rag_sft.py is its command).
 
-A LoRA adapter is trained with TRL's SFTTrainer on prompt-completion examples: the prompt is
-``aligner.prompts.dpo_chat_messages(context, question)``, the completion the record's first non-empty answer.
+A LoRA adapter (or, with ``full_finetune``, the whole model) is trained with TRL's SFTTrainer on prompt-completion
+examples: the prompt is ``aligner.prompts.dpo_chat_messages(context, question)``, the completion the record's first
+non-empty answer.
 As the data is prompt-completion, TRL computes the loss on the completion (answer and end of turn) only.
 ``fit_context`` shortens the context, token-wise, until the example fits ``max_length``; answers stay whole.
 """
@@ -41,6 +42,10 @@ class RagSFTConfig:
     lora_dropout: float = field(default=0.05, metadata={"help": "dropout on the LoRA input", "group": "LoRA"})
     target_modules: str = field(default="q_proj,v_proj", metadata={
         "help": "comma-separated module names, or all-linear", "group": "LoRA"})
+    full_finetune: bool = field(default=False, metadata={
+        "help": "train every weight instead of a LoRA adapter and save the whole model (the demo's warm start of a "
+                "random-init tiny model, whose frozen embeddings would cap what an adapter can learn)",
+        "group": "LoRA"})
     # training
     max_length: int = field(default=1024, metadata={
         "help": "tokens per example, context cut to fit", "group": "training"})
@@ -152,8 +157,9 @@ def build_sft_trainer(cfg: RagSFTConfig, model, tokenizer, examples: Sequence[di
     dtype = next(model.parameters()).dtype
     targets = cfg.target_modules if cfg.target_modules == "all-linear" else \
         [t.strip() for t in cfg.target_modules.split(",") if t.strip()]
-    peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                             target_modules=targets, task_type="CAUSAL_LM")
+    peft_config = None if cfg.full_finetune else LoraConfig(
+        r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, target_modules=targets,
+        task_type="CAUSAL_LM")
     config = SFTConfig(
         output_dir=cfg.output_dir, num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
         per_device_train_batch_size=cfg.per_device_batch_size, gradient_accumulation_steps=cfg.grad_accum_steps,
@@ -188,9 +194,10 @@ def train_rag_sft(cfg: RagSFTConfig):
     trainer = build_sft_trainer(cfg, model, tokenizer, examples)
     resume = get_last_checkpoint(str(out)) if cfg.resume else None
     result = trainer.train(resume_from_checkpoint=resume)
-    trainer.save_model(str(out))          # the LoRA adapter (adapter_config.json + weights)
+    trainer.save_model(str(out))          # the LoRA adapter (adapter_config.json + weights), or the whole model
     tokenizer.save_pretrained(str(out))
     write_json_atomic(out / "train_results.json", {**result.metrics, "log_history": trainer.state.log_history,
                                                    "data_counts": counts})
-    print(f"adapter saved to {out} (train loss {result.metrics.get('train_loss', float('nan')):.4f})")
+    what = "model" if cfg.full_finetune else "adapter"
+    print(f"{what} saved to {out} (train loss {result.metrics.get('train_loss', float('nan')):.4f})")
     return trainer, result

