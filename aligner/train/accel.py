@@ -51,6 +51,15 @@ def choose_mixed_precision(setting: str, device: torch.device) -> str | None:
     return "no"
 
 
+def reset_single_process_state() -> None:
+    """accelerate keeps one process-wide state; a second run in the same (single) process with other settings
+    (mixed precision, CPU) would be refused, so a leftover single-process state is cleared first."""
+    from accelerate.state import AcceleratorState, PartialState
+
+    if PartialState._shared_state and PartialState._shared_state.get("num_processes", 1) == 1:
+        AcceleratorState._reset_state(reset_partial_state=True)
+
+
 # ---------------------------------------------------------------------------------------------
 # DeepSpeed
 # ---------------------------------------------------------------------------------------------

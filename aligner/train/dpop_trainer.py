@@ -42,6 +42,7 @@ from aligner.train.accel import (
     drop_fp32_output_upcast,
     prepare_fsdp_for_lora,
     reconcile_deepspeed_config,
+    reset_single_process_state,
 )
 from aligner.train.checkpoints import CheckpointManager, TrainState, check_output_dir
 from aligner.train.config import DPOPTrainingConfig
@@ -117,15 +118,6 @@ def policy_and_reference_logps(model, ids, attn, rmask, ref: torch.Tensor | None
     return policy, ref
 
 
-def _reset_single_process_state() -> None:
-    """accelerate keeps one process-wide state; a second run in the same (single) process with other settings
-    (mixed precision, CPU) would be refused, so a leftover single-process state is cleared first."""
-    from accelerate.state import AcceleratorState, PartialState
-
-    if PartialState._shared_state and PartialState._shared_state.get("num_processes", 1) == 1:
-        AcceleratorState._reset_state(reset_partial_state=True)
-
-
 class DPOPTrainer:
     def __init__(self, cfg: DPOPTrainingConfig, levels: Sequence[PairLevel], run_args: dict | None = None):
         if not levels:
@@ -155,7 +147,7 @@ class DPOPTrainer:
             kwargs["mixed_precision"] = mp
         if want_cpu:
             kwargs["cpu"] = True
-        _reset_single_process_state()
+        reset_single_process_state()
         acc = Accelerator(**kwargs)
         if acc.distributed_type == DistributedType.DEEPSPEED:  # batch sizes and clipping from our flags
             reconcile_deepspeed_config(acc.state.deepspeed_plugin.deepspeed_config, cfg.max_grad_norm,
@@ -163,12 +155,20 @@ class DPOPTrainer:
         self.acc = acc
         self.DistributedType = DistributedType
 
+    #: an already loaded (base model, tokenizer) to train instead of loading ``model_path``, which still names it
+    #: (run_config.json, the reference cache key): benchmarks/gpu_rehearsal.py reuses one base across runs
+    preloaded: tuple | None = None
+
     def _load_model(self):
         from peft import LoraConfig, get_peft_model
 
         cfg, acc = self.cfg, self.acc
-        self.dtype = resolve_dtype(cfg.dtype, acc.device)
-        model, tok = load_causal_lm(cfg.model_path, dtype=self.dtype, device=acc.device)
+        if self.preloaded is not None:
+            model, tok = self.preloaded
+            self.dtype = next(model.parameters()).dtype
+        else:
+            self.dtype = resolve_dtype(cfg.dtype, acc.device)
+            model, tok = load_causal_lm(cfg.model_path, dtype=self.dtype, device=acc.device)
         if cfg.gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             model.enable_input_require_grads()
