@@ -112,3 +112,19 @@ def test_identical_pairs_are_kept_and_counted_with_keep_identical(tmp_path):
     # limit counts lines as the study's raw[:N]: the identical pair takes one of the two places
     assert [p.rejected for p in load_pairs(path, limit=2, keep_identical=True)] == ["b", "a "]
     assert [p.rejected for p in load_pairs(path, limit=2)] == ["b", "d"]
+
+
+def test_an_empty_context_does_not_hide_the_knowledge_and_the_published_teacher_file_is_found(tmp_path):
+    import json
+
+    from aligner.train.config import LatestRecipeData
+    from aligner.train.preference import latest_recipe_levels, normalize_pair
+
+    pair = normalize_pair({"question": "q", "context": "", "knowledge": "the facts", "chosen": "a", "rejected": "b"},
+                          "f.jsonl", 1)
+    assert pair.context == "the facts"
+    rows = [{"prompt": f"q{i}", "context": "c", "chosen": f"yes {i}", "rejected": f"no {i}"} for i in range(3)]
+    for name in ("dpo_pairs_hard_improved.jsonl", "dpo_pairs_medium.jsonl"):
+        (tmp_path / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (level,) = latest_recipe_levels(LatestRecipeData(data_dir=str(tmp_path)))
+    assert level.load_stats["hard"]["n_read"] == 3 and level.load_stats["medium"]["n_read"] == 3

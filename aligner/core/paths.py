@@ -61,6 +61,8 @@ def pair_file(level: str) -> str:
 PAIR_FILES = tuple(pair_file(level) for level in LEVELS)
 #: the teacher-guided hard pairs of the latest recipe (further_improvement/data_prep/hard_fake_gen_vllm.py)
 TEACHER_PAIRS_FILE = "hard_fakes_vllm.jsonl"
+#: the same pairs as the study published them (mrhello291/LevelledPreferencePairs, final_data/)
+PUBLISHED_TEACHER_PAIRS_FILE = "dpo_pairs_hard_improved.jsonl"
 
 
 # --- evaluation result files ------------------------------------------------------------------------------

@@ -27,7 +27,6 @@ class GeneratorSettings(ModelSettings, BackendSettings, ChatSettings):
     # One model writes every record; adapters are not offered (the study never used them here).
     lora_path: list[str] | None = override(ModelSettings, "lora_path", None, cli=False)
     seed: int = override(BackendSettings, "seed", 42, help="sampling seed", group="generation")
-    max_model_len: int = field(default=4096, metadata={"help": "vLLM context length", "group": "backend"})
     batch_size: int = field(default=16, metadata=_g("prompts per generate call"))
     max_new_tokens: int = field(default=128, metadata=_g("tokens generated per item"))
     temperature: float = field(default=0.7, metadata=_g("sampling temperature, 0 = greedy"))

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from aligner.core.fidelity import StudyCompat
-from aligner.core.paths import PAIR_FILES, TEACHER_PAIRS_FILE, pair_file
+from aligner.core.paths import PAIR_FILES, PUBLISHED_TEACHER_PAIRS_FILE, TEACHER_PAIRS_FILE, pair_file
 from aligner.lm.settings import ChatSettings
 from aligner.prompts import PLAIN_DPO_FORMATS
 from aligner.train.curriculum import DEFAULT_FRACTIONS, LEFTOVER_MODES, parse_fractions
@@ -210,7 +210,8 @@ class LatestRecipeData:
     data_dir: str = field(default="final_data", metadata={
         "help": f"folder holding {TEACHER_PAIRS_FILE} and {pair_file('medium')}", "aliases": ["--data-dir"]})
     hard_file: str | None = field(default=None, metadata={
-        "help": f"teacher-guided hard pairs (default: DATA_DIR/{TEACHER_PAIRS_FILE})"})
+        "help": f"teacher-guided hard pairs (default: DATA_DIR/{TEACHER_PAIRS_FILE}, else the published "
+                f"DATA_DIR/{PUBLISHED_TEACHER_PAIRS_FILE})"})
     medium_file: str | None = field(default=None, metadata={
         "help": f"medium pairs (default: DATA_DIR/{pair_file('medium')})"})
     hard_limit: int = field(default=6000, metadata={"help": "first N hard pairs used"})

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from aligner.core.adapter_check import check_adapter_base
+from aligner.core.cli import override
 from aligner.core.io import AlignerError, read_json
 from aligner.core.models import (
     attach_adapters,
@@ -29,6 +30,7 @@ from aligner.core.models import (
     resolve_dtype,
 )
 from aligner.core.runinfo import write_run_config
+from aligner.lm.settings import AdapterCheckSettings
 from aligner.prompts import (
     MERGE_PROBE_ANSWER,
     MERGE_PROBE_CONTEXT,
@@ -45,7 +47,7 @@ DEFAULT_TOLERANCE = {torch.float32: 1e-3, torch.float16: 5e-2, torch.bfloat16: 2
 
 
 @dataclass(kw_only=True)
-class MergeConfig:
+class MergeConfig(AdapterCheckSettings):
     """``scripts/merge_adapter.py`` (the study's layout as defaults)."""
 
     base_model_path: str = field(default="models/llama3-2-3b-instruct", metadata={
@@ -65,10 +67,11 @@ class MergeConfig:
         "help": "text to check on (default: a chat-rendered HaluEval-style question and answer)"})
     verify_saved: bool = field(default=True, metadata={
         "flag": "--no_verify_saved", "help": "skip reloading the saved model for a second check (default: off)"})
-    allow_base_mismatch: bool = field(default=False, metadata={
-        "help": "merge into a base other than the one adapter_config.json names, or one whose vocabulary the "
-                "adapter's tokenizer exceeds (a deliberate transfer; the base's tokenizer is saved then); shapes "
-                "that differ stay an error"})
+    allow_base_mismatch: bool = override(
+        AdapterCheckSettings, "allow_base_mismatch", False,
+        help="merge into a base other than the one adapter_config.json names, or one whose vocabulary the adapter's "
+             "tokenizer exceeds (a deliberate transfer; the base's tokenizer is saved then); shapes that differ stay "
+             "an error")
 
 
 class MergeCheckError(AlignerError, RuntimeError):

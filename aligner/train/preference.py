@@ -25,7 +25,7 @@ import torch
 
 from aligner.core.io import DataError, read_json, write_json_atomic
 from aligner.core.models import use_adapter
-from aligner.core.paths import LEVELS, PAIR_FILES, TEACHER_PAIRS_FILE, pair_file
+from aligner.core.paths import LEVELS, PAIR_FILES, PUBLISHED_TEACHER_PAIRS_FILE, TEACHER_PAIRS_FILE, pair_file
 from aligner.train.config import CurriculumData, LatestRecipeData
 from aligner.train.curriculum import shuffled_mix
 from aligner.train.pair_tokens import (  # noqa: F401  (re-exported: the trainer, scripts and tests import them here)
@@ -70,8 +70,10 @@ class LoadStats:
 
 def _pick(record: dict, name: str):
     for key in FIELD_SPELLINGS[name]:
-        if key in record and record[key] is not None:
-            return record[key]
+        value = record.get(key)
+        # an empty context under one spelling must not hide a filled one under another ("context": "" + knowledge)
+        if value is not None and not (name == "context" and value in ("", [])):
+            return value
     return None
 
 
@@ -285,6 +287,9 @@ def latest_recipe_levels(data: LatestRecipeData, keep_identical: bool = False) -
     level shuffled with ``mix_seed``, or (``curriculum``) as two levels, medium first."""
     data_dir = Path(data.data_dir)
     hard_path = Path(data.hard_file) if data.hard_file else data_dir / TEACHER_PAIRS_FILE
+    if not data.hard_file and not hard_path.is_file() and (data_dir / PUBLISHED_TEACHER_PAIRS_FILE).is_file():
+        hard_path = data_dir / PUBLISHED_TEACHER_PAIRS_FILE  # the downloaded final_data/ holds the published name
+        logger.info("teacher pairs: %s (no %s in %s)", hard_path, TEACHER_PAIRS_FILE, data_dir)
     medium_path = Path(data.medium_file) if data.medium_file else data_dir / pair_file("medium")
     # The teacher may produce no usable pair (a small teacher writing no valid JSON): train on what there is.
     hard = load_level(hard_path, "hard", limit=data.hard_limit, skip_invalid=data.skip_invalid, allow_empty=True,

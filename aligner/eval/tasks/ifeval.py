@@ -32,14 +32,15 @@ from pathlib import Path
 
 from aligner.core.cli import override
 from aligner.core.io import AlignerError, DataError, write_json_atomic
-from aligner.core.models import resolve_dtype
+from aligner.core.models import adapter_name, parse_adapter_paths, resolve_dtype
 from aligner.core.paths import nltk_data_dir, result_file, run_tag
 from aligner.core.runinfo import PhaseTimer, write_run_config
-from aligner.core.runner import data_fingerprint, path_identity, run_per_sample
+from aligner.core.runner import data_fingerprint, path_identity, refuse_to_overwrite, run_per_sample
 from aligner.data.sources.ifeval import HF_DATASET, IFEvalItem, load_ifeval
+from aligner.eval.checks import OverwriteSettings
 from aligner.eval.metrics.registry import aggregate
 from aligner.lm.interface import LM, load_lm, release_lm, resolve_backend
-from aligner.lm.settings import BackendSettings, ChatSettings, ModelSettings
+from aligner.lm.settings import AdapterCheckSettings, BackendSettings, ChatSettings, ModelSettings
 from aligner.prompts import ifeval_messages
 
 logger = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ class IFEvalSetupError(AlignerError, RuntimeError):
 
 
 @dataclass(kw_only=True)
-class IFEvalConfig(ModelSettings, BackendSettings, ChatSettings):
+class IFEvalConfig(ModelSettings, BackendSettings, ChatSettings, AdapterCheckSettings, OverwriteSettings):
     """``evaluation/eval_ifeval.py``."""
 
     model_path: str = override(ModelSettings, "model_path", dataclasses.MISSING, help="model folder or hub id")
@@ -210,11 +211,19 @@ def run_ifeval(cfg: IFEvalConfig) -> dict[str, dict]:
     logger.info("%d IFEval prompts (%d instructions) from %s", len(items),
                 sum(len(it.instruction_id_list) for it in items), source)
     backend = resolve_backend(cfg.backend)
+    paths = parse_adapter_paths(cfg.lora_path)
+    names: list[str] = []  # as the backends name them, so the files can be checked before any model loads
+    for p in paths:
+        names.append(adapter_name(p, [n for n in names if n != "base"]))
+    for name in names:
+        refuse_to_overwrite(result_file(out, "detailed", run_tag(cfg.run_name, name, several=len(names) > 1)),
+                            cfg.resume, cfg.overwrite)
     timer = PhaseTimer()
     with timer("load_model"):
         lm = load_lm(backend, cfg.model_path, cfg.lora_path, batch_size=cfg.batch_size, dtype=cfg.dtype,
                      device=cfg.device, tensor_parallel_size=cfg.tensor_parallel_size,
-                     gpu_memory_utilization=cfg.gpu_memory_utilization, seed=cfg.seed, date_string=cfg.date_string)
+                     gpu_memory_utilization=cfg.gpu_memory_utilization, seed=cfg.seed, date_string=cfg.date_string,
+                     allow_base_mismatch=cfg.allow_base_mismatch)
     results = {}
     try:
         write_run_config(out, cfg, extra={"backend": backend, "n_prompts": len(items), "data": source,
