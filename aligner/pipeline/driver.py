@@ -31,8 +31,9 @@ def _demo_intro(p: Profile) -> list[str]:
             "both DPOP recipes and every evaluation use." if p.warm_start else
             "- No warm start: the policy is the random tiny model.")
     return [
-        "Tiny models built by `scripts/make_tiny_model.py` (a ~0.85M-parameter Llama, a tiny causal truth judge and a "
-        "tiny sequence-classification faithfulness judge). The judges stay random, so judged truthfulness and HHEM "
+        "Tiny models built by `scripts/make_tiny_model.py` (a ~1.6M-parameter Llama policy with an 8k BPE vocabulary, "
+        "a tiny causal truth judge and a tiny sequence-classification faithfulness judge). The judges stay random, so "
+        "judged truthfulness and HHEM "
         "faithfulness measure nothing here; the similarity metrics, MC1/MC2 and IFEval score the policy itself. The "
         "numbers show the method's stages end to end on real data at toy scale, not the study's effects.",
         "",

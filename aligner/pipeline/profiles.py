@@ -74,6 +74,7 @@ class Profile:
     tensor_parallel_size: int = 1
     warm_start: dict | None = None       # demo: RAG SFT settings of the warm start (None: the policy as it is)
     warm_rows: tuple[int, int] = (2000, 1000)   # demo: HaluEval rows [start, start + n) of the warm start
+    policy_vocab_size: int | None = None  # demo: the tiny policy's BPE vocabulary (None: make_tiny_model's 2048)
     ifeval_path: Path | None = None      # IFEval's input_data.jsonl (None: the hub's google/IFEval)
     ifeval_limit: int = -1               # first N IFEval prompts (-1: all 541)
     ifeval_max_new_tokens: int = 1280    # lm-evaluation-harness's max_gen_toks
@@ -93,6 +94,7 @@ def demo_profile(output_dir: Path, halueval: Path, truthfulqa: Path, final_data:
         warm_start=dict(full_finetune=True, max_length=160, epochs=1.0, per_device_batch_size=16, grad_accum_steps=1,
                         lr=5e-3, warmup_ratio=0.05, logging_steps=10, save_steps=100000),
         warm_rows=(2000, 1500), ifeval_path=ifeval_path(), ifeval_limit=20, ifeval_max_new_tokens=48,
+        policy_vocab_size=8192,  # whole words as single tokens: a minute of SFT then gives word-level answers
         train_args=dict(max_length=256, per_device_batch_size=4, grad_accum_steps=1, lr=1e-3, warmup_steps=10,
                         logging_steps=5, save_every_steps=1000),
         latest_train_args=dict(max_length=256, per_device_batch_size=4, grad_accum_steps=1, lr=1e-3, warmup_steps=5,
@@ -179,10 +181,13 @@ def model_stages(p: Profile) -> tuple[list[Stage], Workspace]:
     models = out / "models"
     policy, truth_judge, faith_judge = models / "tiny-policy", models / "tiny-truth-judge", models / "tiny-faith-judge"
     stages = [Stage(name, _script("scripts/make_tiny_model.py", (TinyModelOutput, TinyModelConfig), output_dir=path,
-                                  kind=kind, seed=seed), outputs=[path / "config.json", path / "model.safetensors"])
-              for name, path, kind, seed in (("tiny_policy", policy, "causal", 0),
-                                             ("tiny_truth_judge", truth_judge, "causal", 1),
-                                             ("tiny_faith_judge", faith_judge, "seq_cls", 2))]
+                                  kind=kind, seed=seed, **extra),
+                    outputs=[path / "config.json", path / "model.safetensors"])
+              for name, path, kind, seed, extra in (
+                  ("tiny_policy", policy, "causal", 0,
+                   {} if p.policy_vocab_size is None else {"vocab_size": p.policy_vocab_size}),
+                  ("tiny_truth_judge", truth_judge, "causal", 1, {}),
+                  ("tiny_faith_judge", faith_judge, "seq_cls", 2, {}))]
     return stages, Workspace(out, policy, truth_judge, faith_judge, policy)
 
 
