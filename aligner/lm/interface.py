@@ -147,8 +147,9 @@ def resolve_backend(backend: str) -> str:
     if backend == "auto":
         return "vllm" if vllm_available() else "hf"
     if backend == "vllm" and not vllm_available():
-        raise BackendUnavailableError("--backend vllm needs the vllm package and a CUDA GPU "
-                           "(pip install -r requirements-gpu.txt); use --backend hf instead")
+        raise BackendUnavailableError("--backend vllm needs the vllm package and a CUDA GPU (the vLLM environment: "
+                                      "conda env create -f vllm_env.yml, or pip install -r requirements-vllm.txt); "
+                                      "use --backend hf instead")
     return backend
 
 

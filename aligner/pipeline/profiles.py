@@ -65,12 +65,12 @@ class Profile:
     squad_csv: Path | None = None        # study: the SQuAD v2 CSV for make data (None: use final_data)
     max_new_tokens: int = 128
     fake_max_new_tokens: int = 128
-    teacher_limit: int = -1
+    teacher_limit: int | None = None     # items sent to the teacher (None: the script's default, the study's 15000)
     train_args: dict = field(default_factory=dict)          # DPOPTrainingConfig settings of the best recipe
     latest_train_args: dict = field(default_factory=dict)   # ... and of the latest recipe
     eval_batch_size: int = 8
     mc_batch: int = 64
-    train_epochs: int = 3                # curriculum stages of the best recipe (the study's command: 3)
+    train_epochs: int | None = None      # curriculum stages of the best recipe (None: all four, as the study ran)
     tensor_parallel_size: int = 1
     warm_start: dict | None = None       # demo: RAG SFT settings of the warm start (None: the policy as it is)
     warm_rows: tuple[int, int] = (2000, 1000)   # demo: HaluEval rows [start, start + n) of the warm start
@@ -80,6 +80,7 @@ class Profile:
     ifeval_max_new_tokens: int = 1280    # lm-evaluation-harness's max_gen_toks
     study_adapters: bool = False         # study_eval: evaluate the study's published adapters (no training)
     published_dir: Path | None = None    # the study's metric files, compared in the tables
+    study_compat: bool = False           # study profiles: every stage with --study_compat reproduces the study's code
 
 
 def demo_profile(output_dir: Path, halueval: Path, truthfulqa: Path, final_data: Path) -> Profile:
@@ -114,7 +115,7 @@ def study_profile(output_dir: Path, halueval: Path, truthfulqa: Path, final_data
         embed_model=str(models_dir / "all-mpnet-base-v2"), bertscore_model=str(models_dir / "deberta-v3-large"),
         backend="auto", eval_limit=-1, squad_csv=squad_csv, max_new_tokens=128, fake_max_new_tokens=128,
         eval_batch_size=32, mc_batch=64, ifeval_path=local_ifeval if local_ifeval.is_file() else None,
-        published_dir=seed_results_dir() if seed_results_dir().is_dir() else None,
+        published_dir=seed_results_dir() if seed_results_dir().is_dir() else None, study_compat=True,
     )
 
 
@@ -261,13 +262,13 @@ def make_data_stages(p: Profile, ws: Workspace, squad_csv: Path) -> list[Stage]:
     return [
         Stage("make_data", _script("scripts/make_data.py", MakeDataConfig, squad_csv=squad_csv, model_path=ws.teacher,
                                    output_dir=prep, limit=p.data_limit, spacy_model="auto", backend=backend,
-                                   max_new_tokens=p.fake_max_new_tokens, progress=False),
+                                   max_new_tokens=p.fake_max_new_tokens, progress=False, study_compat=p.study_compat),
               outputs=list(ws.pair_files), inputs=[squad_csv, ws.teacher], run_config=prep / "make_data_run.json"),
         Stage("teacher_pairs", _script("further_improvement/data_prep/hard_fake_gen_vllm.py",
                                        (TeacherConfig, TeacherSFTView), nq_jsonl="none", squad_jsonl=teacher_input,
                                        model_path=ws.teacher, backend=backend, output_dir=teacher_dir,
                                        limit=p.teacher_limit, max_new_tokens=96 if p.name == "demo" else 1024,
-                                       progress=False),
+                                       progress=False, study_compat=p.study_compat),
               outputs=[ws.teacher_pairs], inputs=[teacher_input, ws.teacher], run_config=teacher_dir / "run_config.json",
               note="(the tiny teacher writes no valid JSON: expect 0 teacher pairs; the real 8B teacher writes them)"
               if p.name == "demo" else ""),
@@ -282,14 +283,16 @@ def training_stages(p: Profile, ws: Workspace) -> list[Stage]:
     return [
         Stage("train_best", _script("first_improvement/training/train_dpop.py", (CurriculumData, DPOPTrainingConfig),
                                     model_path=ws.policy, data_files=",".join(map(str, ws.pair_files)),
-                                    output_dir=best, epochs=p.train_epochs, progress=False, **p.train_args),
+                                    output_dir=best, epochs=p.train_epochs, progress=False, overwrite_output_dir=True,
+                                    study_compat=p.study_compat, **p.train_args),
               outputs=[best / "adapter_config.json", best / "train_log.jsonl"], inputs=[*ws.pair_files, ws.policy],
               run_config=best / "run_config.json",
-              note=f"({p.train_epochs} curriculum stages, "
+              note=f"({p.train_epochs or 'all four'} curriculum stages, "
                    + ("pairs from make_data)" if ws.built_pairs else "downloaded final_data/ pairs)")),
         Stage("train_latest", _script("further_improvement/training/train_dpop.py", (LatestRecipeData, DPOPTrainingConfig),
                                       model_path=ws.policy, hard_file=ws.teacher_pairs, medium_file=medium,
-                                      output_dir=last, progress=False, **p.latest_train_args),
+                                      output_dir=last, progress=False, overwrite_output_dir=True,
+                                      study_compat=p.study_compat, **p.latest_train_args),
               outputs=[last / "adapter_config.json", last / "train_log.jsonl"],
               inputs=[ws.teacher_pairs, medium, ws.policy], run_config=last / "run_config.json"),
         Stage("merge", _script("scripts/merge_adapter.py", MergeConfig, base_model_path=ws.policy, adapter_path=best,
@@ -320,31 +323,33 @@ def eval_stages(p: Profile, ws: Workspace) -> list[Stage]:
     generation = dict(model_path=ws.policy, lora_path=adapters, limit=p.eval_limit, max_new_tokens=p.max_new_tokens,
                       backend=p.backend, tensor_parallel_size=p.tensor_parallel_size, run_name=p.name, progress=False,
                       overwrite=True)  # a stage the driver (re)runs starts afresh; --resume is for runs by hand
+    fidelity = dict(study_compat=p.study_compat)  # the study's own behaviour in the study profiles
     halueval = dict(generation, data_path=p.halueval_path, batch_size=p.eval_batch_size)
     bertscore = dict(bertscore_model=p.bertscore_model, bertscore_num_layers=p.bertscore_num_layers)
     preds = p.output_dir / "predictions" / "HaluevalLLM"
     pred_files = [result_file(preds, "predictions", r) for r in runs]
-    ifeval = {k: v for k, v in generation.items() if k != "overwrite"}  # a run without --resume starts afresh
+    ifeval = dict(generation)
     ifeval.update(data_path=p.ifeval_path, limit=p.ifeval_limit, max_new_tokens=p.ifeval_max_new_tokens,
                   batch_size=p.eval_batch_size, output_dir=res / "IFEval")
     return [
-        Stage("eval_truthfulqa", _script("evaluation/eval_truthfulqa.py", TruthfulQAEvalConfig, **generation,
+        Stage("eval_truthfulqa", _script("evaluation/eval_truthfulqa.py", TruthfulQAEvalConfig, **generation, **fidelity,
                                          judge_model_path=ws.truth_judge, output_dir=res / "TruthfulQA",
                                          data_path=p.truthfulqa_path, mc_batch=p.mc_batch,
                                          gen_batch_size=p.eval_batch_size),
               outputs=[result_file(res / "TruthfulQA", "metrics", r) for r in runs],
               inputs=[*models, ws.truth_judge, p.truthfulqa_path], run_config=res / "TruthfulQA" / "run_config.json"),
-        Stage("eval_halueval", _script("evaluation/eval_halueval.py", HaluEvalSimilarityConfig, **halueval,
+        Stage("eval_halueval", _script("evaluation/eval_halueval.py", HaluEvalSimilarityConfig, **halueval, **fidelity,
                                        **bertscore, output_dir=res / "Halueval", embed_model=p.embed_model),
               outputs=[result_file(res / "Halueval", "metrics", r) for r in runs],
               inputs=[*models, p.halueval_path], run_config=res / "Halueval" / "run_config.json"),
         Stage("eval_halueval_step1", _script("evaluation/eval_haleval_llm_step1.py", HaluEvalStep1Config, **halueval,
+                                             **fidelity,
                                              output_dir=preds),
               outputs=pred_files, inputs=[*models, p.halueval_path], run_config=preds / "run_config_step1.json"),
         Stage("eval_halueval_step2", _script("evaluation/eval_haleval_llm_step2.py", HaluEvalStep2Config,
                                              predictions_dir=preds, judge_model_path=ws.faith_judge,
                                              output_dir=res / "HaluevalLLM", progress=False, overwrite=True,
-                                             **bertscore),
+                                             **bertscore, **fidelity),
               outputs=[result_file(res / "HaluevalLLM", "metrics", r) for r in runs], inputs=[*pred_files, ws.faith_judge],
               run_config=res / "HaluevalLLM" / "run_config.json"),
         Stage("eval_ifeval", _script("evaluation/eval_ifeval.py", IFEvalConfig, **ifeval),
