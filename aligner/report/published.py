@@ -6,7 +6,7 @@ published value lies inside the reproduced run's bootstrap 95% interval (its per
 adapter also the published change against the published base beside the reproduced change and its paired bootstrap
 95% interval (``aligner.report.tables.compare``), the number the study's claims rest on.  Where the published
 number is outside an interval, the row points at the README's "Differences from the study" rows that can explain
-the gap (``DIFFERENCE_ROWS``; the README table carries an ``<a id="diff-e3"></a>`` anchor per row).
+the gap (``DIFFERENCE_ROWS``; the README table carries an ``<a id="diff-e6"></a>`` anchor per row).
 
 Runs are matched by name: the published baseline (``baseline``) with the report's baseline, any other published run
 ``R`` with the reproduced run named ``R`` or ending in ``_R`` (``study_dpop_best`` for ``dpop_best``), or as given.
@@ -24,15 +24,15 @@ from aligner.report.tables import Benchmark, Change, Report, Table, _latex_table
 #: evaluation differences from the study that move a benchmark's numbers (README "Differences from the study" row
 #: ids; ``BENCHMARK/*`` = every metric of the benchmark).  Adapters trained here also carry the training rows.
 DIFFERENCE_ROWS: dict[str, tuple[str, ...]] = {
-    "Halueval/*": ("E3",),
-    "Halueval/avg_bert_score": ("E3", "E5"),
-    "HaluevalLLM/*": ("E4",),
-    "HaluevalLLM/avg_bert_f1": ("E4", "E5"),
-    "HaluevalLLM/avg_bleu": ("E5",),
-    "TruthfulQA/mc1": ("E1", "E2"),
+    "Halueval/*": ("E6", "E7", "E8"),            # decoding (sampled), fp16, two BOS
+    "Halueval/avg_bert_score": ("E6", "E16"),     # + BERTScore's NaN -> 0 rows
+    "HaluevalLLM/*": ("E11", "E12"),             # step 1: fp16, two BOS, the engine
+    "HaluevalLLM/avg_bert_f1": ("E11", "E16"),
+    "HaluevalLLM/avg_bleu": ("E15",),            # never computed by the study
+    "TruthfulQA/mc1": ("E1", "E2"),              # no BOS, the standalone-token span
     "TruthfulQA/mc2": ("E1", "E2"),
-    "TruthfulQA/gen_truthfulness": ("X8", "X9"),
-    "TruthfulQA/gen_avg_prob": ("X8", "X9"),
+    "TruthfulQA/gen_truthfulness": ("E3", "E4"),  # the judge's continuation, bf16 and the merged adapter
+    "TruthfulQA/gen_avg_prob": ("E3", "E4"),
 }
 PUBLISHED_BASELINE = "baseline"
 
