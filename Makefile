@@ -38,7 +38,7 @@ help:
 	@echo "make bench      speed/memory benchmarks against straightforward implementations"
 
 $(STAMP): requirements.txt pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip --version >/dev/null 2>&1 || $(PYTHON) -m venv --clear $(VENV)  # made anew when missing or broken
 	$(PIP) install --upgrade pip
 	$(PIP) install torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PIP) install -r requirements.txt
@@ -67,7 +67,7 @@ check-envs: $(STAMP)
 	$(PY) scripts/check_envs.py --resolve aligner_env.yml vllm_env.yml
 
 $(VLLM_STAMP): requirements-vllm.txt requirements.txt scripts/check_envs.py | $(STAMP)
-	test -x $(VLLM_PY) || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_PY) -m pip --version >/dev/null 2>&1 || $(PYTHON) -m venv --clear $(VLLM_VENV)
 	$(PY) scripts/check_envs.py --small_venv_requirements $(VLLM_VENV)/requirements.txt
 	$(VLLM_PY) -m pip install $$(grep '^torch==' $(VLLM_VENV)/requirements.txt) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(VLLM_PY) -m pip install -r $(VLLM_VENV)/requirements.txt
