@@ -29,13 +29,15 @@ VLLM_ENV_TESTS = $(shell grep -l 'mark.vllm_env' tests/test_*.py)
 help:
 	@echo "make test       set up .venv (torch 2.13.0; TORCH_INDEX=url picks the CPU build) and run the tests"
 	@echo "make demo       set up .venv and run the whole pipeline on tiny models and real data (outputs/demo)"
-	@echo "make data SQUAD_CSV=f MODEL=dir OUT=dir [NQ_DIR=dir] [LIMIT=n]   curriculum pairs (DatasetPrep.md)"
+	@echo "make setup      only set up .venv (torch, requirements.txt, the project as an editable install)"
+	@echo "make data SQUAD_CSV=f MODEL=dir OUT=dir [NQ_DIR=dir] [LIMIT=n] [SPACY_MODEL=name]   curriculum pairs (DatasetPrep.md)"
 	@echo "make reproduce  the study's profile on a GPU machine with the models in models/"
 	@echo "make reproduce-eval  the study's published adapters + the base on every benchmark, against its numbers"
 	@echo "make check-envs      aligner_env.yml and vllm_env.yml resolve (pip --dry-run, no large downloads)"
 	@echo "make test-vllm-env   the vLLM-facing tests on the vLLM env's transformers (a second small venv)"
 	@echo "make lint       ruff"
 	@echo "make bench      speed/memory benchmarks against straightforward implementations"
+	@echo "make clean      remove outputs/ and the pytest cache"
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip --version >/dev/null 2>&1 || $(PYTHON) -m venv --clear $(VENV)  # made anew when missing or broken
@@ -66,7 +68,7 @@ reproduce-eval: $(STAMP)
 check-envs: $(STAMP)
 	$(PY) scripts/check_envs.py --resolve aligner_env.yml vllm_env.yml
 
-$(VLLM_STAMP): requirements-vllm.txt requirements.txt scripts/check_envs.py | $(STAMP)
+$(VLLM_STAMP): requirements-vllm.txt requirements.txt scripts/check_envs.py aligner/core/envs.py | $(STAMP)
 	$(VLLM_PY) -m pip --version >/dev/null 2>&1 || $(PYTHON) -m venv --clear $(VLLM_VENV)
 	$(PY) scripts/check_envs.py --small_venv_requirements $(VLLM_VENV)/requirements.txt
 	$(VLLM_PY) -m pip install $$(grep '^torch==' $(VLLM_VENV)/requirements.txt) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))

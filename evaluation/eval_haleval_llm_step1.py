@@ -13,7 +13,6 @@ Example:
 """
 
 from aligner.core.cli import parse_config, run_cli
-from aligner.core.runinfo import setup_logging
 from aligner.eval.tasks.halueval import HaluEvalStep1Config, run_halueval_step1
 
 
@@ -23,7 +22,6 @@ def parse_args(argv=None) -> HaluEvalStep1Config:
 
 def main(argv=None):
     cfg = parse_args(argv)
-    setup_logging()
     return run_halueval_step1(cfg)
 
 

@@ -16,7 +16,6 @@ Example:
 """
 
 from aligner.core.cli import parse_config, run_cli
-from aligner.core.runinfo import setup_logging
 from aligner.eval.tasks.halueval import HaluEvalStep2Config, run_halueval_step2
 
 
@@ -26,7 +25,6 @@ def parse_args(argv=None) -> HaluEvalStep2Config:
 
 def main(argv=None):
     cfg = parse_args(argv)
-    setup_logging()
     return run_halueval_step2(cfg)
 
 

@@ -17,7 +17,6 @@ Examples:
 """
 
 from aligner.core.cli import parse_config, run_cli
-from aligner.core.runinfo import setup_logging
 from aligner.eval.tasks.halueval import HaluEvalSimilarityConfig, run_halueval_similarity
 
 
@@ -27,7 +26,6 @@ def parse_args(argv=None) -> HaluEvalSimilarityConfig:
 
 def main(argv=None):
     cfg = parse_args(argv)
-    setup_logging()
     return run_halueval_similarity(cfg)
 
 

@@ -18,7 +18,6 @@ punkt_tab, or --nltk_data a folder holding it).
 """
 
 from aligner.core.cli import parse_config, run_cli
-from aligner.core.runinfo import setup_logging
 from aligner.eval.tasks.ifeval import IFEvalConfig, run_ifeval
 
 
@@ -27,15 +26,7 @@ def parse_args(argv=None) -> IFEvalConfig:
 
 
 def main(argv=None):
-    cfg = parse_args(argv)
-    setup_logging()
-    results = run_ifeval(cfg)
-    for name, m in results.items():
-        print(f"{name}: prompt_level_strict_acc={m['prompt_level_strict_acc']:.4f} "
-              f"inst_level_strict_acc={m['inst_level_strict_acc']:.4f} "
-              f"prompt_level_loose_acc={m['prompt_level_loose_acc']:.4f} "
-              f"inst_level_loose_acc={m['inst_level_loose_acc']:.4f} n_prompts={m['n_prompts']}")
-    return results
+    return run_ifeval(parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -17,10 +17,7 @@ detailed_gen_R.jsonl (judged answers), run_config.json.  Only one model is in me
 (all adapters) for MC and generation, then the judge.
 """
 
-from pathlib import Path
-
 from aligner.core.cli import parse_config, run_cli
-from aligner.core.runinfo import setup_logging, write_run_config
 from aligner.eval.tasks.truthfulqa import TruthfulQAEvalConfig, run_truthfulqa_eval
 
 
@@ -29,15 +26,7 @@ def parse_args(argv=None) -> TruthfulQAEvalConfig:
 
 
 def main(argv=None):
-    cfg = parse_args(argv)
-    setup_logging()
-    Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
-    write_run_config(cfg.output_dir, cfg)
-    results = run_truthfulqa_eval(cfg)
-    for name, m in results.items():
-        print(f"{name}: mc1={m['mc1']} mc2={m['mc2']} gen_truthfulness={m['gen_truthfulness']} "
-              f"gen_avg_prob={m['gen_avg_prob']} n_questions={m['n_questions']}")
-    return results
+    return run_truthfulqa_eval(parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ Example:
 """
 
 from aligner.core.cli import parse_config, run_cli
-from aligner.core.runinfo import setup_logging
 from aligner.train.classifier import FaithfulnessClassifierConfig, train_faithfulness_classifier
 
 
@@ -25,7 +24,6 @@ def parse_args(argv=None) -> FaithfulnessClassifierConfig:
 
 def main(argv=None):
     cfg = parse_args(argv)
-    setup_logging()
     return train_faithfulness_classifier(cfg)
 
 

@@ -16,7 +16,6 @@ Example:
 """
 
 from aligner.core.cli import parse_config, run_cli
-from aligner.core.runinfo import setup_logging
 from aligner.train.sft import RagSFTConfig, train_rag_sft
 
 
@@ -26,7 +25,6 @@ def parse_args(argv=None) -> RagSFTConfig:
 
 def main(argv=None):
     cfg = parse_args(argv)
-    setup_logging()
     return train_rag_sft(cfg)
 
 

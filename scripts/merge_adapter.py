@@ -11,9 +11,7 @@ Example (the study's layout):
         --output_path models/llama3-2-3b-dpop-instruct --dtype bf16
 """
 
-
 from aligner.core.cli import parse_config, run_cli
-from aligner.core.runinfo import setup_logging
 from aligner.train.merge import MergeConfig, run_merge
 
 
@@ -23,7 +21,6 @@ def parse_args(argv=None) -> MergeConfig:
 
 def main(argv=None):
     cfg = parse_args(argv)
-    setup_logging()
     return run_merge(cfg)
 
 

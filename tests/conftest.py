@@ -140,6 +140,23 @@ def run_script(script: str, *args: str, cwd: Path = REPO, timeout: int = 600):
     return proc
 
 
+def greedy_reference(model, tok, prompt: str, max_new_tokens: int, stop_ids) -> str:
+    """A plain greedy decode to check generation against: one prompt, no padding, no KV cache, the argmax of a
+    full forward pass per step, stopping at any of ``stop_ids``; the new tokens decoded and stripped."""
+    import torch
+
+    ids = tok(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
+    new = []
+    with torch.no_grad():
+        for _ in range(max_new_tokens):
+            nxt = int(model(input_ids=ids).logits[0, -1].argmax())
+            if nxt in stop_ids:
+                break
+            new.append(nxt)
+            ids = torch.cat([ids, torch.tensor([[nxt]])], dim=1)
+    return tok.decode(new, skip_special_tokens=True).strip()
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "vllm_env: also run on the vLLM env's transformers version in a second small "
                                        "venv (make test-vllm-env); such tests need only its packages")

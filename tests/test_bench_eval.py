@@ -1,6 +1,7 @@
 """benchmarks/bench_eval.py runs and checks its batched paths against the one-at-a-time ones (no timings here)."""
 
 import importlib.util
+import math
 
 import pytest
 from conftest import REPO
@@ -19,7 +20,12 @@ def test_bench_eval_agrees_with_one_at_a_time(tiny_model_dir, truthfulqa_csv, tm
     assert res["n_questions"] == 4 and out.is_file()
     assert res["mc_same_mc1"] and res["mc_max_abs_diff_mc2_mass"] < 1e-5
     assert res["gen_identical_answers"] == res["gen_answers"] == 4
-    assert res["mc_speedup"] > 0 and res["gen_speedup"] > 0
+    mc_s, gen_s = res["mc_seconds"], res["gen_seconds"]
+    assert all(math.isfinite(t) and t > 0 for t in [*mc_s.values(), *gen_s.values()])
+    assert math.isfinite(res["mc_speedup"]) and math.isfinite(res["gen_speedup"])
+    assert res["mc_speedup"] == pytest.approx(mc_s["one_at_a_time"] / mc_s["batched_shared_prefix"], rel=1e-12)
+    assert res["gen_speedup"] == pytest.approx(gen_s["one_at_a_time"] / gen_s["batched"], rel=1e-12)
+    assert f"ratios: MC {res['mc_speedup']:.2f}x (target >= 1.5x), generation {res['gen_speedup']:.2f}x" in printed
 
 
 def test_bench_eval_vs_lm_eval(tiny_model_dir, truthfulqa_csv, one_torch_thread, capsys):
@@ -38,4 +44,8 @@ def test_bench_eval_vs_lm_eval(tiny_model_dir, truthfulqa_csv, one_torch_thread,
     assert res["prompt_style"] == vs["prompt_style"] == "lm_eval" and vs["lm_eval_batch_size"] == 16
     assert vs["abs_diff_mc1"] == 0 and vs["abs_diff_mc2"] < 1e-6 and vs["max_abs_diff_choice_ll"] < 2e-4
     assert vs["mc2"]["ours"] == pytest.approx(res["mc2"], abs=1e-12)
-    assert vs["speedup"] > 0 and vs["questions_per_s"]["lm_eval"] > 0
+    secs, qps = vs["seconds"], vs["questions_per_s"]
+    assert all(math.isfinite(t) and t > 0 for t in secs.values())
+    assert math.isfinite(vs["speedup"]) and vs["speedup"] == pytest.approx(secs["lm_eval"] / secs["ours"], rel=1e-12)
+    assert qps == pytest.approx({"ours": 3 / secs["ours"], "lm_eval": 3 / secs["lm_eval"]}, rel=1e-12)
+    assert f"ratio {vs['speedup']:.2f}x" in printed

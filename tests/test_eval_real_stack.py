@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import load_script
+from conftest import greedy_reference, load_script
 from hhem_standin import build_hhem_standin, reference_scores
 
 from aligner.core.cli import run_cli
@@ -233,12 +233,14 @@ def test_truthfulqa_on_the_real_tokenizers(llama32_policy_dir, sentencepiece_jud
     tok = AutoTokenizer.from_pretrained(llama32_policy_dir)
     data = load_truthfulqa(truthfulqa_csv, limit=3)
     mc = read_jsonl(tmp_path / "detailed_mc_real.jsonl")
+    assert len(mc) == len(data.mc) == 3
     for it, rec in zip(data.mc, mc):
         ref = [reference_response_logprob(model, tok, truthfulqa_prompt(it.question), " " + c) for c in it.mc1_choices]
         assert rec["mc1_scores"] == pytest.approx(ref, abs=1e-4)
     judge = AutoModelForCausalLM.from_pretrained(sentencepiece_judge_dir).eval()
     jtok = AutoTokenizer.from_pretrained(sentencepiece_judge_dir)
     gen = read_jsonl(tmp_path / "detailed_gen_real.jsonl")
+    assert [r["question"] for r in gen] == [q.question for q in data.gen]
     for rec in gen:
         prompt = truthfulqa_judge_prompt(rec["question"], rec["generated"])
         ly = _judge_study_logprob(judge, jtok, prompt, ["▁", "▁yes"])
@@ -250,6 +252,7 @@ def test_truthfulqa_on_the_real_tokenizers(llama32_policy_dir, sentencepiece_jud
     # --study_compat: MC without BOS on Llama-3's tokenizer, the span by the choice's standalone tokens
     script.main([*common, "--run_name", "compat", "--study_compat", "--skip_generation"])
     compat = read_jsonl(tmp_path / "detailed_mc_compat.jsonl")
+    assert len(compat) == len(data.mc)
     n_diff = 0
     for it, rec in zip(data.mc, compat):
         ref = []
@@ -275,6 +278,7 @@ def test_halueval_flows_on_the_real_tokenizer_and_hhem(llama32_policy_dir, hhem_
     """Step 1 on the Llama-3.2 policy (chat template with the fixed date, one BOS, greedy), step 2 judged by the
     HHEM stand-in loaded with trust_remote_code, and the similarity flow with the model's own generation_config:
     every number against its plain computation."""
+    from sentence_transformers import SentenceTransformer
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     n = 3
@@ -283,6 +287,7 @@ def test_halueval_flows_on_the_real_tokenizer_and_hhem(llama32_policy_dir, hhem_
                 "--data_path", str(halueval_file), "--limit", str(n), "--max_new_tokens", "4", "--backend", "hf",
                 "--device", "cpu", "--no_progress"])
     preds = read_jsonl(tmp_path / "predictions_real.jsonl")
+    assert len(preds) == n
     assert read_json(tmp_path / "run_config_step1.json")["flags"]["date_string"] == "26 Jul 2024"
     model = AutoModelForCausalLM.from_pretrained(llama32_policy_dir).eval()
     tok = AutoTokenizer.from_pretrained(llama32_policy_dir)
@@ -291,17 +296,8 @@ def test_halueval_flows_on_the_real_tokenizer_and_hhem(llama32_policy_dir, hhem_
     for row, p in zip(rows, preds):
         text = tok.apply_chat_template(halueval_messages(row["knowledge"], row["question"], HALUEVAL_STEP1_SYSTEM),
                                        tokenize=False, add_generation_prompt=True, date_string="26 Jul 2024")
-        ids = tok(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
-        assert ids[0].tolist().count(tok.bos_token_id) == 1
-        new = []
-        with torch.no_grad():
-            for _ in range(4):
-                nxt = int(model(ids).logits[0, -1].argmax())
-                if nxt in stops:
-                    break
-                new.append(nxt)
-                ids = torch.cat([ids, torch.tensor([[nxt]])], 1)
-        assert p["generated_text"] == tok.decode(new, skip_special_tokens=True).strip()
+        assert tok(text, add_special_tokens=False)["input_ids"].count(tok.bos_token_id) == 1
+        assert p["generated_text"] == greedy_reference(model, tok, text, 4, stops)
 
     step2 = load_script("evaluation/eval_haleval_llm_step2.py")
     res = step2.main(["--input_file", str(tmp_path / "predictions_real.jsonl"), "--judge_model_path", str(hhem_dir),
@@ -320,3 +316,18 @@ def test_halueval_flows_on_the_real_tokenizer_and_hhem(llama32_policy_dir, hhem_
     assert out["total_samples"] == n
     cfg = read_json(tmp_path / "sim" / "run_config.json")
     assert cfg["flags"]["generation_config"] == "model" and cfg["sampling"]["temperature"] == 0.0  # ships greedy
+    sims = read_jsonl(tmp_path / "sim" / "detailed_real.jsonl")
+    assert len(sims) == n
+    embedder = SentenceTransformer(str(minilm_dir), device="cpu")
+    for row, rec in zip(rows, sims):
+        text = tok.apply_chat_template(halueval_messages(row["knowledge"], row["question"]), tokenize=False,
+                                       add_generation_prompt=True, date_string="26 Jul 2024")
+        assert rec["generated"] == greedy_reference(model, tok, text, 4, stops)
+        with torch.no_grad():
+            g, r, h = embedder.encode([rec["generated"], row["right_answer"], row["hallucinated_answer"]],
+                                      convert_to_tensor=True)
+        assert rec["sim_right"] == pytest.approx(torch.cosine_similarity(g, r, dim=0).item(), abs=1e-5)
+        assert rec["sim_halluc"] == pytest.approx(torch.cosine_similarity(g, h, dim=0).item(), abs=1e-5)
+        assert rec["is_hallucinated"] == (rec["sim_halluc"] > rec["sim_right"])
+    assert out["hallucination_rate"] == pytest.approx(sum(r["is_hallucinated"] for r in sims) / n)
+    assert out["avg_confidence_margin"] == pytest.approx(sum(r["sim_right"] - r["sim_halluc"] for r in sims) / n)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_script
+from conftest import greedy_reference, run_script
 
 from aligner.core.io import DataError, read_jsonl
 from aligner.core.models import load_causal_lm
@@ -78,20 +78,6 @@ def sharp_lm(tiny_model_dir):
     return model, tok
 
 
-def _greedy_reference(model, tok, prompt, max_new_tokens, stop_ids):
-    """One prompt, no padding, no KV cache: argmax of a full forward pass per step."""
-    ids = tok(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
-    new = []
-    with torch.no_grad():
-        for _ in range(max_new_tokens):
-            nxt = int(model(input_ids=ids).logits[0, -1].argmax())
-            if nxt in stop_ids:
-                break
-            new.append(nxt)
-            ids = torch.cat([ids, torch.tensor([[nxt]])], dim=1)
-    return tok.decode(new, skip_special_tokens=True).strip()
-
-
 @pytest.mark.vllm_env
 def test_halueval_prompts_and_batched_generation_equals_unbatched(sharp_lm, tiny_model_dir, halueval_file):
     from aligner.lm.hf import stop_token_ids
@@ -118,7 +104,7 @@ def test_halueval_prompts_and_batched_generation_equals_unbatched(sharp_lm, tiny
     prompts = halueval_prompts(batched, rows[:2])
     stops = set(stop_token_ids(tok, model))
     assert generate_answers(batched, rows[:2], max_new_tokens=10) == [
-        _greedy_reference(model, tok, p, 10, stops) for p in prompts]
+        greedy_reference(model, tok, p, 10, stops) for p in prompts]
 
 # --------------------------------------------------------------------------------------------- similarity flow
 

@@ -124,6 +124,28 @@ def test_bad_rows_are_named(tmp_path, tiny_model_dir):
         run_cli(script.main, argv)
 
 
+def test_max_new_tokens_is_lm_eval_ifeval_max_gen_toks():
+    """LM_EVAL_MAX_GEN_TOKS (and so the default --max_new_tokens) is the installed lm-eval ifeval task's
+    generation_kwargs.max_gen_toks, read from the task's own yaml."""
+    import pathlib
+
+    import lm_eval.tasks
+    import yaml
+
+    from aligner.eval.tasks.ifeval import LM_EVAL_MAX_GEN_TOKS, IFEvalConfig
+
+    class TaskLoader(yaml.SafeLoader):  # the yaml names its functions with a custom "!function" tag
+        pass
+
+    TaskLoader.add_constructor("!function", lambda loader, node: loader.construct_scalar(node))
+    task_yaml = pathlib.Path(lm_eval.tasks.__file__).parent / "ifeval" / "ifeval.yaml"
+    task = yaml.load(task_yaml.read_text(), Loader=TaskLoader)
+    assert task["task"] == "ifeval"
+    want = task["generation_kwargs"]["max_gen_toks"]
+    assert isinstance(want, int) and LM_EVAL_MAX_GEN_TOKS == want
+    assert IFEvalConfig.__dataclass_fields__["max_new_tokens"].default == want
+
+
 # ---------------------------------------------------------------------------------------------
 # the script on the tiny model
 # ---------------------------------------------------------------------------------------------
@@ -169,7 +191,14 @@ def test_script_end_to_end_with_adapters(script_run, raw_docs, checkers):
 
     out, results = script_run
     assert sorted(results) == ["base", "lora_a"]
-    assert (out / "run_config.json").is_file()
+    import lm_eval
+
+    from aligner.prompts import DEFAULT_DATE_STRING
+
+    run_cfg = json.loads((out / "run_config.json").read_text())
+    assert run_cfg["flags"]["date_string"] == DEFAULT_DATE_STRING == "26 Jul 2024"
+    assert run_cfg["lm_eval"] == lm_eval.__version__ and run_cfg["n_prompts"] == LIMIT
+    assert run_cfg["flags"]["max_new_tokens"] == MAX_NEW and run_cfg["flags"]["limit"] == LIMIT
     responses = {}
     for name in results:
         metrics = json.loads((out / f"metrics_r_{name}.json").read_text())
@@ -178,7 +207,8 @@ def test_script_end_to_end_with_adapters(script_run, raw_docs, checkers):
         refs = [process_results(raw_docs[r["key"]], [r["response"]]) for r in records]
         for rec, ref in zip(records, refs):
             assert {k: rec[k] for k in ref} == ref
-        assert metrics["n_prompts"] == LIMIT and metrics["date_string"] and metrics["lm_eval"]
+        assert metrics["n_prompts"] == LIMIT and metrics["date_string"] == DEFAULT_DATE_STRING
+        assert metrics["lm_eval"] == lm_eval.__version__
         assert metrics["prompt_level_loose_acc"] == pytest.approx(
             sum(r["prompt_level_loose_acc"] for r in refs) / LIMIT)
         assert metrics["inst_level_strict_acc"] == pytest.approx(agg_inst_level_acc(

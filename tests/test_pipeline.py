@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from aligner.pipeline.driver import summary_sections
+from aligner.pipeline.driver import summary_sections, write_results_md
 from aligner.pipeline.profiles import build_stages, demo_profile, study_eval_profile, study_profile
 from aligner.pipeline.runner import Pipeline, Stage
 
@@ -226,3 +226,39 @@ def test_download_study_adapters_refuses_an_ambiguous_folder(tmp_path, monkeypat
                             "dpop_new_strat/adapter_config.json": "z"})
     with pytest.raises(DownloadError, match="expected one adapter"):
         download_study_adapters(DownloadStudyAdaptersConfig(output_dir=str(tmp_path / "a")))
+
+
+def test_results_md_describes_the_policy_that_was_built(tmp_path, tiny_model_dir):
+    """RESULTS.md's demo intro gives the parameter count and vocabulary of the tiny policy in the output folder:
+    the demo's 8192-token build is the ~1.6M-parameter, 8k one; another build there changes the text."""
+    import shutil
+
+    from transformers import AutoModelForCausalLM
+
+    from aligner.testing.tiny import TinyModelConfig, build_tiny_model
+
+    p = demo_profile(tmp_path / "out", tmp_path / "qa.json", tmp_path / "tqa.csv", tmp_path / "final_data")
+    folder = p.output_dir / "models" / "tiny-policy"
+    build_tiny_model(folder, TinyModelConfig(kind="causal", seed=0, vocab_size=p.policy_vocab_size))
+    tail = (", a tiny causal truth judge and a tiny sequence-classification faithfulness judge). The judges stay "
+            "random, so judged truthfulness and HHEM faithfulness measure nothing here;")
+
+    def intro():
+        text = write_results_md(p, Pipeline(p.output_dir), tmp_path / "no-tables.md").read_text()
+        assert text.startswith("# Results: demo profile\n\n")
+        return text.splitlines()[2]
+
+    def counts():
+        model = AutoModelForCausalLM.from_pretrained(folder)
+        return sum(t.numel() for t in model.parameters()), model.get_input_embeddings().weight.shape[0]
+
+    n, vocab = counts()
+    assert vocab == 8192 and round(n / 1e6, 1) == 1.6
+    assert intro().startswith("Tiny models built by `scripts/make_tiny_model.py` (a ~1.6M-parameter Llama policy "
+                              "with an 8k BPE vocabulary" + tail)
+
+    shutil.rmtree(folder)
+    shutil.copytree(tiny_model_dir, folder)  # make_tiny_model's defaults: a 2048-token vocabulary
+    n, vocab = counts()
+    assert vocab == 2048 and 1e5 < n < 1e6
+    assert f"(a ~{n / 1e3:.0f}k-parameter Llama policy with a 2k BPE vocabulary{tail}" in intro()

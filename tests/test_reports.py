@@ -13,6 +13,7 @@ from conftest import run_script
 
 from aligner.core.paths import seed_results_dir, shared_data_dir
 from aligner.eval.metrics.registry import metric_kind
+from aligner.eval.tasks import halueval, truthfulqa
 from aligner.report.bootstrap import bootstrap_ci
 from aligner.report.plots import plot_training_curves
 from aligner.report.tables import collect_results, compare, render
@@ -227,8 +228,6 @@ def test_plots(synthetic_results, tmp_path):
 def test_field_table_matches_the_evaluation_writers(tmp_path):
     """Per-sample files shaped by aligner/halueval.py and aligner/truthfulqa.py, aggregated by their own
     functions: every compared metric gets an interval and the per-sample means reproduce the metric files."""
-    halueval = pytest.importorskip("aligner.eval.tasks.halueval")
-    truthfulqa = pytest.importorskip("aligner.eval.tasks.truthfulqa")
     rng = np.random.default_rng(5)
     n = 30
     root = tmp_path / "results"

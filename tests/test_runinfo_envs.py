@@ -1,34 +1,22 @@
 import json
-import re
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import load_script, run_script
+from conftest import greedy_reference, run_script
 
+from aligner.core.envs import check_pins, env_pip_lines, requirement_name
+from aligner.core.envs import requirement_lines as _lines
+from aligner.core.envs import requirement_pins as _pins
 from aligner.core.runinfo import write_run_config
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _lines(path):
-    return [ln.split("#", 1)[0].strip() for ln in path.read_text().splitlines() if ln.split("#", 1)[0].strip()]
-
-
-def _name(line):
-    return re.split(r"[=<>!~\[ ]", line, maxsplit=1)[0].lower().replace("_", "-")
-
-
-def _pins(lines):
-    return {_name(ln): ln for ln in lines}
-
-
 def _env_pip(path):
     env = yaml.safe_load(path.read_text())
     assert any(str(d).startswith("python=3.11") for d in env["dependencies"] if isinstance(d, str))
-    pip = [d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d]
-    assert pip, f"{path.name} has no pip section"
-    return [str(x).strip() for x in pip[0]]
+    return env_pip_lines(path)
 
 
 def test_conda_envs_are_the_requirement_files():
@@ -64,10 +52,10 @@ def test_small_venv_pins_follow_the_vllm_env_with_the_cpu_torch(tmp_path):
 
 
 def test_check_pins_names_a_wrong_version():
-    mod = load_script("scripts/check_envs.py")
-    assert mod.check_pins(["torch==2.13.0", "lm-eval[ifeval]==0.4.13"], {"torch": "2.13.0+cpu", "lm-eval": "0.4.13"}) == []
-    assert mod.check_pins(["numpy==2.3.5"], {"numpy": "2.4.6"}) == ["numpy==2.3.5 (resolved: 2.4.6)"]
-    assert mod.requirement_name("PyYAML==6.0.4") == "pyyaml"
+    assert check_pins(["torch==2.13.0", "lm-eval[ifeval]==0.4.13"], {"torch": "2.13.0+cpu", "lm-eval": "0.4.13"}) == []
+    assert check_pins(["numpy==2.3.5"], {"numpy": "2.4.6"}) == ["numpy==2.3.5 (resolved: 2.4.6)"]
+    assert requirement_name("PyYAML==6.0.4") == "pyyaml"
+    assert requirement_name("pywin32==311; sys_platform == 'win32'") == "pywin32"
 
 
 def test_requirements_pin_the_cpu_torch():
@@ -78,21 +66,27 @@ def test_requirements_pin_the_cpu_torch():
 @pytest.mark.vllm_env
 def test_halueval_step1_script_answers_are_the_greedy_chat_answers(tmp_path, tiny_model_dir, halueval_file):
     """Step 1 of the judged HaluEval flow (a vLLM-facing script) end to end with the HF backend, on whatever
-    transformers this venv has: its answers are the model's greedy answers to the system-prompted chat."""
+    transformers this venv has: its answers are the model's greedy answers to the system-prompted chat, checked
+    against a plain argmax loop over the chat template's prompt, one row at a time."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     from aligner.core.io import read_jsonl
-    from aligner.core.models import load_causal_lm
     from aligner.data.sources.halueval import load_halueval
-    from aligner.eval.tasks.halueval import generate_answers
-    from aligner.lm.hf import HFLM
-    from aligner.prompts import HALUEVAL_STEP1_SYSTEM
+    from aligner.prompts import HALUEVAL_STEP1_SYSTEM, halueval_messages
 
     run_script("evaluation/eval_haleval_llm_step1.py", "--model_path", tiny_model_dir, "--lora_path", "none",
                "--output_dir", tmp_path, "--run_name", "t", "--data_path", halueval_file, "--limit", 6,
                "--max_new_tokens", 12, "--backend", "hf", "--batch_size", 4)
     preds = read_jsonl(tmp_path / "predictions_t.jsonl")
-    model, tok = load_causal_lm(tiny_model_dir, device="cpu")
-    want = generate_answers(HFLM(str(tiny_model_dir), model=model, tokenizer=tok, batch_size=1),
-                            load_halueval(halueval_file, limit=6), 12, HALUEVAL_STEP1_SYSTEM)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    vocab = tok.get_vocab()
+    stops = {tok.eos_token_id} | {vocab[t] for t in ("<|eot_id|>", "<|end_of_text|>", "<|eom_id|>") if t in vocab}
+    rows = load_halueval(halueval_file, limit=6)
+    want = [greedy_reference(model, tok, tok.apply_chat_template(
+        halueval_messages(r["knowledge"], r["question"], HALUEVAL_STEP1_SYSTEM), tokenize=False,
+        add_generation_prompt=True), 12, stops) for r in rows]
+    assert len(preds) == 6
     assert [p["generated_text"] for p in preds] == want
 
 

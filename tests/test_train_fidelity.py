@@ -12,6 +12,7 @@
 """
 
 import json
+import math
 
 import pytest
 import torch
@@ -251,15 +252,18 @@ def test_per_stage_schedule_leftover_drop_rpo_and_tensorboard(tiny_model_dir, ha
         inner = inner.optimizer
     assert {int(st["step"]) for st in inner.state.values()} == {3}
     assert inner.param_groups[0]["weight_decay"] == 0.01
-    # --rpo_alpha: loss = dpo + positive + alpha * nll, and at step 1 (policy = reference: LoRA B = 0) loss/nll is
-    # the chosen answers' pooled NLL under the base model, averaged over the step's two micro-batches.
-    for r in log:
-        assert r["loss"] == pytest.approx(r["loss/dpo"] + r["loss/positive"] + 0.5 * r["loss/nll"], rel=1e-5)
+    # --rpo_alpha at step 1 (policy = reference: LoRA B = 0, no dropout): the DPO term is -log sigmoid(0) = ln 2,
+    # the positive (DPOP) penalty is 0, loss/nll is the chosen answers' pooled NLL under the base model averaged
+    # over the step's two micro-batches, and the loss is ln 2 + alpha * that NLL.
     base, _ = load_causal_lm(tiny_model_dir)
     step1 = plan.step_pairs(1, 0)
     micro = [[trainer.tokenized[lv][i].chosen for lv, i in step1[k: k + 2]] for k in (0, 2)]
     want_nll = sum(_reference_pooled_nll(base, m) for m in micro) / 2
+    assert want_nll > 1.0  # a real NLL (the tiny model is untrained), so the alpha term is visible in the loss
+    assert log[0]["loss/dpo"] == pytest.approx(math.log(2), abs=1e-6)
+    assert log[0]["loss/positive"] == pytest.approx(0.0, abs=1e-6)
     assert log[0]["loss/nll"] == pytest.approx(want_nll, rel=1e-5)
+    assert log[0]["loss"] == pytest.approx(math.log(2) + 0.5 * want_nll, rel=1e-5)
     # --report_to tensorboard: every train_log.jsonl value, under the same name, at the same step.
     ea = EventAccumulator(str(tmp_path / "run" / "runs" / "dpop"), size_guidance={"scalars": 0})
     ea.Reload()
@@ -305,5 +309,10 @@ def test_bench_train_against_trl_smoke(tmp_path):
     assert "speed ratio (trainer / trl)" in proc.stdout and "speed ratio (trainer / straightforward)" in proc.stdout
     summary = json.loads(out.read_text())
     assert summary["agree"] == {"straightforward": True, "trl": True}
-    assert summary["results"]["trl"]["same_token_ids"] and summary["trl_speed_ratio"] > 0
+    res = summary["results"]
+    assert res["trl"]["same_token_ids"] and math.isfinite(summary["trl_speed_ratio"])
+    assert summary["trl_speed_ratio"] == pytest.approx(res["trainer"]["pairs_per_s"] / res["trl"]["pairs_per_s"],
+                                                       rel=1e-12)
+    assert all(r["pairs_per_s"] == pytest.approx(2 / r["seconds"], rel=1e-12) for r in res.values())  # 1 step x 2
+    assert f"speed ratio (trainer / trl): {summary['trl_speed_ratio']:.2f}x" in proc.stdout
     assert summary["results"]["trl"]["losses"][0] == pytest.approx(0.6931471805599453, rel=1e-6)  # B = 0: log 2

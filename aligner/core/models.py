@@ -271,6 +271,15 @@ def parse_adapter_paths(value: str | Sequence[str] | None) -> list[str | None]:
     return out or [None]
 
 
+def planned_adapter_names(lora_path) -> list[str | None]:
+    """The names the backends will give the adapters of ``--lora_path`` (None: the base), known before loading, so
+    that result files can be checked before any model is in memory."""
+    names: list[str | None] = []
+    for p in parse_adapter_paths(lora_path):
+        names.append(None if p is None else adapter_name(p, [n for n in names if n]))
+    return names
+
+
 def adapter_name(path: str | None, taken: Sequence[str] = ()) -> str:
     """A readable, unique name for an adapter: its folder name (``epoch_2``), or ``base`` for none."""
     if path is None:
@@ -295,11 +304,13 @@ def check_adapter_path(path: str) -> str:
 
 
 def attach_adapters(model, adapter_paths: Sequence[str], names: Sequence[str] | None = None,
-                    is_trainable: bool = False, base_path: str | None = None, allow_base_mismatch: bool = False):
+                    is_trainable: bool = False, base_path: str | None = None, allow_base_mismatch: bool = False,
+                    check: bool = True):
     """Load one or several LoRA adapters onto one loaded base; returns (peft_model, names).
 
     Each adapter is first checked against the base (``aligner.core.adapter_check``: the base it names, its
-    shapes, its tokenizer's vocabulary); ``base_path`` is the base as given (its name is compared).
+    shapes, its tokenizer's vocabulary; ``check=False`` when the caller has checked already); ``base_path`` is the
+    base as given (its name is compared).
     The first adapter is active afterwards; switch with ``use_adapter``.
     """
     from peft import PeftModel
@@ -309,7 +320,7 @@ def attach_adapters(model, adapter_paths: Sequence[str], names: Sequence[str] | 
     paths = [check_adapter_path(p) for p in adapter_paths]
     if not paths:
         raise ValueError("attach_adapters needs at least one adapter path")
-    for p in paths:
+    for p in paths if check else ():
         check_adapter_base(p, base_path, model=model, allow_mismatch=allow_base_mismatch)
     chosen: list[str] = []
     for i, p in enumerate(paths):
@@ -352,5 +363,13 @@ def merge_adapter(model, name: str | None = None):
     return model.merge_and_unload()
 
 
-def model_device(model) -> torch.device:
-    return next(model.parameters()).device
+def load_sentence_model(model_name_or_path: str, device: str = "auto", what: str = "sentence-embedding model"):
+    """A sentence-transformers model from a local folder or hub id, or one line saying why not."""
+    from sentence_transformers import SentenceTransformer
+
+    path = check_model_path(model_name_or_path, what)
+    try:
+        return SentenceTransformer(path, device=str(resolve_device(device)))
+    except OSError as exc:
+        raise ModelLoadError(f"could not load the {what} '{model_name_or_path}': {str(exc).splitlines()[0]} -- "
+                             "download it on a machine with hub access and pass the local folder") from None

@@ -39,11 +39,10 @@ class GeneratorSettings(ModelSettings, BackendSettings, ChatSettings):
 def load_generator(cfg: GeneratorSettings):
     """(the LM for ``cfg``, the backend it runs on: hf or vllm)."""
     from aligner.lm.interface import load_lm, resolve_backend
+    from aligner.lm.settings import lm_kwargs
 
     backend = resolve_backend(cfg.backend)
-    lm = load_lm(backend, cfg.model_path, batch_size=cfg.batch_size, dtype=cfg.dtype, device=cfg.device,
-                 max_model_len=cfg.max_model_len, gpu_memory_utilization=cfg.gpu_memory_utilization,
-                 tensor_parallel_size=cfg.tensor_parallel_size, seed=cfg.seed, date_string=cfg.date_string)
+    lm = load_lm(backend, cfg.model_path, **lm_kwargs(cfg))
     return lm, backend
 
 
@@ -55,6 +54,7 @@ def generator_fingerprint(task: str, cfg: GeneratorSettings, view_cfg: SFTView, 
     return {"task": task, "model": path_identity(cfg.model_path), "dtype": str(resolve_dtype(cfg.dtype, cfg.device)),
             "backend": backend, "seed": cfg.seed, "max_new_tokens": cfg.max_new_tokens,
             "temperature": cfg.temperature, "top_p": cfg.top_p, "date_string": cfg.date_string,
+            **({"max_model_len": cfg.max_model_len} if backend == "vllm" else {}),  # vLLM cuts longer prompts
             **view_fingerprint(view_cfg), **prompt}
 
 

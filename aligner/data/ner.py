@@ -243,13 +243,15 @@ def swap_texts(cfg: NERSwapConfig) -> dict:
     nlp, used = load_ner_pipeline(cfg.spacy_model)
     print(f"NER pipeline: {used}")
     swapper = NERSwapper(nlp, seed=cfg.seed)
-    kb = swapper.build_knowledge_base(kb_texts + list(cfg.text))
+    texts = kb_texts + list(cfg.text)
+    entities = swapper.entities(texts)  # one pass serves the knowledge base and the swaps
+    kb = swapper.build_knowledge_base(entities=entities)
     if cfg.show_kb:
         print(json.dumps({label: len(v) for label, v in kb.items()}, indent=2))
     results = []
-    for text in list(cfg.text) or kb_texts:
-        swapped, swaps = swapper.swap_entities(text)
-        results.append({"text": text, "swapped": swapped, "swaps": swaps})
+    for i in range(len(kb_texts), len(texts)) if cfg.text else range(len(kb_texts)):
+        swapped, swaps = swapper.swap_entities(texts[i], entities=entities[i])
+        results.append({"text": texts[i], "swapped": swapped, "swaps": swaps})
     if cfg.output_file:
         write_jsonl_atomic(cfg.output_file, results)
     else:

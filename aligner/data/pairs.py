@@ -91,11 +91,6 @@ def group_fakes(easy: Sequence[dict], medium: Sequence[dict], hard: Sequence[dic
     return items
 
 
-def group_by_index(easy: Sequence[dict], medium: Sequence[dict], hard: Sequence[dict]) -> dict[int, dict]:
-    """data_index -> the item's fakes (``group_fakes``)."""
-    return group_fakes(easy, medium, hard, "data_index")
-
-
 def item_order(keys, order: str = "shuffled", seed: int = 42) -> list:
     """The items' keys in data_index order, or (``shuffled``) permuted by ``random.Random(seed)``."""
     keys = sorted(keys, key=lambda k: (str(type(k)), k))

@@ -181,16 +181,9 @@ class ChunkStore:
 @functools.lru_cache(maxsize=2)
 def load_embedder(model_name_or_path: str, device: str = "auto"):
     """The sentence-transformers model (cached per process: the index, RAG and rerank stages share it)."""
-    from sentence_transformers import SentenceTransformer
+    from aligner.core.models import load_sentence_model
 
-    from aligner.core.models import ModelLoadError, check_model_path, resolve_device
-
-    path = check_model_path(model_name_or_path, "embedding model")
-    try:
-        return SentenceTransformer(path, device=str(resolve_device(device)))
-    except OSError as exc:
-        raise ModelLoadError(f"could not load embedding model '{path}': {str(exc).splitlines()[0]} -- download it "
-                             "on a machine with hub access and pass the local folder") from None
+    return load_sentence_model(model_name_or_path, device, "embedding model")
 
 
 def embed_texts(embedder, texts: Sequence[str], batch_size: int = 64, progress: bool = True):

@@ -23,10 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aligner.core.fidelity import StudyCompat
-from aligner.core.io import DataError, iter_json_lines, read_records, write_jsonl_atomic
+from aligner.core.io import DataError, iter_json_lines, write_jsonl_atomic
 from aligner.core.paths import halueval_path
 from aligner.core.runinfo import finish_stage, start_stage, write_run_config
 from aligner.core.runner import data_fingerprint
+from aligner.data.sources.halueval import load_halueval
 from aligner.data.sources.squad import SquadReadStats, SquadRow, read_squad_csv, sample_squad
 
 logger = logging.getLogger(__name__)
@@ -296,7 +297,8 @@ def write_halueval_squad_slice(cfg: HaluEvalSquadSliceConfig) -> list[dict]:
     SQuAD reader should parse each row to (``halueval_to_squad_csv``)."""
     if cfg.start < cfg.eval_rows:
         raise ValueError(f"--start {cfg.start} overlaps the evaluation rows [0, {cfg.eval_rows})")
-    rows = read_records(cfg.data_path, ["knowledge", "question", "right_answer"], limit=cfg.start + cfg.n)[cfg.start:]
+    rows = load_halueval(cfg.data_path, cfg.start + cfg.n, required=("knowledge", "question", "right_answer"))
+    rows = rows[cfg.start:]
     if len(rows) < cfg.n:
         raise DataError(cfg.data_path, f"has only {cfg.start + len(rows)} rows")
     expected = halueval_to_squad_csv(rows, cfg.output_file, unanswerable_every=cfg.unanswerable_every)

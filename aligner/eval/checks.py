@@ -46,6 +46,12 @@ def require_finite(records: Iterable[dict], fields: Sequence[str], what: str, ke
                     "--resume")
 
 
+def all_rows(limit: int | None) -> int:
+    """An evaluation's ``--limit``: the first N rows; 0 or a negative number means all of them (the study's
+    ``if limit > 0``)."""
+    return -1 if limit is None or limit <= 0 else limit
+
+
 def is_empty(text) -> bool:
     return not str(text or "").strip()
 

@@ -21,6 +21,7 @@ project's context/continuation split (``aligner.core.logprobs.encode_prompt_resp
 from __future__ import annotations
 
 import json
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -49,7 +50,38 @@ def tokenize_as_study(tokenizer, text: str) -> list[int]:
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
+#: per tokenizer: (its class name as tokenizer_config.json names it, the special ids put before and after a text)
+_TOKENIZER_FACTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _tokenizer_facts(tokenizer) -> tuple[str, list[int], list[int]]:
+    # Worked out once per tokenizer: the study's rules are applied to every MC choice and judge request.
+    try:
+        return _TOKENIZER_FACTS[tokenizer]
+    except (KeyError, TypeError):
+        pass
+    name = _read_tokenizer_class(tokenizer)
+    before, after = [], []
+    if name not in GENERIC_TOKENIZER_CLASSES:
+        with_special = tokenizer("a", add_special_tokens=True)["input_ids"]
+        plain = tokenizer("a", add_special_tokens=False)["input_ids"]
+        for i in range(len(with_special) - len(plain) + 1):
+            if with_special[i: i + len(plain)] == plain:
+                before, after = list(with_special[:i]), list(with_special[i + len(plain):])
+                break
+    facts = (name, before, after)
+    try:
+        _TOKENIZER_FACTS[tokenizer] = facts
+    except TypeError:  # an object that takes no weak reference is simply not cached
+        pass
+    return facts
+
+
 def _tokenizer_class(tokenizer) -> str:
+    return _tokenizer_facts(tokenizer)[0]
+
+
+def _read_tokenizer_class(tokenizer) -> str:
     cfg = Path(str(getattr(tokenizer, "name_or_path", "") or "")) / "tokenizer_config.json"
     if cfg.is_file():
         try:
@@ -64,15 +96,8 @@ def _tokenizer_class(tokenizer) -> str:
 def study_special_ids(tokenizer, ids: Sequence[int]) -> list[int]:
     """What ``tokenizer.build_inputs_with_special_tokens(ids)`` returned in transformers 4: ``ids`` unchanged for
     a generic fast tokenizer (Llama-3), else the tokenizer's own special tokens around them (Llama-2: BOS)."""
-    if _tokenizer_class(tokenizer) in GENERIC_TOKENIZER_CLASSES:
-        return list(ids)
-    with_special = tokenizer("a", add_special_tokens=True)["input_ids"]
-    plain = tokenizer("a", add_special_tokens=False)["input_ids"]
-    n = len(plain)
-    for i in range(len(with_special) - n + 1):
-        if with_special[i: i + n] == plain:
-            return [*with_special[:i], *ids, *with_special[i + n:]]
-    return list(ids)
+    _, before, after = _tokenizer_facts(tokenizer)
+    return [*before, *ids, *after]
 
 
 def find_subsequence(haystack: Sequence[int], needle: Sequence[int]) -> int:
@@ -101,10 +126,13 @@ def study_mc_pair(tokenizer, context: str, continuation: str) -> tuple[EncodedPa
     return pair, differs
 
 
-def study_judge_pair(tokenizer, prefix: str, continuation: str) -> EncodedPair:
-    """The study's judge input: prefix ids + the continuation's standalone ids, wrapped with the special tokens;
-    the continuation is the last tokens."""
+def study_judge_pairs(tokenizer, prefix: str, continuations: Sequence[str]) -> list[EncodedPair]:
+    """The study's judge inputs, one per continuation: prefix ids + the continuation's standalone ids, wrapped with
+    the special tokens; the continuation is the last tokens.  The prefix is tokenised once."""
     prefix_ids = tokenize_as_study(tokenizer, prefix)
-    cont_ids = tokenize_as_study(tokenizer, continuation)
-    seq = study_special_ids(tokenizer, prefix_ids + cont_ids)
-    return EncodedPair(seq, len(seq) - len(cont_ids))
+    out = []
+    for continuation in continuations:
+        cont_ids = tokenize_as_study(tokenizer, continuation)
+        seq = study_special_ids(tokenizer, prefix_ids + cont_ids)
+        out.append(EncodedPair(seq, len(seq) - len(cont_ids)))
+    return out

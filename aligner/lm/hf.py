@@ -31,10 +31,11 @@ def stop_token_ids(tokenizer, model=None) -> list[int]:
     ids: list[int] = []
     if tokenizer.eos_token_id is not None:
         ids.append(tokenizer.eos_token_id)
-    vocab = tokenizer.get_vocab()
+    unk = tokenizer.unk_token_id
     for tok in ("<|eot_id|>", "<|end_of_text|>", "<|eom_id|>"):
-        if tok in vocab:
-            ids.append(vocab[tok])
+        tid = tokenizer.convert_tokens_to_ids(tok)  # not get_vocab(): it copies the whole vocabulary
+        if isinstance(tid, int) and tid != unk:
+            ids.append(tid)
     gen_cfg = getattr(model, "generation_config", None)
     eos = getattr(gen_cfg, "eos_token_id", None) if gen_cfg is not None else None
     if isinstance(eos, int):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import gc
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 
@@ -76,6 +76,12 @@ class LM(ABC):
         if name not in self.adapter_names:
             raise ValueError(f"unknown adapter {name!r}; loaded: {self.adapter_names}")
         self.active_adapter = name
+
+    def each_adapter(self) -> Iterator[tuple[str | None, str | None]]:
+        """Every loaded adapter in turn, made active: yields (name, adapter path); (None, None) is the base."""
+        for name in self.adapter_names:
+            self.set_adapter(name)
+            yield name, self.adapter_paths.get(name)
 
     def chat_prompt(self, messages: Sequence[dict]) -> str:
         return render_chat(self.tokenizer, messages, add_generation_prompt=True, date_string=self.date_string)

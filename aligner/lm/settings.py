@@ -65,6 +65,17 @@ class AdapterCheckSettings:
                 "their tokenizer exceeds (a deliberate transfer); shapes that differ stay an error", "group": "model"})
 
 
+#: the config fields ``aligner.lm.interface.load_lm`` hands on (each backend takes the ones it knows)
+LM_FIELDS = ("dtype", "device", "batch_size", "tensor_parallel_size", "gpu_memory_utilization", "seed",
+             "max_model_len", "max_num_seqs", "enforce_eager", "allow_base_mismatch", "date_string", "double_bos")
+
+
+def lm_kwargs(cfg, **overrides) -> dict:
+    """``load_lm``'s settings from a stage config: every field of ``LM_FIELDS`` the config has, then ``overrides``
+    (a stage whose batch size has another name passes it here)."""
+    return {**{name: getattr(cfg, name) for name in LM_FIELDS if hasattr(cfg, name)}, **overrides}
+
+
 GENERATION_CONFIGS = ("greedy", "model")
 
 

@@ -15,7 +15,7 @@ import logging
 import os
 
 from aligner.core.logprobs import encode_prompt_response
-from aligner.core.models import adapter_name, check_adapter_path, load_tokenizer, parse_adapter_paths
+from aligner.core.models import check_adapter_path, load_tokenizer, parse_adapter_paths, planned_adapter_names
 from aligner.lm.interface import LM, cut_at_stop, fit_prompt
 
 logger = logging.getLogger(__name__)
@@ -67,13 +67,8 @@ class VLLMLM(LM):
         if max_num_seqs:
             kwargs["max_num_seqs"] = max_num_seqs
         self.llm = LLM(**kwargs)
-        self.adapter_names = []
-        self.adapter_paths = {}
-        for p in paths:
-            n = adapter_name(p, [a for a in self.adapter_names if a])
-            n = None if p is None else n
-            self.adapter_names.append(n)
-            self.adapter_paths[n] = p
+        self.adapter_names = planned_adapter_names(lora_paths)
+        self.adapter_paths = dict(zip(self.adapter_names, paths))
         self.active_adapter = self.adapter_names[0]
         self.max_length = max_model_len or _vllm_max_model_len(self.llm)
 

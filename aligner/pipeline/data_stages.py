@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aligner.core.cli import override, to_argv
+from aligner.core.cli import override
 from aligner.core.fidelity import StudyCompat
 from aligner.core.io import AlignerError, DataError
 from aligner.core.paths import LEVELS, PAIR_FILES, pair_file
@@ -24,7 +24,7 @@ from aligner.data.pairs import CurriculumPairsConfig
 from aligner.data.retrieval import DEFAULT_EMBED_MODEL, DEFAULT_RERANK_MODEL, RetrievalSettings
 from aligner.data.retrieval_index import IndexConfig
 from aligner.data.sft import SFTView, SquadConfig
-from aligner.pipeline.runner import Pipeline, Stage
+from aligner.pipeline.runner import Pipeline, Stage, script_command
 from aligner.prompts import PromptSettings
 
 _PREP = "first_improvement/data_prep"
@@ -112,10 +112,6 @@ class DataLayout:
         return [self.with_context / fakes_with_context_file(level) for level in LEVELS]
 
 
-def _cmd(script: str, classes, **values) -> list[str]:
-    return ["python", script, *to_argv(classes, **values)]
-
-
 def _run_config(path: Path) -> Path:
     """A stage's run_config.json: the one in the folder of its output."""
     return (path if path.suffix == "" else path.parent) / "run_config.json"
@@ -124,10 +120,10 @@ def _run_config(path: Path) -> Path:
 def nq_stages(cfg: MakeDataConfig, d: DataLayout) -> list[Stage]:
     """Stages 1 (chunks + FAISS index) and 2 (the NQ RAG set, train shards)."""
     shards = dict(nq_shards=cfg.nq_shards) if cfg.nq_shards else {}
-    index = _cmd(f"{_PREP}/scripts/retrieval/faiss_index_creator.py", IndexConfig, nq_dir=cfg.nq_dir, **shards,
+    index = script_command(f"{_PREP}/scripts/retrieval/faiss_index_creator.py", IndexConfig, nq_dir=cfg.nq_dir, **shards,
                  output_dir=d.retrieval, embed_model=cfg.embed_model, device=cfg.device, limit=cfg.limit,
                  seed=cfg.seed, progress=cfg.progress, resume=cfg.resume)
-    rag = _cmd(f"{_PREP}/scripts/create_nq_training.py", NQRagConfig, nq_dir=cfg.nq_dir, **shards,
+    rag = script_command(f"{_PREP}/scripts/create_nq_training.py", NQRagConfig, nq_dir=cfg.nq_dir, **shards,
                index_file=d.index, chunks_file=d.chunks, embed_model=cfg.embed_model, rerank_model=cfg.rerank_model,
                top_k_retrieve=cfg.top_k_retrieve, top_k_rerank=cfg.top_k_rerank, output_file=d.nq_rag,
                device=cfg.device, limit=cfg.limit, seed=cfg.seed, progress=cfg.progress, resume=cfg.resume)
@@ -138,7 +134,7 @@ def nq_stages(cfg: MakeDataConfig, d: DataLayout) -> list[Stage]:
 
 def squad_stage(cfg: MakeDataConfig, d: DataLayout) -> Stage:
     """Stage 3: the sampled SQuAD set."""
-    cmd = _cmd(f"{_PREP}/scripts/create_squad_training.py", SquadConfig, csv_file=cfg.squad_csv,
+    cmd = script_command(f"{_PREP}/scripts/create_squad_training.py", SquadConfig, csv_file=cfg.squad_csv,
                output_file=d.squad, n_answerable=cfg.n_answerable, n_unanswerable=cfg.n_unanswerable,
                limit=cfg.limit, seed=cfg.seed, study_compat=cfg.study_compat)
     return Stage("3_squad", cmd, outputs=[d.squad], inputs=[Path(cfg.squad_csv)], run_config=_run_config(d.squad))
@@ -154,16 +150,16 @@ def _view(cfg: MakeDataConfig, d: DataLayout) -> tuple[dict, list[Path]]:
 def fake_stages(cfg: MakeDataConfig, d: DataLayout) -> list[Stage]:
     """Stages 4 (easy), 5 (medium), 6a (hard: --resume continues an interrupted generation) and 6b (cleaning)."""
     view, view_inputs = _view(cfg, d)
-    easy = _cmd(f"{_NEG}/generate_easy_fakes.py", (SFTView, EasyFakeConfig), **view, output_file=d.easy,
+    easy = script_command(f"{_NEG}/generate_easy_fakes.py", (SFTView, EasyFakeConfig), **view, output_file=d.easy,
                 view_file=d.view, seed=cfg.seed)
-    medium = _cmd(f"{_NEG}/generate_medium_fakes.py", (SFTView, MediumFakeConfig), **view, output_file=d.medium,
+    medium = script_command(f"{_NEG}/generate_medium_fakes.py", (SFTView, MediumFakeConfig), **view, output_file=d.medium,
                   spacy_model=cfg.spacy_model, seed=cfg.seed, progress=cfg.progress)
-    hard = _cmd(f"{_NEG}/generate_hard_fakes.py", (SFTView, HardFakeConfig), **view, model_path=cfg.model_path,
+    hard = script_command(f"{_NEG}/generate_hard_fakes.py", (SFTView, HardFakeConfig), **view, model_path=cfg.model_path,
                 backend=cfg.backend, output_file=d.hard, batch_size=cfg.batch_size,
                 max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p, dtype=cfg.dtype,
                 device=cfg.device, seed=cfg.seed, progress=cfg.progress, resume=cfg.resume,
                 prompts_file=cfg.prompts_file or None)
-    clean = _cmd(f"{_NEG}/hardfakeclearner.py", CleanFakesConfig, input_file=d.hard, output_file=d.clean,
+    clean = script_command(f"{_NEG}/hardfakeclearner.py", CleanFakesConfig, input_file=d.hard, output_file=d.clean,
                  seed=cfg.seed, study_compat=cfg.study_compat)
     return [Stage("4_easy_fakes", easy, outputs=[d.easy], inputs=view_inputs, run_config=_run_config(d.easy)),
             Stage(MEDIUM_STAGE, medium, outputs=[d.medium], inputs=view_inputs, run_config=_run_config(d.medium)),
@@ -174,9 +170,9 @@ def fake_stages(cfg: MakeDataConfig, d: DataLayout) -> list[Stage]:
 def pair_stages(cfg: MakeDataConfig, d: DataLayout) -> list[Stage]:
     """Stages 7 (context restore) and 8 (the curriculum pairs, in OUTPUT_DIR)."""
     view, view_inputs = _view(cfg, d)
-    restore = _cmd(f"{_NEG}/fix_fakes.py", (SFTView, RestoreContextConfig), **view, easy_file=d.easy,
+    restore = script_command(f"{_NEG}/fix_fakes.py", (SFTView, RestoreContextConfig), **view, easy_file=d.easy,
                    medium_file=d.medium, hard_file=d.clean, output_dir=d.with_context, seed=cfg.seed)
-    pairs = _cmd(f"{_NEG}/create_dataset.py", CurriculumPairsConfig, input_dir=d.with_context, output_dir=d.out,
+    pairs = script_command(f"{_NEG}/create_dataset.py", CurriculumPairsConfig, input_dir=d.with_context, output_dir=d.out,
                  seed=cfg.seed, order=cfg.order, study_compat=cfg.study_compat)
     return [Stage("7_fix_fakes", restore, outputs=d.restored(), inputs=[*view_inputs, d.easy, d.medium, d.clean],
                   run_config=_run_config(d.with_context)),

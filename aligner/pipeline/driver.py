@@ -3,6 +3,9 @@ RESULTS.md (what ran, stage times, the scoreboard and tables, the plots)."""
 
 from __future__ import annotations
 
+import json
+import math
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,12 +17,49 @@ from aligner.pipeline.profiles import (
     build_stages,
     demo_profile,
     downloaded_pairs,
+    model_stages,
     study_eval_profile,
     study_profile,
 )
 from aligner.pipeline.runner import Pipeline
 
 PROFILES = ("demo", "study", "study_eval")
+
+
+def _about(n: int) -> str:
+    """A count as the text rounds it: 1_639_552 -> "~1.6M", 853_120 -> "~853k"."""
+    for unit, size in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"~{n / size:.1f}{unit}" if n < 10 * size else f"~{n / size:.0f}{unit}"
+    return str(n)
+
+
+def _vocab_words(n: int) -> str:
+    """A vocabulary size with its article: 8192 -> "an 8k", 2048 -> "a 2k", 50257 -> "a 50,257"."""
+    word = f"{n // 1024}k" if n % 1024 == 0 else f"{n:,}"
+    return ("an " if word.startswith("8") or re.match(r"1[18](\D|$)", word) else "a ") + word
+
+
+def policy_description(model_dir: Path) -> str:
+    """What the built tiny policy is, read from its folder: "a ~1.6M-parameter Llama policy with an 8k BPE
+    vocabulary" (parameters: the numel of every tensor in its safetensors files, a tied output matrix once;
+    vocabulary: config.json's vocab_size).  Without the folder: "a Llama policy"."""
+    model_dir = Path(model_dir)
+    try:
+        cfg = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+        shapes = {}
+        for f in sorted(model_dir.glob("*.safetensors")):
+            with open(f, "rb") as fh:
+                header = json.loads(fh.read(int.from_bytes(fh.read(8), "little")))
+            shapes.update({k: v["shape"] for k, v in header.items() if k != "__metadata__"})
+    except (OSError, ValueError):
+        return "a Llama policy"
+    if not shapes or not isinstance(cfg.get("vocab_size"), int):
+        return "a Llama policy"
+    if cfg.get("tie_word_embeddings") and any(k.endswith("embed_tokens.weight") for k in shapes):
+        shapes.pop("lm_head.weight", None)
+    n_params = sum(math.prod(shape) for shape in shapes.values())
+    return f"a {_about(n_params)}-parameter Llama policy with {_vocab_words(cfg['vocab_size'])} BPE vocabulary"
 
 
 def _demo_intro(p: Profile) -> list[str]:
@@ -30,8 +70,9 @@ def _demo_intro(p: Profile) -> list[str]:
             "so that it answers in the format of the benchmarks; this warm-started policy is the base that the fakes, "
             "both DPOP recipes and every evaluation use." if p.warm_start else
             "- No warm start: the policy is the random tiny model.")
+    policy = policy_description(model_stages(p)[1].policy)
     return [
-        "Tiny models built by `scripts/make_tiny_model.py` (a ~1.6M-parameter Llama policy with an 8k BPE vocabulary, "
+        f"Tiny models built by `scripts/make_tiny_model.py` ({policy}, "
         "a tiny causal truth judge and a tiny sequence-classification faithfulness judge). The judges stay random, so "
         "judged truthfulness and HHEM "
         "faithfulness measure nothing here; the similarity metrics, MC1/MC2 and IFEval score the policy itself. The "

@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aligner.core.cli import to_argv
 from aligner.core.downloads import STUDY_ADAPTERS, DownloadStudyAdaptersConfig
 from aligner.core.paths import (
     PAIR_FILES,
@@ -32,7 +31,7 @@ from aligner.eval.tasks.halueval import (
 from aligner.eval.tasks.ifeval import IFEvalConfig
 from aligner.eval.tasks.truthfulqa import TruthfulQAEvalConfig
 from aligner.pipeline.data_stages import MakeDataConfig
-from aligner.pipeline.runner import Stage
+from aligner.pipeline.runner import Stage, script_command
 from aligner.report.make_tables import TablesConfig
 from aligner.testing.tiny import TinyModelConfig, TinyModelOutput
 from aligner.train.config import CurriculumData, DPOPTrainingConfig, LatestRecipeData
@@ -111,7 +110,7 @@ def study_profile(output_dir: Path, halueval: Path, truthfulqa: Path, final_data
         final_data_dir=final_data, policy=models_dir / "llama3-2-3b-instruct",
         truth_judge=models_dir / "truthfulqa-truth-judge-llama2-7B",
         faith_judge=models_dir / "hallucination_evaluation_model",
-        teacher=models_dir / "llama3-1-8b-instruct",
+        teacher=models_dir / "Llama-3.1-8B-Instruct",
         embed_model=str(models_dir / "all-mpnet-base-v2"), bertscore_model=str(models_dir / "deberta-v3-large"),
         backend="auto", eval_limit=-1, squad_csv=squad_csv, max_new_tokens=128, fake_max_new_tokens=128,
         eval_batch_size=32, mc_batch=64, ifeval_path=local_ifeval if local_ifeval.is_file() else None,
@@ -168,10 +167,9 @@ class Workspace:
         return (self.adapters_dir or self.out / "train") / "dpop_last"
 
 
-def _script(path: str, config, **values) -> list:
-    """``python <path> <flags>``, the flags generated from the script's config dataclass(es): a setting
-    renamed there fails here, when the stages are built, not halfway through a run."""
-    return ["python", path, *to_argv(config, **values)]
+def _eval_rows(p: Profile) -> int:
+    """How many leading HaluEval rows the evaluation takes (-1 evaluates every row: none is free for training)."""
+    return p.eval_limit if p.eval_limit >= 0 else 1 << 40
 
 
 def model_stages(p: Profile) -> tuple[list[Stage], Workspace]:
@@ -181,7 +179,7 @@ def model_stages(p: Profile) -> tuple[list[Stage], Workspace]:
         return [], Workspace(out, p.policy, p.truth_judge, p.faith_judge, p.teacher or p.policy)
     models = out / "models"
     policy, truth_judge, faith_judge = models / "tiny-policy", models / "tiny-truth-judge", models / "tiny-faith-judge"
-    stages = [Stage(name, _script("scripts/make_tiny_model.py", (TinyModelOutput, TinyModelConfig), output_dir=path,
+    stages = [Stage(name, script_command("scripts/make_tiny_model.py", (TinyModelOutput, TinyModelConfig), output_dir=path,
                                   kind=kind, seed=seed, **extra),
                     outputs=[path / "config.json", path / "model.safetensors"])
               for name, path, kind, seed, extra in (
@@ -202,17 +200,17 @@ def warm_start_stages(p: Profile, ws: Workspace) -> list[Stage]:
     warm_dir = ws.data / "warm_start"
     csv_file, sft_file = warm_dir / "halueval_rows.csv", warm_dir / "sft.jsonl"
     random_policy, warm = ws.policy, ws.models / "tiny-policy-warm"
-    eval_rows = p.eval_limit if p.eval_limit >= 0 else 1 << 40
+    eval_rows = _eval_rows(p)
     ws.policy = ws.teacher = warm
     return [
-        Stage("warm_rows", _script("scripts/halueval_to_squad.py", HaluEvalSquadSliceConfig, data_path=p.halueval_path,
+        Stage("warm_rows", script_command("scripts/halueval_to_squad.py", HaluEvalSquadSliceConfig, data_path=p.halueval_path,
                                    output_file=csv_file, start=start, n=n, eval_rows=eval_rows),
               outputs=[csv_file], inputs=[p.halueval_path], run_config=warm_dir / "halueval_to_squad_run_config.json",
               note=f"(warm-start rows = HaluEval rows [{start}, {start + n}), disjoint from the evaluation rows)"),
-        Stage("warm_sft_set", _script("first_improvement/data_prep/scripts/create_squad_training.py", SquadConfig,
+        Stage("warm_sft_set", script_command("first_improvement/data_prep/scripts/create_squad_training.py", SquadConfig,
                                       csv_file=csv_file, output_file=sft_file, n_answerable=-1, n_unanswerable=-1),
               outputs=[sft_file], inputs=[csv_file]),
-        Stage("warm_sft", _script("old_training/train_rag_sft.py", RagSFTConfig, model_path=random_policy,
+        Stage("warm_sft", script_command("old_training/train_rag_sft.py", RagSFTConfig, model_path=random_policy,
                                   data_files=[sft_file], output_dir=warm, **p.warm_start),
               outputs=[warm / "config.json", warm / "model.safetensors"], inputs=[sft_file, random_policy],
               run_config=warm / "run_config.json",
@@ -228,9 +226,9 @@ def data_stages(p: Profile, ws: Workspace) -> list[Stage]:
     squad_csv = p.squad_csv
     if p.name == "demo" and not downloaded:
         squad_csv = ws.data / "squad_from_halueval.csv"
-        eval_rows = p.eval_limit if p.eval_limit >= 0 else 1 << 40  # -1 evaluates every row: no row is free
+        eval_rows = _eval_rows(p)
         stages.append(Stage(
-            "sft_rows", _script("scripts/halueval_to_squad.py", HaluEvalSquadSliceConfig, data_path=p.halueval_path,
+            "sft_rows", script_command("scripts/halueval_to_squad.py", HaluEvalSquadSliceConfig, data_path=p.halueval_path,
                                 output_file=squad_csv, start=p.sft_start, n=p.sft_rows, eval_rows=eval_rows),
             outputs=[squad_csv], inputs=[p.halueval_path], run_config=ws.data / "halueval_to_squad_run_config.json",
             note=f"(SFT rows = HaluEval rows [{p.sft_start}, {p.sft_start + p.sft_rows}), disjoint from the "
@@ -260,11 +258,11 @@ def make_data_stages(p: Profile, ws: Workspace, squad_csv: Path) -> list[Stage]:
     ws.teacher_pairs = teacher_dir / TEACHER_PAIRS_FILE
     ws.built_pairs = True
     return [
-        Stage("make_data", _script("scripts/make_data.py", MakeDataConfig, squad_csv=squad_csv, model_path=ws.teacher,
+        Stage("make_data", script_command("scripts/make_data.py", MakeDataConfig, squad_csv=squad_csv, model_path=ws.teacher,
                                    output_dir=prep, limit=p.data_limit, spacy_model="auto", backend=backend,
                                    max_new_tokens=p.fake_max_new_tokens, progress=False, study_compat=p.study_compat),
               outputs=list(ws.pair_files), inputs=[squad_csv, ws.teacher], run_config=prep / "make_data_run.json"),
-        Stage("teacher_pairs", _script("further_improvement/data_prep/hard_fake_gen_vllm.py",
+        Stage("teacher_pairs", script_command("further_improvement/data_prep/hard_fake_gen_vllm.py",
                                        (TeacherConfig, TeacherSFTView), nq_jsonl="none", squad_jsonl=teacher_input,
                                        model_path=ws.teacher, backend=backend, output_dir=teacher_dir,
                                        limit=p.teacher_limit, max_new_tokens=96 if p.name == "demo" else 1024,
@@ -281,7 +279,7 @@ def training_stages(p: Profile, ws: Workspace) -> list[Stage]:
     best, last, medium = ws.best, ws.last, ws.pair_files[1]
     merged = ws.models / ("tiny-dpop-merged" if p.policy is None else "llama3-2-3b-dpop-instruct")
     return [
-        Stage("train_best", _script("first_improvement/training/train_dpop.py", (CurriculumData, DPOPTrainingConfig),
+        Stage("train_best", script_command("first_improvement/training/train_dpop.py", (CurriculumData, DPOPTrainingConfig),
                                     model_path=ws.policy, data_files=",".join(map(str, ws.pair_files)),
                                     output_dir=best, epochs=p.train_epochs, progress=False, overwrite_output_dir=True,
                                     study_compat=p.study_compat, **p.train_args),
@@ -289,13 +287,13 @@ def training_stages(p: Profile, ws: Workspace) -> list[Stage]:
               run_config=best / "run_config.json",
               note=f"({p.train_epochs or 'all four'} curriculum stages, "
                    + ("pairs from make_data)" if ws.built_pairs else "downloaded final_data/ pairs)")),
-        Stage("train_latest", _script("further_improvement/training/train_dpop.py", (LatestRecipeData, DPOPTrainingConfig),
+        Stage("train_latest", script_command("further_improvement/training/train_dpop.py", (LatestRecipeData, DPOPTrainingConfig),
                                       model_path=ws.policy, hard_file=ws.teacher_pairs, medium_file=medium,
                                       output_dir=last, progress=False, overwrite_output_dir=True,
                                       study_compat=p.study_compat, **p.latest_train_args),
               outputs=[last / "adapter_config.json", last / "train_log.jsonl"],
               inputs=[ws.teacher_pairs, medium, ws.policy], run_config=last / "run_config.json"),
-        Stage("merge", _script("scripts/merge_adapter.py", MergeConfig, base_model_path=ws.policy, adapter_path=best,
+        Stage("merge", script_command("scripts/merge_adapter.py", MergeConfig, base_model_path=ws.policy, adapter_path=best,
                                output_path=merged),
               outputs=[merged / "config.json"], inputs=[ws.policy, best], run_config=merged / "run_config.json"),
     ]
@@ -304,7 +302,7 @@ def training_stages(p: Profile, ws: Workspace) -> list[Stage]:
 def study_adapter_stages(p: Profile, ws: Workspace) -> list[Stage]:
     """study_eval: the study's published adapters from the hub, as the best / latest runs."""
     ws.adapters_dir = p.output_dir / "adapters"
-    return [Stage("download_adapters", _script("scripts/download_study_adapters.py", DownloadStudyAdaptersConfig,
+    return [Stage("download_adapters", script_command("scripts/download_study_adapters.py", DownloadStudyAdaptersConfig,
                                                output_dir=ws.adapters_dir),
                   outputs=[ws.best / "adapter_config.json", ws.last / "adapter_config.json"],
                   note=f"({', '.join(f'{k} -> {v}' for k, v in STUDY_ADAPTERS.items())})")]
@@ -332,27 +330,27 @@ def eval_stages(p: Profile, ws: Workspace) -> list[Stage]:
     ifeval.update(data_path=p.ifeval_path, limit=p.ifeval_limit, max_new_tokens=p.ifeval_max_new_tokens,
                   batch_size=p.eval_batch_size, output_dir=res / "IFEval")
     return [
-        Stage("eval_truthfulqa", _script("evaluation/eval_truthfulqa.py", TruthfulQAEvalConfig, **generation, **fidelity,
+        Stage("eval_truthfulqa", script_command("evaluation/eval_truthfulqa.py", TruthfulQAEvalConfig, **generation, **fidelity,
                                          judge_model_path=ws.truth_judge, output_dir=res / "TruthfulQA",
                                          data_path=p.truthfulqa_path, mc_batch=p.mc_batch,
                                          gen_batch_size=p.eval_batch_size),
               outputs=[result_file(res / "TruthfulQA", "metrics", r) for r in runs],
               inputs=[*models, ws.truth_judge, p.truthfulqa_path], run_config=res / "TruthfulQA" / "run_config.json"),
-        Stage("eval_halueval", _script("evaluation/eval_halueval.py", HaluEvalSimilarityConfig, **halueval, **fidelity,
+        Stage("eval_halueval", script_command("evaluation/eval_halueval.py", HaluEvalSimilarityConfig, **halueval, **fidelity,
                                        **bertscore, output_dir=res / "Halueval", embed_model=p.embed_model),
               outputs=[result_file(res / "Halueval", "metrics", r) for r in runs],
               inputs=[*models, p.halueval_path], run_config=res / "Halueval" / "run_config.json"),
-        Stage("eval_halueval_step1", _script("evaluation/eval_haleval_llm_step1.py", HaluEvalStep1Config, **halueval,
+        Stage("eval_halueval_step1", script_command("evaluation/eval_haleval_llm_step1.py", HaluEvalStep1Config, **halueval,
                                              **fidelity,
                                              output_dir=preds),
               outputs=pred_files, inputs=[*models, p.halueval_path], run_config=preds / "run_config_step1.json"),
-        Stage("eval_halueval_step2", _script("evaluation/eval_haleval_llm_step2.py", HaluEvalStep2Config,
+        Stage("eval_halueval_step2", script_command("evaluation/eval_haleval_llm_step2.py", HaluEvalStep2Config,
                                              predictions_dir=preds, judge_model_path=ws.faith_judge,
                                              output_dir=res / "HaluevalLLM", progress=False, overwrite=True,
                                              **bertscore, **fidelity),
               outputs=[result_file(res / "HaluevalLLM", "metrics", r) for r in runs], inputs=[*pred_files, ws.faith_judge],
               run_config=res / "HaluevalLLM" / "run_config.json"),
-        Stage("eval_ifeval", _script("evaluation/eval_ifeval.py", IFEvalConfig, **ifeval),
+        Stage("eval_ifeval", script_command("evaluation/eval_ifeval.py", IFEvalConfig, **ifeval),
               outputs=[result_file(res / "IFEval", "metrics", r) for r in runs],
               inputs=[*models, *([p.ifeval_path] if p.ifeval_path else [])],
               run_config=res / "IFEval" / "run_config.json",
@@ -369,7 +367,7 @@ def tables_stage(p: Profile, ws: Workspace) -> Stage:
     logs = [] if p.study_adapters else [ws.best / "train_log.jsonl", ws.last / "train_log.jsonl"]
     extra = {} if p.published_dir is None else {"published": p.published_dir}
     return Stage(
-        "tables", _script("scripts/make_tables.py", TablesConfig, results_dir=ws.results, baseline=runs[0], runs=runs,
+        "tables", script_command("scripts/make_tables.py", TablesConfig, results_dir=ws.results, baseline=runs[0], runs=runs,
                           output=tables, plot=out / "metrics.png", tradeoff_plot=out / "tradeoff.png",
                           train_log=[f"{n}={log}" for n, log in zip(("best", "latest"), logs)], train_plot_dir=out,
                           **extra),

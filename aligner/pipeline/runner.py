@@ -8,7 +8,6 @@ git commit; it is rewritten atomically after every stage, so a crash loses at mo
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aligner.core.cli import to_argv
 from aligner.core.io import file_digest, read_json, write_json_atomic
 from aligner.core.paths import REPO_ROOT
 from aligner.core.runinfo import git_commit, now_iso, package_versions
@@ -85,7 +85,8 @@ class Pipeline:
         if prev.get("command") != argv or prev.get("inputs") != inputs:
             return False
         for out in stage.outputs:
-            if path_digest(out) is None or prev.get("outputs", {}).get(str(out)) != path_digest(out):
+            digest = path_digest(out)
+            if digest is None or prev.get("outputs", {}).get(str(out)) != digest:
                 return False
         return True
 
@@ -153,5 +154,7 @@ class Pipeline:
         write_json_atomic(self.manifest_path, self.manifest)
 
 
-def print_json(obj) -> None:
-    print(json.dumps(obj, indent=2))
+def script_command(path: str, config, **values) -> list[str]:
+    """``python <path> <flags>``, the flags generated from the script's config dataclass(es): a setting renamed
+    there fails here, when the stages are built, not halfway through a run."""
+    return ["python", path, *to_argv(config, **values)]

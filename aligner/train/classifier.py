@@ -17,7 +17,7 @@ from pathlib import Path
 
 from aligner.core.io import DataError, ReadStats, iter_jsonl, write_json_atomic, write_jsonl_atomic
 from aligner.core.models import ModelLoadError, load_seq_cls, resolve_device
-from aligner.core.runinfo import write_run_config
+from aligner.core.runinfo import setup_logging, write_run_config
 from aligner.prompts import faithfulness_premise
 
 logger = logging.getLogger(__name__)
@@ -188,6 +188,7 @@ def train_faithfulness_classifier(cfg: FaithfulnessClassifierConfig) -> dict:
     """Split, fine-tune, score the held-out split and save the judge to ``cfg.output_dir``.
 
     Returns the held-out metrics.  Raises DataError when there are too few examples for both splits."""
+    setup_logging()
     import numpy as np
     import torch
     from datasets import Dataset

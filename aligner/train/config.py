@@ -2,7 +2,8 @@
 text and command-line spellings (the training scripts' parsers are generated from it by
 ``aligner.core.cli``; each script overrides only the defaults of its recipe).
 
-The defaults are the study's first recipe (``first_improvement/training/train_dpop.py``).
+The dataclass defaults are the study's first recipe (``first_improvement/training/train_dpop.py``);
+``RECIPE_DEFAULTS`` holds what each of the three training scripts sets beside them.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from aligner.core.fidelity import StudyCompat
 from aligner.core.paths import PAIR_FILES, PUBLISHED_TEACHER_PAIRS_FILE, TEACHER_PAIRS_FILE, pair_file
 from aligner.lm.settings import ChatSettings
-from aligner.prompts import PLAIN_DPO_FORMATS
+from aligner.prompts import DPO_IMPROVED_SYSTEM, DPO_LATEST_SYSTEM, PLAIN_DPO_FORMATS
 from aligner.train.curriculum import DEFAULT_FRACTIONS, LEFTOVER_MODES, parse_fractions
 from aligner.train.pair_tokens import TRUNCATION_MODES as TRUNCATIONS
 
@@ -222,3 +223,18 @@ class LatestRecipeData:
                 "stage (default: off)"})
     skip_invalid: bool = field(default=False, metadata={
         "help": "skip (and count) malformed pair lines instead of stopping with file:line"})
+
+
+_POLICY = "models/llama3-2-3b-instruct"
+#: each training script's recipe: the settings its parser defaults to where they differ from the dataclass's
+RECIPE_DEFAULTS = {
+    "first": dict(model_path=_POLICY, output_dir="outputs/first_improvement/dpop", save_every_steps=250,
+                  logging_steps=10, recipe="first"),
+    "improved": dict(model_path=_POLICY, output_dir="outputs/first_improvement/dpop_improved", save_every_steps=250,
+                     logging_steps=10, prompt_format="chat", schedule="global", system_prompt=DPO_IMPROVED_SYSTEM,
+                     recipe="improved"),
+    "latest": dict(model_path=_POLICY, output_dir="outputs/further_improvement/dpop", beta=0.1, lam=1.0, lr=2e-5,
+                   warmup_steps=50, lr_scheduler="cosine", grad_accum_steps=16, epochs=None, save_every_steps=500,
+                   logging_steps=10, prompt_format="chat", lora_target_modules=("q_proj", "k_proj", "v_proj", "o_proj"),
+                   system_prompt=DPO_LATEST_SYSTEM, logit_clamp=50.0, recipe="latest"),
+}

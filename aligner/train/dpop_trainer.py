@@ -36,7 +36,7 @@ import torch
 from aligner.core.io import ResumableJsonlWriter, write_jsonl_atomic
 from aligner.core.logprobs import accepts_logits_to_keep, batch_response_logprobs, pad_sequences, response_mask
 from aligner.core.models import attach_adapters, load_causal_lm, resolve_device, resolve_dtype, use_adapter
-from aligner.core.runinfo import write_run_config
+from aligner.core.runinfo import setup_logging, write_run_config
 from aligner.train.accel import (
     choose_mixed_precision,
     drop_fp32_output_upcast,
@@ -45,13 +45,15 @@ from aligner.train.accel import (
     reset_single_process_state,
 )
 from aligner.train.checkpoints import CheckpointManager, TrainState, check_output_dir
-from aligner.train.config import DPOPTrainingConfig
+from aligner.train.config import CurriculumData, DPOPTrainingConfig, LatestRecipeData
 from aligner.train.curriculum import CurriculumSchedule, n_stages_for, plan_stages
 from aligner.train.losses import METRIC_NAMES, dpop_loss
 from aligner.train.preference import (
     PairLevel,
     PairTokenizer,
     TokenizedPair,
+    curriculum_levels,
+    latest_recipe_levels,
     ref_cache_key,
     ref_cache_path,
     stats_dict,
@@ -119,7 +121,7 @@ def policy_and_reference_logps(model, ids, attn, rmask, ref: torch.Tensor | None
 
 
 class DPOPTrainer:
-    def __init__(self, cfg: DPOPTrainingConfig, levels: Sequence[PairLevel], run_args: dict | None = None):
+    def __init__(self, cfg: DPOPTrainingConfig, levels: Sequence[PairLevel], run_args: dict | tuple | None = None):
         if not levels:
             raise ValueError("no training data")
         if cfg.per_device_batch_size < 1 or cfg.grad_accum_steps < 1:
@@ -487,5 +489,12 @@ class DPOPTrainer:
         }
 
 
-def train_dpop(cfg: DPOPTrainingConfig, levels: Sequence[PairLevel], run_args: dict | None = None) -> TrainResult:
+def train_dpop(cfg: DPOPTrainingConfig, levels: Sequence[PairLevel], run_args=None) -> TrainResult:
     return DPOPTrainer(cfg, levels, run_args).train()
+
+
+def train_recipe(data: CurriculumData | LatestRecipeData, cfg: DPOPTrainingConfig) -> TrainResult:
+    """A training script's run: the latest recipe's sampled mix, or the curriculum's level files."""
+    setup_logging()
+    build = latest_recipe_levels if isinstance(data, LatestRecipeData) else curriculum_levels
+    return train_dpop(cfg, build(data, keep_identical=cfg.keep_identical), run_args=(data, cfg))

@@ -30,8 +30,6 @@ gradient of the DPO term is zero outside).  The positive and NLL terms are never
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 
@@ -42,12 +40,6 @@ METRIC_NAMES = (
     "logps/chosen", "logps/rejected", "logps/ref_chosen", "logps/ref_rejected",
     "loss/dpo", "loss/positive", "loss/nll",
 )
-
-
-@dataclass
-class DPOPConfig:
-    beta: float = 0.3   # the study's default (first_improvement)
-    lam: float = 50.0   # DPOP lambda; 0 gives plain DPO
 
 
 def chosen_nll(policy_chosen_logps: torch.Tensor, chosen_lengths: torch.Tensor) -> torch.Tensor:

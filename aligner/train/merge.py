@@ -29,7 +29,7 @@ from aligner.core.models import (
     resolve_device,
     resolve_dtype,
 )
-from aligner.core.runinfo import write_run_config
+from aligner.core.runinfo import setup_logging, write_run_config
 from aligner.lm.settings import AdapterCheckSettings
 from aligner.prompts import (
     MERGE_PROBE_ANSWER,
@@ -159,7 +159,7 @@ def merge_lora(base_model_path: str | os.PathLike, adapter_path: str | os.PathLi
     tol = default_tolerance(cdtype) if tolerance is None else float(tolerance)
 
     sdtype = _save_dtype(save_dtype, base_model_path)  # read before loading: loading rewrites config.dtype
-    tolerated = check_adapter_base(str(adapter_path), str(base_model_path), allow_mismatch=allow_base_mismatch)
+    check_adapter_base(str(adapter_path), str(base_model_path), allow_mismatch=allow_base_mismatch)
     model, tok = load_causal_lm(base_model_path, dtype=cdtype, device=dev)
     if _adapter_has_tokenizer(str(adapter_path)):
         adapter_tok = load_tokenizer(adapter_path)  # training may have added a pad token or a chat template
@@ -171,8 +171,7 @@ def merge_lora(base_model_path: str | os.PathLike, adapter_path: str | os.PathLi
     ids = probe_input_ids(tok, probe_text)
     base_logits = probe_logits(model, ids)
 
-    peft_model, names = attach_adapters(model, [str(adapter_path)], base_path=str(base_model_path),
-                                        allow_base_mismatch=allow_base_mismatch or bool(tolerated))
+    peft_model, names = attach_adapters(model, [str(adapter_path)], check=False)  # checked before loading
     adapter_logits = probe_logits(peft_model, ids)
     effect = max_abs_diff(adapter_logits, base_logits)
     if effect == 0.0:
@@ -225,6 +224,7 @@ def _save_dtype(save_dtype: str | torch.dtype, base_model_path: str | os.PathLik
 
 def run_merge(cfg: MergeConfig) -> MergeReport:
     """``merge_lora`` with the script's report lines and run_config.json (holding the check) beside the model."""
+    setup_logging()
     print(f"merging {cfg.adapter_path} into {cfg.base_model_path} -> {Path(cfg.output_path).resolve()}")
     report = merge_lora(cfg.base_model_path, cfg.adapter_path, cfg.output_path, save_dtype=cfg.dtype,
                         compute_dtype=cfg.compute_dtype, device=cfg.device, tolerance=cfg.tolerance,

@@ -218,18 +218,6 @@ def save_ref_cache(path: str | os.PathLike, key: str, ref_chosen: Sequence[float
                                     "ref_rejected": [float(x) for x in ref_rejected]}, indent=None)
 
 
-def compute_ref_logps(model, pad_id: int, pairs: Sequence[TokenizedPair], batch_size: int = 8,
-                      progress: bool = False) -> tuple[list[float], list[float]]:
-    """Summed reference log-probs of every chosen and rejected response (no grad).  The caller decides what
-    the reference is (adapters disabled) and the autocast context."""
-    from aligner.core.logprobs import encoded_response_logprobs
-
-    encoded = [p.chosen for p in pairs] + [p.rejected for p in pairs]
-    values = encoded_response_logprobs(model, pad_id, encoded, batch_size=batch_size, progress=progress,
-                                       desc="reference log-probs")
-    return values[: len(pairs)], values[len(pairs):]
-
-
 def stats_dict(obj) -> dict:
     d = asdict(obj)
     d.pop("reasons", None)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from aligner.core.io import DataError, ReadStats, iter_jsonl, write_json_atomic
 from aligner.core.models import load_causal_lm, resolve_device
-from aligner.core.runinfo import write_run_config
+from aligner.core.runinfo import setup_logging, write_run_config
 from aligner.prompts import dpo_chat_messages, render_chat
 
 logger = logging.getLogger(__name__)
@@ -179,6 +179,7 @@ def train_rag_sft(cfg: RagSFTConfig):
     ``cfg.output_dir`` (with run_config.json).
 
     Returns (trainer, train result).  Raises DataError when no record is usable."""
+    setup_logging()
     from transformers.trainer_utils import get_last_checkpoint
 
     random.seed(cfg.seed)

@@ -15,23 +15,16 @@ Example:
 """
 
 from aligner.core.cli import parse_config, run_cli
-from aligner.core.runinfo import setup_logging
-from aligner.train.config import CurriculumData, DPOPTrainingConfig
-from aligner.train.dpop_trainer import train_dpop
-from aligner.train.preference import curriculum_levels
-
-DEFAULTS = dict(model_path="models/llama3-2-3b-instruct", output_dir="outputs/first_improvement/dpop_improved",
-                save_every_steps=250, logging_steps=10, prompt_format="chat", schedule="global", recipe="improved")
+from aligner.train.config import RECIPE_DEFAULTS, CurriculumData, DPOPTrainingConfig
+from aligner.train.dpop_trainer import train_recipe
 
 
 def parse_args(argv=None):
-    return parse_config((CurriculumData, DPOPTrainingConfig), argv, description=__doc__, defaults=DEFAULTS)
+    return parse_config((CurriculumData, DPOPTrainingConfig), argv, description=__doc__, defaults=RECIPE_DEFAULTS["improved"])
 
 
 def main(argv=None):
-    data, cfg = parse_args(argv)
-    setup_logging()
-    return train_dpop(cfg, curriculum_levels(data, keep_identical=cfg.keep_identical), run_args=(data, cfg))
+    return train_recipe(*parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -18,27 +18,17 @@ Example:
 """
 
 from aligner.core.cli import parse_config, run_cli
-from aligner.core.runinfo import setup_logging
-from aligner.prompts import DPO_LATEST_SYSTEM
-from aligner.train.config import DPOPTrainingConfig, LatestRecipeData
-from aligner.train.dpop_trainer import train_dpop
-from aligner.train.preference import latest_recipe_levels
-
-DEFAULTS = dict(model_path="models/llama3-2-3b-instruct", output_dir="outputs/further_improvement/dpop",
-                beta=0.1, lam=1.0, lr=2e-5, warmup_steps=50, lr_scheduler="cosine", grad_accum_steps=16,
-                epochs=None, save_every_steps=500, logging_steps=10, prompt_format="chat",
-                lora_target_modules=("q_proj", "k_proj", "v_proj", "o_proj"), system_prompt=DPO_LATEST_SYSTEM,
-                logit_clamp=50.0, recipe="latest")
+from aligner.train.config import RECIPE_DEFAULTS, DPOPTrainingConfig, LatestRecipeData
+from aligner.train.dpop_trainer import train_recipe
 
 
 def parse_args(argv=None):
-    return parse_config((LatestRecipeData, DPOPTrainingConfig), argv, description=__doc__, defaults=DEFAULTS)
+    return parse_config((LatestRecipeData, DPOPTrainingConfig), argv, description=__doc__,
+                        defaults=RECIPE_DEFAULTS["latest"])
 
 
 def main(argv=None):
-    data, cfg = parse_args(argv)
-    setup_logging()
-    return train_dpop(cfg, latest_recipe_levels(data, keep_identical=cfg.keep_identical), run_args=(data, cfg))
+    return train_recipe(*parse_args(argv))
 
 
 if __name__ == "__main__":

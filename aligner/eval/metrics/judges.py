@@ -46,18 +46,17 @@ def judge_truthfulness(judge: LM, questions: Sequence[str], answers: Sequence[st
         raise ValueError(f"{len(questions)} questions but {len(answers)} answers")
     if continuation not in JUDGE_CONTINUATIONS:
         raise ValueError(f"unknown judge continuation {continuation!r}; use one of {list(JUDGE_CONTINUATIONS)}")
-    requests = []
-    for q, a in zip(questions, answers):
-        prompt = truthfulqa_judge_prompt(q, a)
-        requests.append((prompt, TRUTHFULQA_JUDGE_YES))
-        requests.append((prompt, TRUTHFULQA_JUDGE_NO))
+    prompts = [truthfulqa_judge_prompt(q, a) for q, a in zip(questions, answers)]
+    yes_no = (TRUTHFULQA_JUDGE_YES, TRUTHFULQA_JUDGE_NO)
     if continuation == "study":
-        from aligner.eval.study_inputs import study_judge_pair
+        from aligner.eval.study_inputs import study_judge_pairs
 
-        encoded = [study_judge_pair(judge.tokenizer, p, c) for p, c in requests]
+        encoded = [pair for p in prompts for pair in study_judge_pairs(judge.tokenizer, p, yes_no)]
         scores = judge.loglikelihood_tokens(encoded, progress=progress, desc="judge")
     else:
-        scores = judge.loglikelihood(requests, progress=progress, desc="judge")
+        # one group per prompt: a backend that shares the prompt's work between " yes" and " no" does so
+        groups = judge.loglikelihood_groups([(p, yes_no) for p in prompts], progress=progress, desc="judge")
+        scores = [s for group in groups for s in group]
     out = []
     for i in range(len(questions)):
         ly, ln = scores[2 * i], scores[2 * i + 1]

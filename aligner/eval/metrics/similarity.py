@@ -11,20 +11,12 @@ class EmbeddingSimilarity:
     """Cosine similarity of sentence-transformers embeddings (normalised, so cosine = dot product)."""
 
     def __init__(self, model_name_or_path: str, device: str = "auto", batch_size: int = 64):
-        from sentence_transformers import SentenceTransformer
+        from aligner.core.models import load_sentence_model, resolve_device
 
-        from aligner.core.models import ModelLoadError, check_model_path, resolve_device
-
-        path = check_model_path(model_name_or_path, "sentence-embedding model")
         self.device = resolve_device(device)
         self.batch_size = batch_size
         self.name = str(model_name_or_path)
-        try:
-            self.model = SentenceTransformer(path, device=str(self.device))
-        except OSError as exc:
-            raise ModelLoadError(
-                f"could not load the sentence-embedding model '{model_name_or_path}': {str(exc).splitlines()[0]} "
-                "-- download it on a machine with hub access and pass the local folder (--embed_model)") from None
+        self.model = load_sentence_model(model_name_or_path, device, "sentence-embedding model (--embed_model)")
 
     def encode(self, texts: Sequence[str]):
         return self.model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,

@@ -89,11 +89,6 @@ def sentence_bleu(hypothesis: str, reference: str, max_order: int = 4) -> float:
     return bleu_stats(hypothesis, reference, max_order).bleu
 
 
-def bleu_scores(hypotheses: Sequence[str], references: Sequence[str]) -> list[float]:
-    _check_lengths(hypotheses, references)
-    return [sentence_bleu(h, r) for h, r in zip(hypotheses, references)]
-
-
 # ---------------------------------------------------------------------------------------------
 # ROUGE-L
 # ---------------------------------------------------------------------------------------------
@@ -109,16 +104,6 @@ def rouge_l(hypothesis: str, reference: str) -> float:
     """ROUGE-L F-measure (rouge_score tokenisation: lower-cased alphanumeric words, no stemming)."""
     # rouge_score takes (target, prediction).
     return float(_rouge_l_scorer().score(reference or "", hypothesis or "")["rougeL"].fmeasure)
-
-
-def rouge_l_scores(hypotheses: Sequence[str], references: Sequence[str]) -> list[float]:
-    _check_lengths(hypotheses, references)
-    return [rouge_l(h, r) for h, r in zip(hypotheses, references)]
-
-
-# ---------------------------------------------------------------------------------------------
-# Model-based scorers
-# ---------------------------------------------------------------------------------------------
 
 
 # ---------------------------------------------------------------------------------------------

@@ -28,9 +28,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from aligner.core.io import read_jsonl, write_json_atomic, write_jsonl_atomic
+from aligner.core.models import planned_adapter_names
 from aligner.core.paths import result_file, run_tag, tag_from_file
-from aligner.core.runinfo import write_run_config
-from aligner.core.runner import path_identity, run_per_sample
+from aligner.core.runinfo import setup_logging, write_run_config
+from aligner.core.runner import path_identity, refuse_to_overwrite, run_per_sample
 from aligner.data.sources.halueval import load_halueval
 from aligner.eval.checks import require_finite
 from aligner.eval.metrics.similarity import BertScoreF1, EmbeddingSimilarity
@@ -42,8 +43,6 @@ from aligner.eval.tasks.halueval_common import (  # noqa: F401  (re-exported: th
     generation_fingerprint,
     halueval_prompts,
     load_generator,
-    output_free,
-    planned_adapter_names,
     same_question,
 )
 from aligner.eval.tasks.halueval_config import (  # noqa: F401
@@ -155,6 +154,7 @@ def run_halueval_similarity(cfg: HaluEvalSimilarityConfig) -> dict:
     """The similarity flow for the base model and/or each adapter (on one loaded base): detailed_R.jsonl and
     metrics_R.json per adapter; returns {adapter name or "base": metrics}.  With ``from_detailed``, only
     re-scores that file (``rescore_to_files``) and returns its metrics."""
+    setup_logging()
     if cfg.from_detailed:
         return rescore_to_files(cfg)
     from aligner.eval.metrics.similarity import load_bertscorer
@@ -165,8 +165,8 @@ def run_halueval_similarity(cfg: HaluEvalSimilarityConfig) -> dict:
     logger.info("%d HaluEval rows from %s", len(rows), cfg.data_path)
     names = planned_adapter_names(cfg.lora_path)
     for name in names:
-        output_free(result_file(out, "detailed", run_tag(cfg.run_name, name, several=len(names) > 1)), cfg.resume,
-                    cfg.overwrite)
+        refuse_to_overwrite(result_file(out, "detailed", run_tag(cfg.run_name, name, several=len(names) > 1)),
+                            cfg.resume, cfg.overwrite)
     backend = resolve_backend(cfg.backend)
     sampling = resolve_sampling(cfg, cfg.model_path)
     logger.info("decoding: %s", "greedy" if sampling["temperature"] == 0 else f"sampling {sampling}, seed {cfg.seed}")
@@ -178,9 +178,7 @@ def run_halueval_similarity(cfg: HaluEvalSimilarityConfig) -> dict:
         scorers = {"embed_model": path_identity(cfg.embed_model), "bertscore_model": path_identity(cfg.bertscore_model),
                    "bertscore_num_layers": cfg.bertscore_num_layers}
         results = {}
-        for name in lm.adapter_names:
-            lm.set_adapter(name)
-            lora = lm.adapter_paths.get(name)
+        for name, lora in lm.each_adapter():
             tag = run_tag(cfg.run_name, name, several=len(lm.adapter_names) > 1)
             detailed = result_file(out, "detailed", tag)
             logger.info("evaluating %s (adapter: %s) -> %s", cfg.model_path, lora or "none", detailed)

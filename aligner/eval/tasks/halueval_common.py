@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 
-from aligner.core.models import adapter_name, parse_adapter_paths, resolve_dtype
-from aligner.core.runner import data_fingerprint, path_identity, refuse_to_overwrite
+from aligner.core.models import resolve_dtype
+from aligner.core.runner import data_fingerprint, path_identity
 from aligner.data.sft import different_question
 from aligner.data.sources.halueval import resolve_data_path
 from aligner.eval.checks import count_empty
 from aligner.eval.metrics.registry import aggregate
 from aligner.eval.tasks.halueval_config import HaluEvalGenerationConfig
 from aligner.lm.interface import LM, load_lm
+from aligner.lm.settings import lm_kwargs
 from aligner.prompts import CONTEXT_QUESTION_TEMPLATE, halueval_messages
 
 logger = logging.getLogger(__name__)
@@ -55,11 +55,7 @@ def generation_fingerprint(cfg: HaluEvalGenerationConfig, flow: str, adapter: st
 
 
 def load_generator(cfg: HaluEvalGenerationConfig, backend: str) -> LM:
-    return load_lm(backend, cfg.model_path, cfg.lora_path, batch_size=cfg.batch_size, dtype=cfg.dtype,
-                   device=cfg.device, tensor_parallel_size=cfg.tensor_parallel_size,
-                   gpu_memory_utilization=cfg.gpu_memory_utilization, seed=cfg.seed, date_string=cfg.date_string,
-                   max_model_len=cfg.max_model_len, max_num_seqs=cfg.max_num_seqs, enforce_eager=cfg.enforce_eager,
-                   allow_base_mismatch=cfg.allow_base_mismatch, double_bos=cfg.double_bos)
+    return load_lm(backend, cfg.model_path, cfg.lora_path, **lm_kwargs(cfg))
 
 
 def chunk_size(cfg: HaluEvalGenerationConfig, lm: LM) -> int:
@@ -74,14 +70,3 @@ def flow_metrics(records: Sequence[dict], names: Sequence[str], count: str, gene
     return {**aggregate(records, names), count: len(records), "n_empty": count_empty(records, generated)}
 
 
-def output_free(path: str | Path, resume: bool, overwrite: bool) -> None:
-    """A per-sample file of an earlier run is resumed or overwritten on purpose, never silently."""
-    refuse_to_overwrite(path, resume, overwrite)
-
-
-def planned_adapter_names(lora_path) -> list[str | None]:
-    """The names the backend will give the adapters of ``--lora_path`` (None: the base), known before loading."""
-    names: list[str | None] = []
-    for p in parse_adapter_paths(lora_path):
-        names.append(None if p is None else adapter_name(p, [n for n in names if n]))
-    return names

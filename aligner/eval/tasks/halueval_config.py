@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from aligner.core.cli import override
 from aligner.core.fidelity import StudyCompat
 from aligner.data.sources.halueval import DEFAULT_DATA_PATH, PREDICTION_FIELDS
-from aligner.eval.checks import OverwriteSettings
+from aligner.eval.checks import OverwriteSettings, all_rows
 from aligner.lm.settings import (
     AdapterCheckSettings,
     BackendSettings,
@@ -41,11 +41,6 @@ HHEM = "vectara/hallucination_evaluation_model"
 #: the declared metrics (aligner.eval.metrics.registry) each flow reports, besides its counts
 SIMILARITY_METRICS = ("hallucination_rate", "avg_confidence_margin", "avg_bert_score", "avg_bleu", "avg_rouge_l")
 FAITHFULNESS_METRICS = ("hallucination_rate", "avg_faithfulness", "avg_bert_f1", "avg_bleu")
-
-
-def all_rows(limit: int) -> int:
-    """``--limit``: the first N rows; 0 or a negative number means all of them (the study's ``if limit > 0``)."""
-    return -1 if limit is None or limit <= 0 else limit
 
 
 @dataclass(kw_only=True)

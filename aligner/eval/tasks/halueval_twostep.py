@@ -9,10 +9,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from aligner.core.io import DataError, write_json_atomic
-from aligner.core.models import parse_adapter_paths
+from aligner.core.models import parse_adapter_paths, planned_adapter_names
 from aligner.core.paths import RESULT_FILES, result_file, run_tag, tag_from_file
-from aligner.core.runinfo import write_run_config
-from aligner.core.runner import path_identity, run_per_sample
+from aligner.core.runinfo import setup_logging, write_run_config
+from aligner.core.runner import path_identity, refuse_to_overwrite, run_per_sample
 from aligner.data.sources.halueval import STEP1_FIELDS, load_halueval, load_predictions
 from aligner.eval.checks import require_finite
 from aligner.eval.metrics.similarity import BertScoreF1
@@ -23,8 +23,6 @@ from aligner.eval.tasks.halueval_common import (
     generate_answers,
     generation_fingerprint,
     load_generator,
-    output_free,
-    planned_adapter_names,
     same_question,
 )
 from aligner.eval.tasks.halueval_config import (
@@ -60,6 +58,7 @@ def run_step1_generation(lm: LM, rows: Sequence[dict], predictions_path: str | o
 def run_halueval_step1(cfg: HaluEvalStep1Config) -> dict[str, str]:
     """Step 1 for the base model and/or each adapter: predictions_R.jsonl (or ``output_file``) each, and
     run_config_step1.json beside them; returns {adapter name or "base": predictions file}."""
+    setup_logging()
     n_adapters = len(parse_adapter_paths(cfg.lora_path))
     if cfg.output_file and n_adapters > 1:
         raise ValueError("--output_file takes one adapter; with several, use --output_dir and --run_name")
@@ -70,18 +69,17 @@ def run_halueval_step1(cfg: HaluEvalStep1Config) -> dict[str, str]:
         return Path(cfg.output_file) if cfg.output_file else \
             result_file(cfg.output_dir, "predictions", run_tag(cfg.run_name, name, several=n_adapters > 1))
 
-    for name in planned_adapter_names(cfg.lora_path):
-        output_free(path_of(name), cfg.resume, cfg.overwrite)
+    planned = planned_adapter_names(cfg.lora_path)
+    for name in planned:
+        refuse_to_overwrite(path_of(name), cfg.resume, cfg.overwrite)
     backend = resolve_backend(cfg.backend)
     lm = load_generator(cfg, backend)
     written = {}
     try:
-        for name in lm.adapter_names:
-            lm.set_adapter(name)
-            lora = lm.adapter_paths.get(name)
+        write_run_config(path_of(planned[0]).parent, cfg, extra={"backend": backend, "n_rows": len(rows)},
+                         filename="run_config_step1.json")  # step 2 may write into the same folder
+        for name, lora in lm.each_adapter():
             path = path_of(name)
-            write_run_config(path.parent, cfg, extra={"backend": backend, "n_rows": len(rows)},
-                             filename="run_config_step1.json")  # step 2 may write into the same folder
             logger.info("generating with adapter %s -> %s", lora or "none", path)
             records = run_step1_generation(
                 lm, rows, path, resume=cfg.resume, max_new_tokens=cfg.max_new_tokens, chunk_size=chunk_size(cfg, lm),
@@ -160,6 +158,7 @@ def prediction_files(cfg: HaluEvalStep2Config) -> list[tuple[Path, str]]:
 
 def run_halueval_step2(cfg: HaluEvalStep2Config) -> dict[str, dict]:
     """Step 2 over every predictions file: detailed_R.jsonl and metrics_R.json each; returns {R: metrics}."""
+    setup_logging()
     from aligner.eval.metrics.judges import load_faithfulness_judge
     from aligner.eval.metrics.similarity import load_bertscorer
 
@@ -167,7 +166,7 @@ def run_halueval_step2(cfg: HaluEvalStep2Config) -> dict[str, dict]:
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     for _, tag in files:
-        output_free(result_file(out, "detailed", tag), cfg.resume, cfg.overwrite)
+        refuse_to_overwrite(result_file(out, "detailed", tag), cfg.resume, cfg.overwrite)
     write_run_config(out, cfg, extra={"predictions": [str(f) for f, _ in files]})
     judge = load_faithfulness_judge(cfg.judge_model_path, batch_size=cfg.batch_size, dtype=cfg.dtype,
                                     trust_remote_code=cfg.trust_remote_code, positive_label=cfg.judge_label)

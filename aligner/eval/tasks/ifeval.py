@@ -32,15 +32,15 @@ from pathlib import Path
 
 from aligner.core.cli import override
 from aligner.core.io import AlignerError, DataError, write_json_atomic
-from aligner.core.models import adapter_name, parse_adapter_paths, resolve_dtype
+from aligner.core.models import planned_adapter_names, resolve_dtype
 from aligner.core.paths import nltk_data_dir, result_file, run_tag
-from aligner.core.runinfo import PhaseTimer, write_run_config
+from aligner.core.runinfo import PhaseTimer, setup_logging, write_run_config
 from aligner.core.runner import data_fingerprint, path_identity, refuse_to_overwrite, run_per_sample
 from aligner.data.sources.ifeval import HF_DATASET, IFEvalItem, load_ifeval
-from aligner.eval.checks import OverwriteSettings
+from aligner.eval.checks import OverwriteSettings, all_rows
 from aligner.eval.metrics.registry import aggregate
 from aligner.lm.interface import LM, load_lm, release_lm, resolve_backend
-from aligner.lm.settings import AdapterCheckSettings, BackendSettings, ChatSettings, ModelSettings
+from aligner.lm.settings import AdapterCheckSettings, BackendSettings, ChatSettings, ModelSettings, lm_kwargs
 from aligner.prompts import ifeval_messages
 
 logger = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class IFEvalConfig(ModelSettings, BackendSettings, ChatSettings, AdapterCheckSet
         "help": "IFEval's input_data.jsonl (key, prompt, instruction_id_list, kwargs) instead of the hub dataset, "
                 "e.g. ../shared/data/ifeval/input_data.jsonl (default: none = the hub)"})
     hf_dataset: str = field(default=HF_DATASET, metadata={"help": "hub dataset (train split)"})
-    limit: int = field(default=-1, metadata={"help": "the first N prompts only; -1 = all 541"})
+    limit: int = field(default=-1, metadata={"help": "the first N prompts only; 0 or -1 = all 541"})
     batch_size: int = field(default=8, metadata={"help": "prompts per generate call (HF backend)"})
     max_new_tokens: int = field(default=LM_EVAL_MAX_GEN_TOKS, metadata={
         "help": "greedy tokens per response (lm-eval's max_gen_toks)"})
@@ -79,6 +79,9 @@ class IFEvalConfig(ModelSettings, BackendSettings, ChatSettings, AdapterCheckSet
     resume: bool = field(default=False, metadata={
         "help": "continue an interrupted run from its per-sample file, skipping the prompts it holds"})
     progress: bool = field(default=True, metadata={"flag": "--no_progress", "help": "no progress bars"})
+
+    def __post_init__(self):
+        self.limit = all_rows(self.limit)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -197,12 +200,14 @@ def _fingerprint(cfg: IFEvalConfig, adapter: str | None, backend: str, source: s
     return {"task": "ifeval", "model": path_identity(cfg.model_path), "adapter": path_identity(adapter),
             "dtype": str(resolve_dtype(cfg.dtype, cfg.device)), "backend": backend,
             "max_new_tokens": cfg.max_new_tokens, "date_string": cfg.date_string, "data": source,
+            **({"max_model_len": cfg.max_model_len} if backend == "vllm" else {}),  # vLLM cuts longer prompts
             "data_sha256": data_fingerprint(cfg.data_path), "lm_eval": lm_eval_version()}
 
 
 def run_ifeval(cfg: IFEvalConfig) -> dict[str, dict]:
     """IFEval for the base model and/or each adapter on one loaded base: detailed_R.jsonl and metrics_R.json
     per adapter, run_config.json; returns {adapter name or "base": metrics}."""
+    setup_logging()
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     checkers = load_checkers(cfg.nltk_data)  # fail before the model loads
@@ -211,26 +216,18 @@ def run_ifeval(cfg: IFEvalConfig) -> dict[str, dict]:
     logger.info("%d IFEval prompts (%d instructions) from %s", len(items),
                 sum(len(it.instruction_id_list) for it in items), source)
     backend = resolve_backend(cfg.backend)
-    paths = parse_adapter_paths(cfg.lora_path)
-    names: list[str] = []  # as the backends name them, so the files can be checked before any model loads
-    for p in paths:
-        names.append(adapter_name(p, [n for n in names if n != "base"]))
+    names = planned_adapter_names(cfg.lora_path)  # the files are checked before any model loads
     for name in names:
         refuse_to_overwrite(result_file(out, "detailed", run_tag(cfg.run_name, name, several=len(names) > 1)),
                             cfg.resume, cfg.overwrite)
     timer = PhaseTimer()
     with timer("load_model"):
-        lm = load_lm(backend, cfg.model_path, cfg.lora_path, batch_size=cfg.batch_size, dtype=cfg.dtype,
-                     device=cfg.device, tensor_parallel_size=cfg.tensor_parallel_size,
-                     gpu_memory_utilization=cfg.gpu_memory_utilization, seed=cfg.seed, date_string=cfg.date_string,
-                     allow_base_mismatch=cfg.allow_base_mismatch)
+        lm = load_lm(backend, cfg.model_path, cfg.lora_path, **lm_kwargs(cfg))
     results = {}
     try:
         write_run_config(out, cfg, extra={"backend": backend, "n_prompts": len(items), "data": source,
                                           "lm_eval": lm_eval_version()})
-        for name in lm.adapter_names:
-            lm.set_adapter(name)
-            lora = lm.adapter_paths.get(name)
+        for name, lora in lm.each_adapter():
             tag = run_tag(cfg.run_name, name, several=len(lm.adapter_names) > 1)
             detailed = result_file(out, "detailed", tag)
             logger.info("IFEval: %s (adapter: %s) -> %s", cfg.model_path, lora or "none", detailed)

@@ -30,7 +30,7 @@ from aligner.core.fidelity import StudyCompat
 from aligner.core.io import read_json, write_json_atomic
 from aligner.core.models import adapter_name, parse_adapter_paths, resolve_dtype
 from aligner.core.paths import result_file, run_tag
-from aligner.core.runinfo import PhaseTimer
+from aligner.core.runinfo import PhaseTimer, setup_logging, write_run_config
 from aligner.core.runner import data_fingerprint, path_identity, refuse_to_overwrite, run_per_sample
 from aligner.data.sources.truthfulqa import (
     HF_DATASET,
@@ -40,7 +40,7 @@ from aligner.data.sources.truthfulqa import (
     load_truthfulqa,
     read_generations,
 )
-from aligner.eval.checks import OverwriteSettings, count_empty, require_finite
+from aligner.eval.checks import OverwriteSettings, all_rows, count_empty, require_finite
 from aligner.eval.metrics.judges import JUDGE_CONTINUATIONS, judge_truthfulness
 from aligner.eval.metrics.registry import aggregate
 from aligner.eval.tasks.truthfulqa_mc import (  # noqa: F401  (re-exported)
@@ -52,7 +52,7 @@ from aligner.eval.tasks.truthfulqa_mc import (  # noqa: F401  (re-exported)
     unique_choices,
 )
 from aligner.lm.interface import LM, load_lm, release_lm, resolve_backend
-from aligner.lm.settings import AdapterCheckSettings, BackendSettings, ModelSettings
+from aligner.lm.settings import AdapterCheckSettings, BackendSettings, ModelSettings, lm_kwargs
 from aligner.prompts import (
     TRUTHFULQA_JUDGE_TEMPLATE,
     TRUTHFULQA_PROMPT_STYLES,
@@ -138,7 +138,7 @@ class TruthfulQAEvalConfig(ModelSettings, BackendSettings, AdapterCheckSettings,
             raise ValueError("--skip_mc and --skip_generation together leave nothing to do")
         if self.judge_only and not self.judge_model_path:
             raise ValueError("--judge_only needs --judge_model_path")
-        self.limit = -1 if self.limit is None or self.limit <= 0 else self.limit
+        self.limit = all_rows(self.limit)
         if self.study_compat:
             self.mc_inputs = "study"
         if self.stop_sequences:
@@ -276,12 +276,8 @@ def _fingerprint(cfg: TruthfulQAEvalConfig, phase: str, adapter: str | None, dat
 
 
 def _load_policy(cfg: TruthfulQAEvalConfig, backend: str) -> LM:
-    return load_lm(backend, cfg.model_path, cfg.lora_path, dtype=cfg.dtype, device=cfg.device,
-                   batch_size=cfg.mc_batch, gen_batch_size=cfg.gen_batch_size, share_prefix=cfg.share_prefix,
-                   tensor_parallel_size=cfg.tensor_parallel_size,
-                   gpu_memory_utilization=cfg.gpu_memory_utilization, seed=cfg.seed, max_model_len=cfg.max_model_len,
-                   max_num_seqs=cfg.max_num_seqs, enforce_eager=cfg.enforce_eager,
-                   allow_base_mismatch=cfg.allow_base_mismatch)
+    return load_lm(backend, cfg.model_path, cfg.lora_path, **lm_kwargs(
+        cfg, batch_size=cfg.mc_batch, gen_batch_size=cfg.gen_batch_size, share_prefix=cfg.share_prefix))
 
 
 def _load_judge(cfg: TruthfulQAEvalConfig) -> LM:
@@ -405,6 +401,7 @@ def run_truthfulqa_eval(cfg: TruthfulQAEvalConfig) -> dict[str, dict]:
     policy for generation (the same HF model, or vLLM when the backend is vllm), then the judge over all
     answers.  Per-sample files are appended as work is done; ``resume`` skips what is on disk.
     """
+    setup_logging()
     Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
     if cfg.judge_only:
         return {"judge_only": _judge_only(cfg)}
@@ -412,6 +409,7 @@ def run_truthfulqa_eval(cfg: TruthfulQAEvalConfig) -> dict[str, dict]:
         logger.warning("no --judge_model_path: answers are generated but not judged; judge them later with "
                        "--judge_only <generations file>")
     run = _start(cfg)
+    write_run_config(cfg.output_dir, cfg)
     mc_by, generations_by = _policy_phases(run)
     # Metrics now, so nothing is lost if the judge fails.  Fresh answers not judged yet have no numbers
     # (an earlier file's would describe other answers); a phase skipped now keeps the earlier file's.
@@ -427,8 +425,10 @@ def run_truthfulqa_eval(cfg: TruthfulQAEvalConfig) -> dict[str, dict]:
         for name, p in zip(run.names, run.paths):
             results[name] = write_metrics(run.file("metrics", name), run.base_fields(name, p), mc_by.get(name),
                                           gen_by[name], run.seconds(name))
-    for name in run.names:
-        logger.info("%s -> %s", name, run.file("metrics", name))
+    for name, m in results.items():
+        logger.info("%s: MC1 %s, MC2 %s, judged truthfulness %s, judged P(yes) %s (%d questions) -> %s", name,
+                    m.get("mc1"), m.get("mc2"), m.get("gen_truthfulness"), m.get("gen_avg_prob"), m["n_questions"],
+                    run.file("metrics", name))
     return results
 
 
@@ -440,6 +440,7 @@ def _judge_only(cfg: TruthfulQAEvalConfig) -> dict:
         raise ValueError(f"--judge_only reads {src}, which is the file this run would write; "
                          f"pass another --run_name (or the generations_*.jsonl file)")
     refuse_to_overwrite(detailed, cfg.resume, cfg.overwrite)
+    write_run_config(cfg.output_dir, cfg)
     generations = read_generations(src)
     if cfg.limit is not None and cfg.limit > 0:
         generations = generations[: cfg.limit]
