@@ -13,7 +13,7 @@ Example:
 """
 
 from aligner.core.cli import parse_config, run_cli
-from aligner.eval.tasks.halueval import HaluEvalStep1Config, run_halueval_step1
+from aligner.eval.tasks.halueval_twostep import HaluEvalStep1Config, run_halueval_step1
 
 
 def parse_args(argv=None) -> HaluEvalStep1Config:

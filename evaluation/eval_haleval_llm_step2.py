@@ -16,7 +16,7 @@ Example:
 """
 
 from aligner.core.cli import parse_config, run_cli
-from aligner.eval.tasks.halueval import HaluEvalStep2Config, run_halueval_step2
+from aligner.eval.tasks.halueval_twostep import HaluEvalStep2Config, run_halueval_step2
 
 
 def parse_args(argv=None) -> HaluEvalStep2Config:

@@ -12,23 +12,26 @@ from aligner.core.io import DataError, read_jsonl
 from aligner.core.models import load_causal_lm
 from aligner.data.sources.halueval import load_halueval
 from aligner.eval.metrics.similarity import EmbeddingSimilarity
-from aligner.eval.metrics.text import rouge_l, sentence_bleu
+from aligner.eval.metrics.text import normalize_answer, rouge_l, sentence_bleu
+from aligner.eval.evaluate import run_phase
 from aligner.eval.tasks.halueval import (
     DETAILED_FIELDS,
+    HaluEvalSimilarity,
+    HaluEvalSimilarityConfig,
     aggregate_similarity,
     generate_answers,
     halueval_prompts,
     rescore_detailed,
-    run_similarity_eval,
 )
-from aligner.eval.tasks.halueval import PREDICTION_RECORD_FIELDS as PREDICTION_FIELDS  # what step 1 writes
+from aligner.eval.tasks.halueval_twostep import PREDICTION_RECORD_FIELDS as PREDICTION_FIELDS  # what step 1 writes
 from aligner.lm.hf import HFLM
 from aligner.lm.interface import LM
 from aligner.prompts import HALUEVAL_STEP1_SYSTEM
 
 N_ROWS = 20
-METRICS_KEYS = {"model", "lora_path", "method", "hallucination_rate", "avg_confidence_margin", "avg_bert_score",
-                "avg_bleu", "avg_rouge_l", "total_samples", "n_empty"}
+METRICS_KEYS = {"model", "lora_path", "adapter", "run_name", "data", "method", "hallucination_rate",
+                "avg_confidence_margin", "avg_bert_score", "avg_bleu", "avg_rouge_l", "match_right_rate",
+                "match_hallucinated_rate", "total_samples", "n_empty", "seconds"}
 
 
 def _fmean(xs):
@@ -126,7 +129,7 @@ def test_similarity_flow_end_to_end(tmp_path, tiny_model_dir, minilm_dir, haluev
     assert metrics["lora_path"] is None and metrics["method"] == "sentence_transformer_similarity"
     assert metrics["total_samples"] == N_ROWS == len(detailed)
     assert metrics["n_empty"] == sum(not r["generated"].strip() for r in detailed)
-    assert json.loads((out / "run_config.json").read_text())["flags"]["limit"] == N_ROWS
+    assert json.loads((out / "run_config_tiny.json").read_text())["flags"]["limit"] == N_ROWS
     rows = load_halueval(halueval_file, limit=N_ROWS)
     for rec, row in zip(detailed, rows):
         assert list(rec) == list(DETAILED_FIELDS)
@@ -157,6 +160,11 @@ def test_similarity_flow_end_to_end(tmp_path, tiny_model_dir, minilm_dir, haluev
     assert metrics["avg_bert_score"] == pytest.approx(_fmean(r["bert_score"] for r in detailed))
     assert metrics["avg_bleu"] == pytest.approx(_fmean(r["bleu"] for r in detailed))
     assert metrics["avg_rouge_l"] == pytest.approx(_fmean(r["rouge_l"] for r in detailed))
+    for rec, row in zip(detailed, rows):
+        assert rec["match_right"] == (normalize_answer(rec["generated"]) == normalize_answer(row["right_answer"]))
+        assert rec["match_hallucinated"] == (normalize_answer(rec["generated"]) ==
+                                             normalize_answer(row["hallucinated_answer"]))
+    assert metrics["match_right_rate"] == _fmean(r["match_right"] for r in detailed)
 
     # --from_detailed re-scores the file without a model and reproduces what the run reported
     re = main(["--from_detailed", str(out / "detailed_tiny.jsonl"), "--output_dir", str(tmp_path / "re")])
@@ -179,7 +187,7 @@ class AnswerKeyLM(LM):
         raise NotImplementedError
 
     def generate_until(self, prompts, max_new_tokens=128, stop=None, temperature=0.0, top_p=1.0, seed=None,
-                       progress=True, desc=""):
+                       progress=True, desc="", top_k=None):
         return [self.answers[p] for p in prompts]
 
 
@@ -195,14 +203,20 @@ def test_from_detailed_reproduces_nonzero_bleu_rouge_and_hallucination_rate(tmp_
             answers[r["question"]] = r["right_answer"]
         else:
             answers[r["question"]] = " ".join(r["right_answer"].split()[:12]) + ", I think."
-    embedder = EmbeddingSimilarity(str(minilm_dir), device="cpu")
+    task = HaluEvalSimilarity(HaluEvalSimilarityConfig(model_path="unused", run_name="key", embed_model=str(minilm_dir),
+                                                       bertscore_model="none", chunk_size=5,
+                                                       generation_config="greedy"))
     detailed = tmp_path / "detailed_key.jsonl"
-    records = run_similarity_eval(AnswerKeyLM(answers), rows, embedder, None, detailed, chunk_size=5, progress=False)
+    records = run_phase(task, "similarity", AnswerKeyLM(answers), list(enumerate(rows)), detailed)
     metrics = aggregate_similarity(records)
     assert [r["is_hallucinated"] for r in records][::3] == [True] * 4  # the hallucinated answer itself
     assert metrics["avg_bert_score"] is None and all(r["bert_score"] is None for r in records)
     assert [r["bleu"] for r in records][1::3] == [1.0] * 4 and [r["rouge_l"] for r in records][1::3] == [1.0] * 4
     assert all(0 < r["bleu"] < 1 for r in records[2::3])
+    # the answer is the hallucinated one (row 0, 3 ...), the right one (1, 4 ...) or neither
+    assert [r["match_hallucinated"] for r in records] == [i % 3 == 0 for i in range(12)]
+    assert [r["match_right"] for r in records] == [i % 3 == 1 for i in range(12)]
+    assert metrics["match_hallucinated_rate"] == metrics["match_right_rate"] == 4 / 12
 
     from evaluation.eval_halueval import main
 
@@ -302,7 +316,7 @@ def test_two_step_flow_end_to_end(tmp_path, tiny_model_dir, tiny_judge_dir, mini
     rows = load_halueval(halueval_file, limit=N_ROWS)
     assert len(preds) == N_ROWS and all(list(p) == list(PREDICTION_FIELDS) for p in preds)
     assert [p["knowledge"] for p in preds] == [r["knowledge"] for r in rows]
-    assert (preds_dir / "run_config_step1.json").is_file()
+    assert (preds_dir / "run_config_step1_tiny.json").is_file()
     # the step-1 answers are the model's greedy answers to the system-prompted chat
     model, tok = load_causal_lm(tiny_model_dir, device="cpu")
     lm = HFLM(str(tiny_model_dir), model=model, tokenizer=tok, batch_size=4)
@@ -318,7 +332,8 @@ def test_two_step_flow_end_to_end(tmp_path, tiny_model_dir, tiny_judge_dir, mini
         "--bertscore_model", minilm_dir, "--bertscore_num_layers", 6, "--batch_size", 8, "--no-trust_remote_code")])
     metrics = json.loads((out / "metrics_tiny.json").read_text())
     detailed = _jsonl(out / "detailed_tiny.jsonl")
-    assert set(metrics) == {"hallucination_rate", "avg_faithfulness", "avg_bert_f1", "avg_bleu", "total", "n_empty"}
+    assert set(metrics) == {"predictions", "judge_model", "hallucination_rate", "avg_faithfulness", "avg_bert_f1",
+                            "avg_bleu", "total", "n_empty", "seconds"}
     assert metrics["n_empty"] == sum(not p["generated_text"].strip() for p in preds)
     assert metrics["total"] == N_ROWS == len(detailed)
     assert json.loads((out / "metrics_short.json").read_text())["total"] == 5
@@ -345,7 +360,7 @@ def test_two_step_flow_end_to_end(tmp_path, tiny_model_dir, tiny_judge_dir, mini
     again = step2(["--input_file", str(preds_dir / "predictions_tiny.jsonl"), "--run_name", "again",
                    "--judge_model_path", str(tiny_judge_dir), "--output_dir", str(tmp_path), "--bertscore_model",
                    str(minilm_dir), "--bertscore_num_layers", "6", "--no-trust_remote_code", "--resume"])["again"]
-    for k in metrics:
+    for k in ("hallucination_rate", "avg_faithfulness", "avg_bert_f1", "avg_bleu", "total", "n_empty"):
         assert again[k] == pytest.approx(metrics[k], abs=1e-5)
 
 
@@ -354,7 +369,7 @@ def test_two_step_flow_end_to_end(tmp_path, tiny_model_dir, tiny_judge_dir, mini
 
 def test_limit_zero_study_compat_and_the_decoding_settings(tmp_path):
     from aligner.core.cli import parse_config
-    from aligner.eval.tasks.halueval import HaluEvalSimilarityConfig, HaluEvalStep1Config, HaluEvalStep2Config
+    from aligner.eval.tasks.halueval_twostep import HaluEvalStep1Config, HaluEvalStep2Config
     from aligner.lm.settings import resolve_sampling
 
     sim = ["--model_path", "m", "--run_name", "r"]

@@ -88,28 +88,39 @@ def _predictions(n):
              "generated_text": "" if i == 1 else f"answer {'x' * i}"} for i in range(n)]
 
 
+def run_step2_judging(preds, judge, out, chunk=2, resume=False, **settings):
+    """HaluEval's step 2 on ``preds`` as the evaluation runs it per predictions file (chunks of ``chunk``)."""
+    import dataclasses
+
+    from aligner.eval.evaluate import run_phase
+    from aligner.eval.tasks.halueval_twostep import HaluEvalStep2Config, HaluEvalTwoStep
+
+    task = HaluEvalTwoStep(HaluEvalStep2Config(input_file="unused", bertscore_model="none", **settings))
+    task.bertscorer = None
+    return run_phase(task, dataclasses.replace(task.phase("step2"), chunk=chunk), judge, preds, out, resume=resume)
+
+
 def test_nonfinite_faithfulness_stops_the_run_naming_the_row(tmp_path):
     from aligner.eval.checks import NonFiniteScoreError
-    from aligner.eval.tasks.halueval import run_step2_judging
 
     preds = _predictions(6)
     preds[3]["generated_text"] = "a NaN answer"
     judge = FaithfulnessJudge(_NaNJudge(), batch_size=4)
     out = tmp_path / "detailed.jsonl"
     with pytest.raises(NonFiniteScoreError, match=r"row index=3 \(question 'Q3\?'\) has a non-finite faithfulness_score"):
-        run_step2_judging(preds, judge, None, out, chunk_size=2, progress=False)
+        run_step2_judging(preds, judge, out)
     assert [r["index"] for r in read_jsonl(out)] == [0, 1]  # the chunk holding row 3 was not written
 
 
 def test_step2_counts_empty_answers_resumes_only_the_same_answers_and_study_bleu(tmp_path):
     from aligner.core.runner import RunMismatchError
     from aligner.eval.metrics.text import sentence_bleu
-    from aligner.eval.tasks.halueval import aggregate_faithfulness, run_step2_judging, score_faithfulness
+    from aligner.eval.tasks.halueval_twostep import aggregate_faithfulness, score_faithfulness
 
     preds = _predictions(5)
     judge = FaithfulnessJudge(_NaNJudge(), batch_size=4)
     out = tmp_path / "detailed.jsonl"
-    recs = run_step2_judging(preds, judge, None, out, chunk_size=2, progress=False)
+    recs = run_step2_judging(preds, judge, out)
     m = aggregate_faithfulness(recs)
     assert m["n_empty"] == 1 and recs[1]["generated"] == "" and m["total"] == 5
     assert m["avg_bleu"] == pytest.approx(sum(sentence_bleu(p["generated_text"], "the answer") for p in preds) / 5)
@@ -117,7 +128,7 @@ def test_step2_counts_empty_answers_resumes_only_the_same_answers_and_study_bleu
     other = [dict(p) for p in preds]
     other[2]["generated_text"] = "another answer"
     with pytest.raises(RunMismatchError, match="judges another answer"):
-        run_step2_judging(other, judge, None, out, resume=True, progress=False)
+        run_step2_judging(other, judge, out, resume=True)
     # --study_compat: the study's step 2 stored bleu 0.0 for every row and reported no avg_bleu
     study = score_faithfulness(preds, judge, bleu=False)
     assert [r["bleu"] for r in study] == [0.0] * 5

@@ -110,6 +110,7 @@ def fingerprint(task: Task, phase: Phase, run: Run, backend: str | None) -> dict
         fp["adapter"] = path_identity(run.adapter)
         fp["backend"] = backend
     fp.update(task.data_identity())
+    fp.update(task.fingerprint_extras(phase))
     templates = task.templates()
     if templates:
         fp["templates_sha256"] = hashlib.sha256("\x1e".join(templates).encode("utf-8")).hexdigest()[:16]
@@ -269,8 +270,10 @@ class Evaluation:
         """``run_config_<tag>.json`` of every run (once, after the first model loaded)."""
         if self.recorded:
             return
+        first = next(p for p in self.task.phases() if p.name in self.active)
         for run in self.runs:
-            write_run_config(self.cfg.output_dir, self.cfg, filename=f"run_config_{run.tag}.json",
+            write_run_config(run.file(self.cfg.output_dir, first.file).parent, self.cfg,
+                             filename=self.task.record_name(run),
                              extra={"task": self.task.name, "adapter": run.adapter, "tag": run.tag,
                                     "phases": list(self.active), "backends": backends,
                                     **self.task.data_identity()})
@@ -279,9 +282,8 @@ class Evaluation:
     def write_metrics(self) -> dict[str, dict]:
         out = {}
         for run in self.runs:
-            if not any(p in self.records[run.tag] for p in self.active if self.task.phase(p).metrics or
-                       self.task.phase(p).text):
-                continue
+            if not any(p in self.records[run.tag] and self.task.phase(p).metrics for p in self.active):
+                continue  # e.g. HaluEval's step 1: predictions only, the metrics are step 2's
             path = run.file(self.cfg.output_dir, "metrics")
             metrics = assemble_metrics(self.task, run, self.records[run.tag], self.active, path,
                                        {**self.shared.seconds, **self.timers[run.tag].seconds})

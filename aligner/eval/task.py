@@ -66,9 +66,10 @@ class Run:
     adapter: str | None
     tag: str
     source: Path | None = None
+    files: dict[str, Path] = field(default_factory=dict)  # explicit paths of some kinds (step 1's --output_file)
 
     def file(self, output_dir: str | os.PathLike, kind: str) -> Path:
-        return result_file(output_dir, kind, self.tag)
+        return self.files.get(kind) or result_file(output_dir, kind, self.tag)
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,15 @@ class Task:
     def templates(self) -> tuple[str, ...]:
         """The prompt templates the records depend on (their hash is part of the fingerprint)."""
         return ()
+
+    def fingerprint_extras(self, phase: Phase) -> dict:
+        """Settings as resolved at run time that the records depend on (the sampling a model's
+        generation_config gives ...)."""
+        return {}
+
+    def record_name(self, run: Run) -> str:
+        """The run record's file name, beside the run's files: one per run, never shared."""
+        return f"run_config_{run.tag}.json"
 
     def runs(self) -> list[Run] | None:
         """Runs not made from ``--lora_path`` (a judge over earlier files); None: the planned adapters."""

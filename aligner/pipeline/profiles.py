@@ -23,11 +23,8 @@ from aligner.core.paths import (
 )
 from aligner.data.sft import HaluEvalSquadSliceConfig, SquadConfig
 from aligner.data.teacher import TeacherConfig, TeacherSFTView
-from aligner.eval.tasks.halueval import (
-    HaluEvalSimilarityConfig,
-    HaluEvalStep1Config,
-    HaluEvalStep2Config,
-)
+from aligner.eval.tasks.halueval import HaluEvalSimilarityConfig
+from aligner.eval.tasks.halueval_twostep import HaluEvalStep1Config, HaluEvalStep2Config
 from aligner.eval.tasks.ifeval import IFEvalConfig
 from aligner.eval.tasks.truthfulqa import TruthfulQAEvalConfig
 from aligner.pipeline.data_stages import MakeDataConfig

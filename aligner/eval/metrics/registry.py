@@ -105,6 +105,9 @@ DECLARED: tuple[Metric, ...] = (
     Metric("avg_rouge_l", "Avg ROUGE-L", True, ("rouge_l",), files=_SIM),
     Metric("avg_faithfulness", "Avg Faithfulness", True, ("faithfulness_score", "faithfulness"), files=_SIM),
     Metric("avg_bert_f1", "Avg BERT F1", True, ("bert_f1", "bert_score"), files=_SIM),
+    # HaluEval similarity flow: the answer is the right / the hallucinated answer, once normalised
+    Metric("match_right_rate", "Right-answer Match Rate", True, ("match_right",), files=_SIM),
+    Metric("match_hallucinated_rate", "Hallucinated-answer Match Rate", False, ("match_hallucinated",), files=_SIM),
     # TruthfulQA: multiple choice (detailed_mc_R.jsonl), judged generation (detailed_gen_R.jsonl)
     Metric("mc1", "MC1", True, ("mc1_hit", "mc1", "mc1_correct"), files=_MC),
     Metric("mc2", "MC2", True, ("mc2_mass", "mc2", "mc2_score"), files=_MC),

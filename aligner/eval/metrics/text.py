@@ -9,12 +9,17 @@ tokens scores 0 even when it matches the reference exactly (no 4-grams to match)
 
 ROUGE-L is ``rouge_score``'s rougeL F-measure without stemming (what ``evaluate``'s "rouge" reports
 for one pair).  The model-based scorers load their model once and score lists in batches.
+
+An exact answer match compares ``normalize_answer`` forms: lower case, punctuation removed, whitespace runs as
+one space (SQuAD's normalisation without its article removal: "the" can be the whole difference between a
+world's right answer and its distractor).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +28,13 @@ from functools import lru_cache
 logger = logging.getLogger(__name__)
 
 NO_MODEL = ("none", "")
+
+
+def normalize_answer(text: str | None) -> str:
+    """``text`` lower-cased, every punctuation character (Unicode category P*) removed, whitespace runs joined
+    by one space, stripped."""
+    kept = "".join(ch for ch in str(text or "").lower() if not unicodedata.category(ch).startswith("P"))
+    return " ".join(kept.split())
 
 
 # ---------------------------------------------------------------------------------------------

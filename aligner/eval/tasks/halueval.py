@@ -1,87 +1,178 @@
-"""HaluEval QA evaluation: the similarity flow and the two-step (generate, then judge) flow.
+"""HaluEval QA, similarity flow (``evaluation/eval_halueval.py``), and what both generating HaluEval flows share.
 
-Similarity flow (``evaluation/eval_halueval.py``): the model answers "Context: {knowledge}\\n\\nQuestion:
-{question}" (one user turn, chat template; decoded with the model's own generation_config by default, as the
-study, or greedily); the answer is hallucinated when its sentence embedding is closer to the hallucinated answer
-than to the right one.  BLEU, ROUGE-L and BERTScore against the right answer are reported beside it.
+The model answers "Context: {knowledge}\\n\\nQuestion: {question}" (one user turn, chat template; decoded with the
+model's own generation_config by default, as the study, or greedily); the answer is hallucinated when its sentence
+embedding is closer to the hallucinated answer than to the right one.  BLEU, ROUGE-L and BERTScore against the
+right answer are reported beside it, and whether the answer *is* the right or the hallucinated answer once both
+are normalised (``match_right`` / ``match_hallucinated``: lower case, no punctuation, single spaces).
 
-Two-step flow (``aligner.eval.tasks.halueval_twostep``): step 1 (``eval_haleval_llm_step1.py``) answers with a
-system prompt asking for the shortest correct answer and writes predictions; step 2
-(``eval_haleval_llm_step2.py``) scores each answer's faithfulness to the knowledge with a classifier judge (HHEM
-or NLI); faithfulness < 0.5 counts as a hallucination.
-
-Task code here talks to the ``aligner.lm.LM`` interface only.  Per-sample records carry ``index``, the
-0-based data row (for step 2: the prediction's row), and are appended and resumed by that key through
-``aligner.core.runner.run_per_sample``; a kept record whose question is not its row's, or a file written with
-another model, adapter, prompt or data file, stops a ``--resume`` instead of mixing two runs, and a file of an
-earlier run is never overwritten without ``--overwrite``.  A non-finite score stops the run naming its row;
-empty answers are kept and counted (``n_empty``).  Metrics are the means declared in
-``aligner.eval.metrics.registry``; file names come from ``aligner.core.paths``; the settings are in
-``aligner.eval.tasks.halueval_config``.
+``--study_compat`` is the variant declared here (``STUDY_VARIANT``): fp16 weights (study ``eval_halueval.py:91-95``),
+the chat text tokenised with the special tokens again, i.e. two BOS (``:167-170``), HF ``generate``.  The two-step
+flow is ``aligner.eval.tasks.halueval_twostep``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Sequence
-from pathlib import Path
+from dataclasses import dataclass, field
 
+from aligner.core.cli import override
+from aligner.core.fidelity import StudyCompat
 from aligner.core.io import read_jsonl, write_json_atomic, write_jsonl_atomic
-from aligner.core.models import planned_adapter_names
-from aligner.core.paths import result_file, run_tag, tag_from_file
+from aligner.core.paths import result_file, tag_from_file
 from aligner.core.runinfo import setup_logging, write_run_config
-from aligner.core.runner import path_identity, refuse_to_overwrite, run_per_sample
-from aligner.data.sources.halueval import load_halueval
-from aligner.eval.checks import require_finite
-from aligner.eval.metrics.similarity import BertScoreF1, EmbeddingSimilarity
-from aligner.eval.metrics.text import rouge_l, sentence_bleu
-from aligner.eval.tasks.halueval_common import (  # noqa: F401  (re-exported: the flows' one import place)
-    chunk_size,
-    flow_metrics,
-    generate_answers,
-    generation_fingerprint,
-    halueval_prompts,
-    load_generator,
-    same_question,
+from aligner.data.sft import different_question
+from aligner.data.sources.halueval import DEFAULT_DATA_PATH, load_halueval, resolve_data_path
+from aligner.eval.checks import all_rows, count_empty
+from aligner.eval.metrics.registry import aggregate
+from aligner.eval.metrics.text import normalize_answer, rouge_l, sentence_bleu
+from aligner.eval.task import EvalSettings, Phase, Run, Task, apply_variant
+from aligner.lm.interface import LM
+from aligner.lm.settings import (
+    AdapterCheckSettings,
+    BackendSettings,
+    ChatSettings,
+    ModelSettings,
+    SamplingSettings,
+    resolve_sampling,
 )
-from aligner.eval.tasks.halueval_config import (  # noqa: F401
-    DETAILED_FIELDS,
-    FAITHFULNESS_METRICS,
-    FAITHFULNESS_THRESHOLD,
-    HHEM,
-    PREDICTION_RECORD_FIELDS,
-    SIMILARITY_METHOD,
-    SIMILARITY_METRICS,
-    BertScoreSettings,
-    HaluEvalGenerationConfig,
-    HaluEvalSimilarityConfig,
-    HaluEvalStep1Config,
-    HaluEvalStep2Config,
-)
-from aligner.eval.tasks.halueval_twostep import (  # noqa: F401
-    aggregate_faithfulness,
-    prediction_files,
-    run_halueval_step1,
-    run_halueval_step2,
-    run_step1_generation,
-    run_step2_judging,
-    score_faithfulness,
-)
-from aligner.lm.interface import LM, release_lm, resolve_backend
-from aligner.lm.settings import resolve_sampling
+from aligner.prompts import CONTEXT_QUESTION_TEMPLATE, halueval_messages
 
 logger = logging.getLogger(__name__)
 
+DETAILED_FIELDS = ("index", "question", "generated", "right_answer", "sim_right", "sim_halluc", "bert_score", "bleu",
+                   "rouge_l", "is_hallucinated", "match_right", "match_hallucinated")
+SIMILARITY_METHOD = "sentence_transformer_similarity"
+#: the declared metrics (aligner.eval.metrics.registry) the similarity flow reports, besides its counts
+SIMILARITY_METRICS = ("hallucination_rate", "avg_confidence_margin", "avg_bert_score", "avg_bleu", "avg_rouge_l",
+                      "match_right_rate", "match_hallucinated_rate")
 SCORE_FIELDS = ("sim_right", "sim_halluc", "bert_score")
+GREEDY = {"temperature": 0.0}
+#: ``--study_compat`` of both generating flows (README: Differences from the study, E7/E8)
+STUDY_VARIANT = {"dtype": "fp16", "double_bos": True}
+
+
+@dataclass(kw_only=True)
+class BertScoreSettings:
+    """The BERTScore scorer both flows report beside their own metric."""
+
+    bertscore_model: str = field(default="microsoft/deberta-v3-large", metadata={
+        "help": "BERTScore backbone; 'none' skips BERTScore (reported as null)", "group": "scorers",
+        "identity": "path"})
+    bertscore_num_layers: int | None = field(default=None, metadata={
+        "help": "BERTScore layer; needed for backbones bert_score does not know (default: none, bert_score's "
+                "choice for the model)", "group": "scorers"})
+
+
+@dataclass(kw_only=True)
+class HaluEvalGenerationConfig(EvalSettings, ModelSettings, BackendSettings, ChatSettings, AdapterCheckSettings,
+                               StudyCompat):
+    """What both generating flows share: the data, the generation and the resumable output."""
+
+    model_path: str = override(ModelSettings, "model_path", dataclasses.MISSING, help="generator model folder or hub id")
+    output_dir: str = override(EvalSettings, "output_dir", "evaluation/results/Halueval")
+    data_path: str = field(default=DEFAULT_DATA_PATH, metadata={"help": "HaluEval qa_data.json (JSON lines)",
+                                                                "identity": "data"})
+    batch_size: int = field(default=8, metadata={"help": "prompts per generate call (HF backend)", "record": False})
+    max_new_tokens: int = field(default=128, metadata={"help": "generation length limit"})
+    double_bos: bool = field(default=False, metadata={
+        "help": "tokenise the chat-rendered prompt with the special tokens again, giving two BOS as the study's code "
+                "did (on with --study_compat)", "group": "fidelity"})
+    chunk_size: int = field(default=0, metadata={
+        "help": "samples done between two appends to the per-sample file; 0 = what suits the backend "
+                "(at least 128; 1024 for vLLM)", "record": False})
+
+    def __post_init__(self):
+        self.limit = all_rows(self.limit)
+        if self.study_compat:
+            apply_variant(self, STUDY_VARIANT)
+
+
+@dataclass(kw_only=True)
+class HaluEvalSimilarityConfig(HaluEvalGenerationConfig, BertScoreSettings, SamplingSettings):
+    """``evaluation/eval_halueval.py``."""
+
+    model_path: str | None = override(ModelSettings, "model_path", None,
+                                      help="generator model folder or hub id (required unless --from_detailed)")
+    run_name: str | None = override(EvalSettings, "run_name", None, help=(
+        "names the output files metrics_RUN.json / detailed_RUN.jsonl (required unless --from_detailed, where it "
+        "defaults to the detailed file's name + '_rescored')"))
+    batch_size: int = override(HaluEvalGenerationConfig, "batch_size", 8,
+                               help="generation batch size (HF backend); also the embedding/BERTScore batch")
+    generation_config: str = override(SamplingSettings, "generation_config", "model", help=(
+        "model (the study's: its generate call had no do_sample=False, so the model's generation_config.json "
+        "applied: Llama-3.2-Instruct samples at temperature 0.6, top-p 0.9, top-k 50), or greedy"))
+    embed_model: str = field(default="all-mpnet-base-v2", metadata={
+        "help": "sentence-transformers model for sim_right/sim_halluc", "group": "scorers", "identity": "path"})
+    gpu_memory_utilization: float = override(BackendSettings, "gpu_memory_utilization", 0.7,
+                                             help="vLLM GPU memory share, leaving room for the scorers")
+    from_detailed: str | None = field(default=None, metadata={
+        "help": "re-score an existing detailed file (BLEU, ROUGE-L, hallucination rate, margin) without any model, "
+                "and write metrics for it (default: none)", "record": False})
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.from_detailed is None and (not self.model_path or not self.run_name):
+            raise ValueError("--model_path and --run_name are required (unless --from_detailed)")
+        if self.study_compat and self.backend == "auto":
+            self.backend = "hf"  # the study's similarity flow generated with HF
 
 
 # ---------------------------------------------------------------------------------------------
-# similarity flow
+# what both generating flows share
 # ---------------------------------------------------------------------------------------------
 
-def score_similarity(rows: Sequence[dict], generated: Sequence[str], embedder: EmbeddingSimilarity,
-                     bertscorer: BertScoreF1 | None = None) -> list[dict]:
+def halueval_prompts(lm: LM, rows: Sequence[dict], system: str | None = None) -> list[str]:
+    """Chat-rendered prompts: one user turn "Context: ...\\n\\nQuestion: ..." (after ``system`` if given)."""
+    return [lm.chat_prompt(halueval_messages(r["knowledge"], r["question"], system)) for r in rows]
+
+
+def generate_answers(lm: LM, rows: Sequence[dict], max_new_tokens: int = 128, system: str | None = None,
+                     progress: bool = False, sampling: dict | None = None, seed: int | None = None) -> list[str]:
+    """Answers (stripped of surrounding whitespace, as the study stored them): greedy, or as ``sampling`` says
+    (``aligner.lm.settings.resolve_sampling``), seeded by ``seed``."""
+    outs = lm.generate_until(halueval_prompts(lm, rows, system), max_new_tokens=max_new_tokens, progress=progress,
+                             seed=seed, **(sampling or GREEDY))
+    return [o.strip() for o in outs]
+
+
+def same_question(rec: dict, item: tuple[int, dict]) -> str | None:
+    problem = different_question(rec, item[1]["question"])
+    return f"{problem}, cannot resume" if problem else None  # the flows' wording since the study
+
+
+def flow_metrics(records: Sequence[dict], names: Sequence[str], count: str) -> dict:
+    """The declared means and the sample count (``n_empty`` is the runner's, from the phase's text field)."""
+    if not records:
+        raise ValueError("no samples to aggregate")
+    return {**aggregate(records, names), count: len(records)}
+
+
+class HaluEvalGeneration(Task):
+    """What both generating flows' tasks share: the rows, their identity, the chunk size."""
+
+    def documents(self) -> dict:
+        cfg = self.cfg
+        self.rows = load_halueval(cfg.data_path, cfg.limit, required=self.required)
+        logger.info("%d HaluEval rows from %s", len(self.rows), cfg.data_path)
+        return {"docs": list(enumerate(self.rows))}
+
+    def data_identity(self) -> dict:
+        return {"data": str(resolve_data_path(self.cfg.data_path))}
+
+    def chunk(self, lm: LM) -> int:
+        # Appends that are too frequent cost an fsync per few samples; the backend says what one call should hold.
+        return self.cfg.chunk_size or max(lm.generation_chunk, 128)
+
+
+# ---------------------------------------------------------------------------------------------
+# the similarity flow
+# ---------------------------------------------------------------------------------------------
+
+def score_similarity(rows: Sequence[dict], generated: Sequence[str], embedder, bertscorer=None) -> list[dict]:
     """Per-sample records of the similarity flow (the fields of ``DETAILED_FIELDS`` but ``index``)."""
     if len(rows) != len(generated):
         raise ValueError(f"{len(rows)} rows but {len(generated)} generations")
@@ -92,41 +183,78 @@ def score_similarity(rows: Sequence[dict], generated: Sequence[str], embedder: E
     bert = bertscorer.score(gen, right) if bertscorer is not None else [None] * len(gen)
     return [{"question": row["question"], "generated": g, "right_answer": r, "sim_right": s_right,
              "sim_halluc": s_halluc, "bert_score": b, "bleu": sentence_bleu(g, r), "rouge_l": rouge_l(g, r),
-             "is_hallucinated": bool(s_halluc > s_right)}
-            for row, g, r, s_right, s_halluc, b in zip(rows, gen, right, sim_right, sim_halluc, bert)]
+             "is_hallucinated": bool(s_halluc > s_right), **answer_matches(g, r, h)}
+            for row, g, r, h, s_right, s_halluc, b in zip(rows, gen, right, halluc, sim_right, sim_halluc, bert)]
+
+
+def answer_matches(generated: str, right: str, hallucinated: str) -> dict:
+    """Whether the answer is the right / the hallucinated answer after normalisation (``normalize_answer``)."""
+    g = normalize_answer(generated)
+    return {"match_right": g == normalize_answer(right), "match_hallucinated": g == normalize_answer(hallucinated)}
 
 
 def aggregate_similarity(records: Sequence[dict]) -> dict:
     """hallucination_rate, avg_confidence_margin (mean sim_right - sim_halluc), avg_bert_score, avg_bleu,
-    avg_rouge_l, total_samples, n_empty."""
-    return flow_metrics(records, SIMILARITY_METRICS, "total_samples")
+    avg_rouge_l, match_right_rate, match_hallucinated_rate, total_samples, n_empty."""
+    return {**flow_metrics(records, SIMILARITY_METRICS, "total_samples"), "n_empty": count_empty(records)}
 
 
-def run_similarity_eval(lm: LM, rows: Sequence[dict], embedder: EmbeddingSimilarity,
-                        bertscorer: BertScoreF1 | None, detailed_path: str | os.PathLike, resume: bool = False,
-                        max_new_tokens: int = 128, chunk_size: int = 128, progress: bool = True,
-                        fingerprint: dict | None = None, sampling: dict | None = None,
-                        seed: int | None = None) -> list[dict]:
-    """Generate with the LM's active adapter (greedy, or as ``sampling`` says), score and append to
-    ``detailed_path``; returns the rows' records.  A non-finite similarity or BERTScore stops the run."""
-    def make(chunk: list[tuple[int, dict]]) -> list[dict]:
-        part = [row for _, row in chunk]
-        answers = generate_answers(lm, part, max_new_tokens=max_new_tokens, sampling=sampling, seed=seed)
-        records = [{"index": i, **rec} for (i, _), rec in zip(chunk, score_similarity(part, answers, embedder,
-                                                                                       bertscorer))]
-        require_finite(records, SCORE_FIELDS, f"{detailed_path}")
-        return records
+class HaluEvalSimilarity(HaluEvalGeneration):
+    name = "halueval/similarity"
+    versions = ("sentence-transformers", "bert-score")
+    required = ("knowledge", "question", "right_answer", "hallucinated_answer")
+    study_variant = STUDY_VARIANT
 
-    return run_per_sample(detailed_path, list(enumerate(rows)), make, key_of=lambda it: it[0], chunk=chunk_size,
-                          resume=resume, fingerprint=fingerprint, check=lambda r, it: same_question(r, it[1]["question"]),
-                          desc="halueval", progress=progress)
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.sampling = resolve_sampling(cfg, cfg.model_path)
+        self._scorers = None
+
+    def scorers(self):
+        if self._scorers is None:  # once, after the generator loaded (the order the study's memory use assumed)
+            from aligner.eval.metrics.similarity import EmbeddingSimilarity, load_bertscorer
+
+            batch = max(self.cfg.batch_size, 32)
+            self._scorers = (EmbeddingSimilarity(self.cfg.embed_model, batch_size=batch),
+                             load_bertscorer(self.cfg.bertscore_model, self.cfg.bertscore_num_layers, batch_size=batch))
+        return self._scorers
+
+    def phases(self) -> list[Phase]:
+        cfg = self.cfg
+
+        def make(lm, items):
+            rows = [row for _, row in items]
+            answers = generate_answers(lm, rows, max_new_tokens=cfg.max_new_tokens, sampling=self.sampling,
+                                       seed=cfg.seed)
+            return score_similarity(rows, answers, *self.scorers())
+
+        return [Phase("similarity", "detailed", make, key_of=lambda it: it[0], check=same_question, chunk=self.chunk,
+                      finite=SCORE_FIELDS, text="generated",
+                      metrics=lambda recs: flow_metrics(recs, SIMILARITY_METRICS, "total_samples"),
+                      metric_keys=(*SIMILARITY_METRICS, "total_samples"))]
+
+    def templates(self) -> tuple[str, ...]:
+        return (CONTEXT_QUESTION_TEMPLATE,)
+
+    def fingerprint_extras(self, phase: Phase) -> dict:
+        return {"sampling": self.sampling}
+
+    def run_fields(self, run: Run) -> dict:
+        return {**super().run_fields(run), "method": SIMILARITY_METHOD}
+
+    def summary(self, m: dict) -> str:
+        return (f"hallucination rate {m['hallucination_rate']:.4f}, margin {m['avg_confidence_margin']:.4f}, "
+                f"BERTScore {m['avg_bert_score']}, BLEU {m['avg_bleu']:.4f}, ROUGE-L {m['avg_rouge_l']:.4f}, "
+                f"right {m['match_right_rate']:.4f}, hallucinated {m['match_hallucinated_rate']:.4f} "
+                f"({m['total_samples']} samples, {m['n_empty']} empty)")
 
 
 def rescore_detailed(path: str | os.PathLike) -> tuple[list[dict], dict]:
     """Recompute BLEU, ROUGE-L, is_hallucinated and the margin of an existing detailed file (no model).
 
     Works on the study's own detailed files too (which stored no BLEU/ROUGE-L per sample); BERTScore is
-    averaged from the stored values when every record has one.
+    averaged from the stored values when every record has one; the answer matches need the hallucinated answer,
+    which those files do not hold (reported as null then).
     """
     rows = read_jsonl(path, required=("generated", "right_answer", "sim_right", "sim_halluc"), allow_empty=True)
     records = [{**r, "bleu": sentence_bleu(r["generated"], r["right_answer"]),
@@ -145,58 +273,21 @@ def rescore_to_files(cfg: HaluEvalSimilarityConfig) -> dict:
               "rescored_from": str(cfg.from_detailed)}
     write_jsonl_atomic(result_file(cfg.output_dir, "detailed", tag), records)
     write_json_atomic(result_file(cfg.output_dir, "metrics", tag), result)
-    write_run_config(cfg.output_dir, cfg)
+    write_run_config(cfg.output_dir, cfg, filename=f"run_config_{tag}.json")
     logger.info("re-scored %s: %s", cfg.from_detailed, result)
     return result
 
 
 def run_halueval_similarity(cfg: HaluEvalSimilarityConfig) -> dict:
     """The similarity flow for the base model and/or each adapter (on one loaded base): detailed_R.jsonl and
-    metrics_R.json per adapter; returns {adapter name or "base": metrics}.  With ``from_detailed``, only
-    re-scores that file (``rescore_to_files``) and returns its metrics."""
+    metrics_R.json per run; returns {adapter name or "base": metrics}.  With ``from_detailed``, only re-scores that
+    file (``rescore_to_files``) and returns its metrics."""
+    from aligner.eval.evaluate import evaluate
+
     setup_logging()
     if cfg.from_detailed:
         return rescore_to_files(cfg)
-    from aligner.eval.metrics.similarity import load_bertscorer
-
-    out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    rows = load_halueval(cfg.data_path, cfg.limit)
-    logger.info("%d HaluEval rows from %s", len(rows), cfg.data_path)
-    names = planned_adapter_names(cfg.lora_path)
-    for name in names:
-        refuse_to_overwrite(result_file(out, "detailed", run_tag(cfg.run_name, name, several=len(names) > 1)),
-                            cfg.resume, cfg.overwrite)
-    backend = resolve_backend(cfg.backend)
-    sampling = resolve_sampling(cfg, cfg.model_path)
-    logger.info("decoding: %s", "greedy" if sampling["temperature"] == 0 else f"sampling {sampling}, seed {cfg.seed}")
-    lm = load_generator(cfg, backend)
-    try:
-        write_run_config(out, cfg, extra={"backend": backend, "n_rows": len(rows), "sampling": sampling})
-        embedder = EmbeddingSimilarity(cfg.embed_model, batch_size=max(cfg.batch_size, 32))
-        bertscorer = load_bertscorer(cfg.bertscore_model, cfg.bertscore_num_layers, batch_size=max(cfg.batch_size, 32))
-        scorers = {"embed_model": path_identity(cfg.embed_model), "bertscore_model": path_identity(cfg.bertscore_model),
-                   "bertscore_num_layers": cfg.bertscore_num_layers}
-        results = {}
-        for name, lora in lm.each_adapter():
-            tag = run_tag(cfg.run_name, name, several=len(lm.adapter_names) > 1)
-            detailed = result_file(out, "detailed", tag)
-            logger.info("evaluating %s (adapter: %s) -> %s", cfg.model_path, lora or "none", detailed)
-            records = run_similarity_eval(
-                lm, rows, embedder, bertscorer, detailed, resume=cfg.resume, max_new_tokens=cfg.max_new_tokens,
-                chunk_size=chunk_size(cfg, lm), progress=cfg.progress, sampling=sampling, seed=cfg.seed,
-                fingerprint={**generation_fingerprint(cfg, "similarity", lora, backend, sampling=sampling),
-                             **scorers})
-            metrics = {"model": cfg.model_path, "lora_path": lora, "method": SIMILARITY_METHOD,
-                       **aggregate_similarity(records)}
-            write_json_atomic(result_file(out, "metrics", tag), metrics)
-            logger.info("%s: hallucination rate %.4f, margin %.4f, BERTScore %s, BLEU %.4f, ROUGE-L %.4f (%d samples, "
-                        "%d empty)", name or "base", metrics["hallucination_rate"], metrics["avg_confidence_margin"],
-                        metrics["avg_bert_score"], metrics["avg_bleu"], metrics["avg_rouge_l"],
-                        metrics["total_samples"], metrics["n_empty"])
-            results[name or "base"] = metrics
-    finally:
-        release_lm(lm)
-    return results
-
-
+    task = HaluEvalSimilarity(cfg)
+    logger.info("decoding: %s", "greedy" if task.sampling["temperature"] == 0 else
+                f"sampling {task.sampling}, seed {cfg.seed}")
+    return evaluate(task)

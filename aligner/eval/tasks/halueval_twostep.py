@@ -1,103 +1,108 @@
-"""HaluEval two-step flow: step 1 writes answers (predictions), step 2 judges their faithfulness to the knowledge
-with a classifier judge (HHEM or NLI).  Settings: ``aligner.eval.tasks.halueval_config``."""
+"""HaluEval QA, two-step flow: one task of two phases.  ``step1`` (``eval_haleval_llm_step1.py``) answers with a
+system prompt asking for the shortest correct answer and writes predictions; ``step2``
+(``eval_haleval_llm_step2.py``) scores each answer's faithfulness to the knowledge with a classifier judge (HHEM or
+NLI); faithfulness < 0.5 counts as a hallucination.  Each step is its own invocation; step 2's runs are the
+predictions files it finds.
+
+``--study_compat``: step 1 as the similarity flow's variant (fp16, two BOS; study ``eval_haleval_llm_step1.py:40-72``);
+step 2 without BLEU (``eval_haleval_llm_step2.py:91,105``: ``if bleu_metric:`` is false for an ``evaluate`` module,
+so every row's ``bleu`` is 0.0 and the metrics have no ``avg_bleu``).
+"""
 
 from __future__ import annotations
 
-import logging
-import os
-from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from aligner.core.io import DataError, write_json_atomic
-from aligner.core.models import parse_adapter_paths, planned_adapter_names
-from aligner.core.paths import RESULT_FILES, result_file, run_tag, tag_from_file
-from aligner.core.runinfo import setup_logging, write_run_config
-from aligner.core.runner import path_identity, refuse_to_overwrite, run_per_sample
-from aligner.data.sources.halueval import STEP1_FIELDS, load_halueval, load_predictions
-from aligner.eval.checks import require_finite
-from aligner.eval.metrics.similarity import BertScoreF1
+from aligner.core.cli import override
+from aligner.core.fidelity import StudyCompat
+from aligner.core.io import DataError
+from aligner.core.paths import RESULT_FILES, tag_from_file
+from aligner.data.sources.halueval import PREDICTION_FIELDS, STEP1_FIELDS, load_predictions
+from aligner.eval.checks import all_rows, count_empty
 from aligner.eval.metrics.text import sentence_bleu
-from aligner.eval.tasks.halueval_common import (
-    chunk_size,
+from aligner.eval.task import EvalSettings, Phase, Run, apply_variant
+from aligner.eval.tasks.halueval import (
+    BertScoreSettings,
+    HaluEvalGeneration,
+    HaluEvalGenerationConfig,
     flow_metrics,
     generate_answers,
-    generation_fingerprint,
-    load_generator,
     same_question,
 )
-from aligner.eval.tasks.halueval_config import (
-    FAITHFULNESS_METRICS,
-    FAITHFULNESS_THRESHOLD,
-    HaluEvalStep1Config,
-    HaluEvalStep2Config,
-)
-from aligner.lm.interface import LM, release_lm, resolve_backend
-from aligner.prompts import HALUEVAL_STEP1_SYSTEM
+from aligner.lm.settings import BackendSettings
+from aligner.prompts import CONTEXT_QUESTION_TEMPLATE, HALUEVAL_STEP1_SYSTEM
 
-logger = logging.getLogger(__name__)
-
-
-# ---------------------------------------------------------------------------------------------
-# two-step flow, step 1: answers
-# ---------------------------------------------------------------------------------------------
-
-def run_step1_generation(lm: LM, rows: Sequence[dict], predictions_path: str | os.PathLike, resume: bool = False,
-                         max_new_tokens: int = 128, chunk_size: int = 128, system: str = HALUEVAL_STEP1_SYSTEM,
-                         progress: bool = True, fingerprint: dict | None = None) -> list[dict]:
-    """Step 1: answers to ``predictions_path`` as {index, question, knowledge, right_answer, generated_text}."""
-    def make(chunk: list[tuple[int, dict]]) -> list[dict]:
-        gen = generate_answers(lm, [row for _, row in chunk], max_new_tokens=max_new_tokens, system=system)
-        return [{"index": i, "question": r["question"], "knowledge": r["knowledge"], "right_answer": r["right_answer"],
-                 "generated_text": g} for (i, r), g in zip(chunk, gen)]
-
-    return run_per_sample(predictions_path, list(enumerate(rows)), make, key_of=lambda it: it[0], chunk=chunk_size,
-                          resume=resume, fingerprint=fingerprint, check=lambda r, it: same_question(r, it[1]["question"]),
-                          desc="generate", progress=progress)
+#: a step-1 record: the data row's index, then the fields step 2 reads (``PREDICTION_FIELDS``)
+PREDICTION_RECORD_FIELDS = ("index", *PREDICTION_FIELDS)
+FAITHFULNESS_THRESHOLD = 0.5
+HHEM = "vectara/hallucination_evaluation_model"
+FAITHFULNESS_METRICS = ("hallucination_rate", "avg_faithfulness", "avg_bert_f1", "avg_bleu")
+#: ``--study_compat`` of step 2 (README: Differences from the study, E10)
+STEP2_STUDY_VARIANT = {"bleu": False}
 
 
-def run_halueval_step1(cfg: HaluEvalStep1Config) -> dict[str, str]:
-    """Step 1 for the base model and/or each adapter: predictions_R.jsonl (or ``output_file``) each, and
-    run_config_step1.json beside them; returns {adapter name or "base": predictions file}."""
-    setup_logging()
-    n_adapters = len(parse_adapter_paths(cfg.lora_path))
-    if cfg.output_file and n_adapters > 1:
-        raise ValueError("--output_file takes one adapter; with several, use --output_dir and --run_name")
-    rows = load_halueval(cfg.data_path, cfg.limit, required=STEP1_FIELDS)
-    logger.info("%d HaluEval rows from %s", len(rows), cfg.data_path)
+@dataclass(kw_only=True)
+class HaluEvalStep1Config(HaluEvalGenerationConfig):
+    """``evaluation/eval_haleval_llm_step1.py``."""
 
-    def path_of(name: str | None) -> Path:
-        return Path(cfg.output_file) if cfg.output_file else \
-            result_file(cfg.output_dir, "predictions", run_tag(cfg.run_name, name, several=n_adapters > 1))
+    output_dir: str = override(EvalSettings, "output_dir", "evaluation/results/HaluevalLLM",
+                               help="where predictions_RUN.jsonl goes")
+    run_name: str | None = override(EvalSettings, "run_name", None,
+                                    help="names the predictions file; required unless --output_file is given")
+    enforce_eager: bool = override(BackendSettings, "enforce_eager", True)
+    output_file: str | None = field(default=None, metadata={
+        "help": "explicit predictions file, instead of OUTPUT_DIR/predictions_RUN.jsonl; one adapter only "
+                "(default: none)", "record": False})
 
-    planned = planned_adapter_names(cfg.lora_path)
-    for name in planned:
-        refuse_to_overwrite(path_of(name), cfg.resume, cfg.overwrite)
-    backend = resolve_backend(cfg.backend)
-    lm = load_generator(cfg, backend)
-    written = {}
-    try:
-        write_run_config(path_of(planned[0]).parent, cfg, extra={"backend": backend, "n_rows": len(rows)},
-                         filename="run_config_step1.json")  # step 2 may write into the same folder
-        for name, lora in lm.each_adapter():
-            path = path_of(name)
-            logger.info("generating with adapter %s -> %s", lora or "none", path)
-            records = run_step1_generation(
-                lm, rows, path, resume=cfg.resume, max_new_tokens=cfg.max_new_tokens, chunk_size=chunk_size(cfg, lm),
-                progress=cfg.progress,
-                fingerprint=generation_fingerprint(cfg, "step1", lora, backend, HALUEVAL_STEP1_SYSTEM))
-            written[name or "base"] = str(path)
-            logger.info("%d predictions in %s", len(records), path)
-    finally:
-        release_lm(lm)
-    return written
+    def __post_init__(self):
+        super().__post_init__()
+        if not self.run_name and not self.output_file:
+            raise ValueError("give --run_name (or --output_file)")
 
 
-# ---------------------------------------------------------------------------------------------
-# two-step flow, step 2: judging
-# ---------------------------------------------------------------------------------------------
+@dataclass(kw_only=True)
+class HaluEvalStep2Config(EvalSettings, BertScoreSettings, StudyCompat):
+    """``evaluation/eval_haleval_llm_step2.py``."""
 
-def score_faithfulness(predictions: Sequence[dict], judge, bertscorer: BertScoreF1 | None = None,
-                       threshold: float = FAITHFULNESS_THRESHOLD, bleu: bool = True) -> list[dict]:
+    predictions_dir: str | None = field(default=None, metadata={
+        "help": "folder whose predictions_*.jsonl files are all judged (default: none)", "record": False})
+    input_file: str | None = field(default=None, metadata={
+        "help": "one predictions file to judge instead (default: none)", "record": False})
+    judge_model_path: str = field(default=HHEM, metadata={
+        "help": "HHEM or an NLI sequence classifier, folder or hub id", "group": "judge", "identity": "path"})
+    output_dir: str = field(default="evaluation/results/HaluevalLLM", metadata={
+        "help": "where metrics_RUN.json / detailed_RUN.jsonl go", "record": False})
+    run_name: str | None = field(default=None, metadata={
+        "help": "output name for --input_file (default: none, the predictions file's name without 'predictions_')",
+        "record": False})
+    batch_size: int = field(default=32, metadata={"help": "judge and BERTScore batch size", "record": False})
+    trust_remote_code: bool = field(default=True, metadata={
+        "help": "let the judge run its own code, as HHEM needs; --no-trust_remote_code refuses",
+        "boolean_optional": True, "group": "judge", "record": False})
+    judge_label: str | None = field(default=None, metadata={
+        "help": "the judge's label meaning consistent/entailment, when id2label does not make it plain (default: "
+                "none, found from id2label)", "group": "judge"})
+    threshold: float = field(default=FAITHFULNESS_THRESHOLD, metadata={
+        "help": "faithfulness below this counts as hallucinated", "group": "judge"})
+    dtype: str = field(default="fp32", metadata={
+        "help": "judge dtype: fp32 (the study's HHEM: loaded without a dtype, which transformers 4 made fp32), auto "
+                "(bf16 on CUDA, fp32 on CPU), fp16, bf16", "group": "judge"})
+    bleu: bool = field(default=True, metadata={
+        "help": "sentence BLEU of each answer against the right one (--no-bleu: 0.0 per row and no avg_bleu, as the "
+                "study's step 2 computed it; off with --study_compat)", "boolean_optional": True,
+        "group": "fidelity"})
+
+    def __post_init__(self):
+        if bool(self.predictions_dir) == bool(self.input_file):
+            raise ValueError("give exactly one of --predictions_dir and --input_file")
+        self.limit = all_rows(self.limit)
+        if self.study_compat:
+            apply_variant(self, STEP2_STUDY_VARIANT)
+
+
+def score_faithfulness(predictions, judge, bertscorer=None, threshold: float = FAITHFULNESS_THRESHOLD,
+                       bleu: bool = True) -> list[dict]:
     """Per-sample records of step 2: faithfulness of the answer to the knowledge, BERTScore and BLEU
     against the right answer (``bleu=False``: 0.0, what the study's step 2 stored for every row)."""
     from aligner.eval.metrics.judges import judge_faithfulness
@@ -111,36 +116,102 @@ def score_faithfulness(predictions: Sequence[dict], judge, bertscorer: BertScore
             for p, g, r, f, b in zip(predictions, gen, right, faith, bert)]
 
 
-def aggregate_faithfulness(records: Sequence[dict], bleu: bool = True) -> dict:
+def aggregate_faithfulness(records, bleu: bool = True) -> dict:
     """hallucination_rate, avg_faithfulness, avg_bert_f1, avg_bleu (not with ``bleu=False``: the study's step 2
     reported none), total, n_empty."""
-    names = FAITHFULNESS_METRICS if bleu else tuple(m for m in FAITHFULNESS_METRICS if m != "avg_bleu")
-    return flow_metrics(records, names, "total")
+    return {**flow_metrics(records, _faithfulness_metrics(bleu), "total"), "n_empty": count_empty(records)}
+
+
+def _faithfulness_metrics(bleu: bool) -> tuple[str, ...]:
+    return FAITHFULNESS_METRICS if bleu else tuple(m for m in FAITHFULNESS_METRICS if m != "avg_bleu")
 
 
 def _same_prediction(rec: dict, prediction: dict) -> str | None:
-    problem = same_question(rec, prediction["question"])
+    problem = same_question(rec, (None, prediction))
     if problem is None and rec.get("generated") != prediction["generated_text"]:
         problem = f"judges another answer ({str(rec.get('generated'))[:60]!r}) than the one to judge now"
     return problem
 
 
-def run_step2_judging(predictions: Sequence[dict], judge, bertscorer: BertScoreF1 | None,
-                      detailed_path: str | os.PathLike, resume: bool = False, chunk_size: int = 256,
-                      threshold: float = FAITHFULNESS_THRESHOLD, progress: bool = True,
-                      fingerprint: dict | None = None, bleu: bool = True) -> list[dict]:
-    """Judge ``predictions`` into ``detailed_path``, keyed by the prediction's ``index`` (its position in the
-    file for the study's predictions, which carry none).  A non-finite faithfulness or BERTScore stops the run
-    (a NaN compared with the threshold would count as "not hallucinated")."""
-    def make(chunk: list[dict]) -> list[dict]:
-        records = [{"index": p["index"], **rec}
-                   for p, rec in zip(chunk, score_faithfulness(chunk, judge, bertscorer, threshold, bleu))]
-        require_finite(records, ("faithfulness_score", "bert_score"), f"{detailed_path}")
-        return records
+class HaluEvalTwoStep(HaluEvalGeneration):
+    name = "halueval/twostep"
+    versions = ("bert-score",)
+    required = STEP1_FIELDS
 
-    items = [{**p, "index": p.get("index", i)} for i, p in enumerate(predictions)]
-    return run_per_sample(detailed_path, items, make, key_of=lambda p: p["index"], chunk=chunk_size, resume=resume,
-                          fingerprint=fingerprint, check=_same_prediction, desc="judge", progress=progress)
+    def phases(self) -> list[Phase]:
+        cfg = self.cfg
+
+        def answer(lm, items):
+            rows = [row for _, row in items]
+            generated = generate_answers(lm, rows, max_new_tokens=cfg.max_new_tokens, system=HALUEVAL_STEP1_SYSTEM)
+            return [{"question": r["question"], "knowledge": r["knowledge"], "right_answer": r["right_answer"],
+                     "generated_text": g} for r, g in zip(rows, generated)]
+
+        def judge(model, items):
+            return score_faithfulness(items, model, self.bertscorer, cfg.threshold, cfg.bleu)
+
+        return [
+            Phase("step1", "predictions", answer, key_of=lambda it: it[0], check=same_question,
+                  chunk=self.chunk, text="generated_text"),
+            Phase("step2", "detailed", judge, model="judge", inputs="step1", check=_same_prediction,
+                  chunk=lambda model: max(cfg.batch_size * 8, 64), finite=("faithfulness_score", "bert_score"),
+                  text="generated", metrics=lambda recs: flow_metrics(recs, _faithfulness_metrics(cfg.bleu), "total"),
+                  metric_keys=(*FAITHFULNESS_METRICS, "total")),
+        ]
+
+    def active(self) -> list[str]:
+        return ["step2"] if isinstance(self.cfg, HaluEvalStep2Config) else ["step1"]
+
+    def documents(self) -> dict:
+        return {} if self.active() == ["step2"] else super().documents()
+
+    def data_identity(self) -> dict:
+        return {} if self.active() == ["step2"] else super().data_identity()
+
+    def templates(self) -> tuple[str, ...]:
+        return () if self.active() == ["step2"] else (CONTEXT_QUESTION_TEMPLATE, HALUEVAL_STEP1_SYSTEM)
+
+    def runs(self) -> list[Run] | None:
+        cfg = self.cfg
+        if self.active() == ["step2"]:
+            return [Run(tag, None, tag, source=path) for path, tag in prediction_files(cfg)]
+        if cfg.output_file:
+            from aligner.core.models import parse_adapter_paths
+
+            adapters = parse_adapter_paths(cfg.lora_path)
+            if len(adapters) > 1:
+                raise ValueError("--output_file takes one adapter; with several, use --output_dir and --run_name")
+            name = "base" if adapters[0] is None else Path(adapters[0]).name
+            return [Run(name, adapters[0], Path(cfg.output_file).stem, files={"predictions": Path(cfg.output_file)})]
+        return None
+
+    def read_inputs(self, phase: Phase, run: Run) -> list[dict]:
+        predictions = load_predictions(run.source)
+        # keyed by the prediction's index: its position in the file for the study's predictions, which carry none
+        items = [{**p, "index": p.get("index", i)} for i, p in enumerate(predictions)]
+        return items[: self.cfg.limit] if self.cfg.limit > 0 else items
+
+    def record_name(self, run: Run) -> str:
+        return f"run_config_step1_{run.tag}.json" if self.active() == ["step1"] else super().record_name(run)
+
+    def load_judge(self):
+        from aligner.eval.metrics.judges import load_faithfulness_judge
+        from aligner.eval.metrics.similarity import load_bertscorer
+
+        cfg = self.cfg
+        judge = load_faithfulness_judge(cfg.judge_model_path, batch_size=cfg.batch_size, dtype=cfg.dtype,
+                                        trust_remote_code=cfg.trust_remote_code, positive_label=cfg.judge_label)
+        self.bertscorer = load_bertscorer(cfg.bertscore_model, cfg.bertscore_num_layers, batch_size=cfg.batch_size)
+        return judge
+
+    def run_fields(self, run: Run) -> dict:
+        if self.active() == ["step2"]:  # the study's step-2 metrics carry no run fields
+            return {"predictions": str(run.source), "judge_model": self.cfg.judge_model_path}
+        return super().run_fields(run)
+
+    def summary(self, m: dict) -> str:
+        return (f"hallucination rate {m['hallucination_rate']:.4f}, faithfulness {m['avg_faithfulness']:.4f}, "
+                f"BERTScore {m['avg_bert_f1']}, BLEU {m.get('avg_bleu')} ({m['total']}, {m['n_empty']} empty)")
 
 
 def prediction_files(cfg: HaluEvalStep2Config) -> list[tuple[Path, str]]:
@@ -156,37 +227,19 @@ def prediction_files(cfg: HaluEvalStep2Config) -> list[tuple[Path, str]]:
     return [(f, tag_from_file(f, "predictions")) for f in files]
 
 
+def run_halueval_step1(cfg: HaluEvalStep1Config) -> dict[str, str]:
+    """Step 1 for the base model and/or each adapter: predictions_R.jsonl (or ``output_file``) each, and
+    run_config_step1_R.json beside them; returns {adapter name or "base": predictions file}."""
+    from aligner.eval.evaluate import evaluate, plan_runs
+
+    task = HaluEvalTwoStep(cfg)
+    evaluate(task)
+    return {run.name: str(run.file(cfg.output_dir, "predictions")) for run in plan_runs(task)}
+
+
 def run_halueval_step2(cfg: HaluEvalStep2Config) -> dict[str, dict]:
     """Step 2 over every predictions file: detailed_R.jsonl and metrics_R.json each; returns {R: metrics}."""
-    setup_logging()
-    from aligner.eval.metrics.judges import load_faithfulness_judge
-    from aligner.eval.metrics.similarity import load_bertscorer
+    from aligner.eval.evaluate import evaluate
 
-    files = prediction_files(cfg)
-    out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    for _, tag in files:
-        refuse_to_overwrite(result_file(out, "detailed", tag), cfg.resume, cfg.overwrite)
-    write_run_config(out, cfg, extra={"predictions": [str(f) for f, _ in files]})
-    judge = load_faithfulness_judge(cfg.judge_model_path, batch_size=cfg.batch_size, dtype=cfg.dtype,
-                                    trust_remote_code=cfg.trust_remote_code, positive_label=cfg.judge_label)
-    bertscorer = load_bertscorer(cfg.bertscore_model, cfg.bertscore_num_layers, batch_size=cfg.batch_size)
-    fingerprint = {"task": "halueval/step2", "judge_model": path_identity(cfg.judge_model_path),
-                   "judge_label": cfg.judge_label, "dtype": cfg.dtype, "threshold": cfg.threshold,
-                   "bertscore_model": path_identity(cfg.bertscore_model),
-                   "bertscore_num_layers": cfg.bertscore_num_layers, "bleu": not cfg.study_compat}
-    results = {}
-    for path, tag in files:
-        predictions = load_predictions(path)
-        detailed = result_file(out, "detailed", tag)
-        logger.info("judging %d predictions from %s -> %s", len(predictions), path, detailed)
-        records = run_step2_judging(predictions, judge, bertscorer, detailed, resume=cfg.resume,
-                                    chunk_size=max(cfg.batch_size * 8, 64), threshold=cfg.threshold,
-                                    progress=cfg.progress, fingerprint=fingerprint, bleu=not cfg.study_compat)
-        metrics = aggregate_faithfulness(records, bleu=not cfg.study_compat)
-        write_json_atomic(result_file(out, "metrics", tag), metrics)
-        logger.info("%s: hallucination rate %.4f, faithfulness %.4f, BERTScore %s, BLEU %s (%d, %d empty)", tag,
-                    metrics["hallucination_rate"], metrics["avg_faithfulness"], metrics["avg_bert_f1"],
-                    metrics.get("avg_bleu"), metrics["total"], metrics["n_empty"])
-        results[tag] = metrics
-    return results
+    return evaluate(HaluEvalTwoStep(cfg))
+
