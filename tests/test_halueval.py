@@ -11,9 +11,8 @@ from conftest import greedy_reference, run_script
 from aligner.core.io import DataError, read_jsonl
 from aligner.core.models import load_causal_lm
 from aligner.data.sources.halueval import load_halueval
-from aligner.eval.metrics.similarity import EmbeddingSimilarity
-from aligner.eval.metrics.text import normalize_answer, rouge_l, sentence_bleu
 from aligner.eval.evaluate import run_phase
+from aligner.eval.metrics.text import normalize_answer, rouge_l, sentence_bleu
 from aligner.eval.tasks.halueval import (
     DETAILED_FIELDS,
     HaluEvalSimilarity,

@@ -11,8 +11,8 @@ import pytest
 from aligner.core.io import DataError
 from aligner.core.logprobs import reference_response_logprob
 from aligner.data.sources.truthfulqa import DatasetUnavailableError, load_truthfulqa
-from aligner.eval.metrics.mc import mc1_hit, mc2_mass
 from aligner.eval.evaluate import phase_metrics, run_phase
+from aligner.eval.metrics.mc import mc1_hit, mc2_mass
 from aligner.eval.tasks.truthfulqa import TruthfulQA, TruthfulQAEvalConfig
 from aligner.eval.tasks.truthfulqa_scoring import score_mc
 from aligner.lm.hf import HFLM
