@@ -109,3 +109,14 @@ def test_csv_questions_unstripped_on_request(truthfulqa_csv):
     changed = [g.index for g in data.gen if g.question != g.question.strip()]
     assert changed == [TAROT]
     assert load_truthfulqa(truthfulqa_csv).gen[TAROT].question == data.gen[TAROT].question.strip()
+
+
+def test_a_snapshot_folder_has_a_content_fingerprint(tmp_path, csv_rows):
+    """A resumed TruthfulQA run is tied to its data: the folder's fingerprint follows the shards' contents."""
+    from aligner.core.runner import data_fingerprint
+
+    mc_rows, gen_rows = _hub_rows(csv_rows)
+    one = data_fingerprint(_snapshot(tmp_path / "a", mc_rows, gen_rows))
+    assert one is not None and one == data_fingerprint(_snapshot(tmp_path / "b", mc_rows, gen_rows))
+    assert one != data_fingerprint(_snapshot(tmp_path / "c", mc_rows[:-1], gen_rows))
+    assert data_fingerprint(tmp_path / "missing") is None
