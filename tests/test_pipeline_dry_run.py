@@ -103,3 +103,24 @@ def test_make_reproduce_has_a_dry_run():
         recipe = text[text.index("\n" + target):].split("\n\n")[0]
         assert "$(if $(DRY_RUN),--dry_run)" in recipe, target
     assert Path(REPO / "scripts" / "run_pipeline.py").is_file()
+
+
+def test_study_eval_results_say_which_adapter_stands_for_which_published_column(tmp_path):
+    """On the study's own metric files: the best columns name two different adapter folders."""
+    from aligner.core.paths import seed_results_dir
+    from aligner.pipeline.driver import write_results_md
+    from aligner.pipeline.profiles import study_eval_profile
+
+    if not seed_results_dir().is_dir():
+        pytest.skip("the study's metric files are not in ../shared/data/seed_results")
+    p = study_eval_profile(tmp_path / "out", tmp_path / "qa.json", None, tmp_path / "final_data", tmp_path / "m")
+    p.published_dir = seed_results_dir()
+    p.output_dir.mkdir(parents=True)
+    text = write_results_md(p, Pipeline(p.output_dir, dry_run=True), tmp_path / "none.md").read_text()
+    best = next(ln for ln in text.splitlines() if ln.startswith("| study_eval_dpop_best |"))
+    assert "`dpop_old_strat` -> `adapters/dpop_best`" in best and '"Best Model"' in best
+    assert "TruthfulQA: `first_improvement/training/final_lora/`" in best and "Halueval: `dpop_out/`" in best
+    assert "HaluevalLLM: not named" in best
+    last = next(ln for ln in text.splitlines() if ln.startswith("| study_eval_dpop_last |"))
+    assert "`dpop_new_strat`" in last and last.count("`dpop_results/final_model/`") == 2
+    assert "E24" in text
