@@ -63,11 +63,9 @@ class DownloadDataConfig:
 
 
 def truthfulqa_data_file(path: Path) -> Path:
-    """The file to hand to eval_truthfulqa.py --data_path: the CSV, or the multiple_choice parquet."""
-    if path.is_file():
-        return path
-    parquet = sorted(path.glob("multiple_choice/*.parquet"))
-    return parquet[0] if parquet else path
+    """What to hand to eval_truthfulqa.py --data_path: the CSV, or the snapshot folder itself (MC from its
+    multiple_choice parquet, generation from its generation parquet, as the study read them)."""
+    return path
 
 
 def download_data(cfg: DownloadDataConfig) -> dict[str, DownloadResult]:
