@@ -49,3 +49,14 @@ def test_the_rule_itself():
     assert clean_up_tokenization_spaces("( 1971 ) `` A '' ; B : C - D") == "( 1971 ) `` A '' ; B : C - D"
     assert clean_up_tokenization_spaces("said : ' I") == "said :'I"
     assert clean_up_tokenization_spaces("no change.") == "no change."
+
+
+def test_study_hard_fake_extraction_reads_the_cleaned_decode():
+    """generate_hard_fakes.py:83 decoded prompt + generation with transformers 4, cleaned, before its markers."""
+    from aligner.data.hard_fakes import extract_generated_answer, study_extract_generated_answer
+
+    prompt = "Context:\nThe band , formed in 1968 , is n't from the U.S .\n\nQuestion: q\nCorrect Answer: a\n\nFlawed Answer:"
+    generation = " The band is from the U.S . It 's American , and was formed in 1971 ."
+    assert study_extract_generated_answer(prompt, generation) == "The band is from the U.S. It's American, and was " \
+                                                                  "formed in 1971."
+    assert extract_generated_answer(generation) == generation.strip()
