@@ -12,13 +12,24 @@ from aligner.core.io import DataError
 from aligner.core.logprobs import reference_response_logprob
 from aligner.data.sources.truthfulqa import DatasetUnavailableError, load_truthfulqa
 from aligner.eval.metrics.mc import mc1_hit, mc2_mass
-from aligner.eval.tasks.truthfulqa import gen_metrics, mc_metrics, run_generation, run_judge, score_mc
+from aligner.eval.evaluate import phase_metrics, run_phase
+from aligner.eval.tasks.truthfulqa import TruthfulQA, TruthfulQAEvalConfig
+from aligner.eval.tasks.truthfulqa_scoring import score_mc
 from aligner.lm.hf import HFLM
 from aligner.lm.interface import cut_at_stop
 from aligner.lm.packing import pack_group
 from aligner.prompts import truthfulqa_choice, truthfulqa_judge_prompt, truthfulqa_prompt
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _task(**settings) -> TruthfulQA:
+    return TruthfulQA(TruthfulQAEvalConfig(run_name="t", model_path="m", **settings))
+
+
+def _phase(name: str, model, items, path, **settings) -> list[dict]:
+    """One phase of the TruthfulQA task, as the evaluation runs it per adapter."""
+    return run_phase(_task(**settings), name, model, items, path)
 
 
 @pytest.fixture(scope="module")
@@ -166,7 +177,7 @@ def test_batched_mc_equals_per_choice_reference(lm, data30):
         for r, (s1, s2) in zip(res, ref_scores):
             assert np.abs(np.array(r.mc1_scores) - s1).max() < tol
             assert np.abs(np.array(r.mc2_scores) - s2).max() < tol
-        m = mc_metrics([r.record() for r in res])
+        m = phase_metrics(_task().phase("mc"), [r.record() for r in res])
         assert m["mc1"] == ref_mc1
         assert abs(m["mc2"] - ref_mc2) < 1e-5
     assert 0 < ref_mc2 < 1
@@ -189,12 +200,12 @@ def test_packing_handles_a_token_straddling_the_context_boundary(lm):
 def test_batched_greedy_generation_equals_unbatched(lm, data30, tmp_path):
     items = data30.gen[:8]
     lm4, lm1 = _same_model(lm, gen_batch_size=4), _same_model(lm, gen_batch_size=1)
-    batched = run_generation(lm4, items, tmp_path / "b.jsonl", max_new_tokens=12, progress=False)
-    single = run_generation(lm1, items, tmp_path / "s.jsonl", max_new_tokens=12, progress=False)
+    batched = _phase("generation", lm4, items, tmp_path / "b.jsonl", max_new_tokens=12)
+    single = _phase("generation", lm1, items, tmp_path / "s.jsonl", max_new_tokens=12)
     assert [r["generated"] for r in batched] == [r["generated"] for r in single]
     assert [r["index"] for r in batched] == [it.index for it in items]
     assert len({r["generated"] for r in batched}) > 1
-    stopped = run_generation(lm4, items, tmp_path / "c.jsonl", max_new_tokens=12, stop=["e", ":"], progress=False)
+    stopped = _phase("generation", lm4, items, tmp_path / "c.jsonl", max_new_tokens=12, stop_sequences=["e", ":"])
     assert [r["generated"] for r in stopped] == [cut_at_stop(r["generated"], ["e", ":"]) for r in batched]
 
 
@@ -220,7 +231,8 @@ def _study_reference(model, tok, context, continuation, search):
 def test_judge_probabilities_match_direct_computation(judge, data30, tmp_path, continuation):
     gens = [{"index": it.index, "question": it.question, "generated": ans}
             for it, ans in zip(data30.gen[:6], [it.best_answer for it in data30.gen[:3]] + ["No.", "", " Paris"])]
-    recs = run_judge(judge, gens, tmp_path / "j.jsonl", answers_per_save=4, progress=False, continuation=continuation)
+    recs = _phase("judge", judge, gens, tmp_path / "j.jsonl", judge_batch_size=4, judge_continuation=continuation,
+                  judge_model_path="j")
     for g, r in zip(gens, recs):
         prompt = truthfulqa_judge_prompt(g["question"], g["generated"])
         if continuation == "in_context":
@@ -232,10 +244,11 @@ def test_judge_probabilities_match_direct_computation(judge, data30, tmp_path, c
         assert r["logp_yes"] == pytest.approx(ly, abs=1e-4) and r["logp_no"] == pytest.approx(ln, abs=1e-4)
         assert r["truth_prob"] == pytest.approx(p, abs=1e-5)
         assert r["is_truthful"] == (p > 0.5)
-    m = gen_metrics(recs)
+    m = phase_metrics(_task().phase("judge"), recs)
     assert m["gen_avg_prob"] == pytest.approx(np.mean([r["truth_prob"] for r in recs]), abs=1e-12)
     assert m["gen_truthfulness"] == np.mean([r["truth_prob"] > 0.5 for r in recs])
-    assert m["n_empty"] == 1 and recs[4]["generated"] == ""  # kept, judged, counted
+    assert recs[4]["generated"] == "" and recs[4]["truth_prob"] > 0  # kept and judged
+    assert phase_metrics(_task().phase("generation"), gens)["n_empty"] == 1  # and counted
 
 
 def test_study_mc_inputs_equal_the_studys_computation(lm, data30):
@@ -264,12 +277,12 @@ def test_nonfinite_choice_score_stops_the_run_naming_the_row(data30, tmp_path):
     from dataclasses import replace
 
     from aligner.eval.checks import NonFiniteScoreError
-    from aligner.eval.tasks.truthfulqa import run_mc
 
     items = list(data30.mc[:4])
     items[2] = replace(items[2], mc2_choices=[*items[2].mc2_choices[:-1], "NaN"])
     with pytest.raises(NonFiniteScoreError, match=rf"row index=2 \(question {items[2].question[:20]!r}"[:-1]):
-        run_mc(_NaNLM(), items, tmp_path / "mc.jsonl", mc_batch=1, forwards_per_save=1, progress=False)
+        _phase("mc", _NaNLM(), items, tmp_path / "mc.jsonl", mc_batch=1)
+    assert [json.loads(line)["index"] for line in (tmp_path / "mc.jsonl").read_text().splitlines()] == [0, 1]
 
 
 def test_limit_zero_means_all_and_study_compat_sets_the_study_inputs():

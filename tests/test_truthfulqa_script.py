@@ -67,11 +67,11 @@ def test_readme_command_runs_and_metrics_match_definitions(tmp_path, tiny_model_
                "--output_dir", out, "--limit", LIMIT, "--mc_batch", "64", "--data_path", truthfulqa_csv,
                "--max_new_tokens", "5", "--no_progress")
     m = read_json(out / "metrics_R.json")
-    for key in ("model", "lora", "mc1", "mc2", "gen_truthfulness", "gen_avg_prob", "n_questions", "seconds"):
+    for key in ("model", "lora_path", "mc1", "mc2", "gen_truthfulness", "gen_avg_prob", "n_questions", "seconds"):
         assert key in m
-    assert m["lora"] is None and m["n_questions"] == LIMIT
+    assert m["lora_path"] is None and m["adapter"] == "base" and m["n_questions"] == LIMIT
     assert {"mc", "generation", "judge"} <= set(m["seconds"])
-    assert (out / "run_config.json").is_file()
+    assert read_json(out / "run_config_R.json")["flags"]["run_name"] == "R"
     mc_recs = read_jsonl(out / "detailed_mc_R.jsonl")
     gen_recs = read_jsonl(out / "detailed_gen_R.jsonl")
     assert [r["index"] for r in mc_recs] == [r["index"] for r in gen_recs] == list(range(LIMIT))
@@ -192,7 +192,8 @@ def test_several_adapters_on_one_base_and_judge_only(tmp_path, script, common, f
     script.main([*common, "--run_name", "full", "--output_dir", str(out), "--lora_path", "none", f"{a},{b}"])
     assert not (out / "metrics_full.json").exists()
     metrics = {n: read_json(out / f"metrics_full_{n}.json") for n in ("base", "lora_a", "lora_b")}
-    assert metrics["base"]["lora"] is None and metrics["lora_a"]["lora"] == str(a)
+    assert metrics["base"]["lora_path"] is None and metrics["lora_a"]["lora_path"] == str(a)
+    assert {n: m["adapter"] for n, m in metrics.items()} == {n: n for n in metrics}
     _same_results(full_run, "full", out, "full_base")  # the base through a PEFT wrapper = the plain base run
 
     # an adapter's MC scores = the plain computation on that adapter alone

@@ -16,4 +16,5 @@ from dataclasses import dataclass, field
 class StudyCompat:
     study_compat: bool = field(default=False, metadata={
         "help": "reproduce the study's code where this project corrects a plain bug in it (README: Differences from "
-                "the study), for side-by-side comparisons", "group": "fidelity"})
+                "the study), for side-by-side comparisons", "group": "fidelity",
+        "record": False})  # its effects are the settings it changes, which fingerprints hold

@@ -14,14 +14,15 @@ class ModelSettings:
     """Which model (and adapters) to load, in which dtype, on which device."""
 
     model_path: str | None = field(default=None, metadata={
-        "help": "model folder or hub id", "group": "model"})
+        "help": "model folder or hub id", "group": "model", "identity": "path", "phases": ("policy",)})
     lora_path: list[str] | None = field(default=None, metadata={
         "help": "LoRA adapter folder(s), space or comma separated; 'none' = the base model. Several are evaluated in "
-                "turn on one loaded base (default: none = the base model only)", "nargs": "*", "group": "model"})
+                "turn on one loaded base (default: none = the base model only)", "nargs": "*", "group": "model",
+        "record": False})
     dtype: str = field(default="auto", metadata={
         "help": "weights dtype: auto (bf16 on CUDA, fp32 on CPU), fp32, bf16, fp16", "group": "model"})
     device: str = field(default="auto", metadata={
-        "help": "HF device: auto (CUDA when available), cpu, cuda, cuda:N", "group": "model"})
+        "help": "HF device: auto (CUDA when available), cpu, cuda, cuda:N", "group": "model", "record": False})
 
 
 @dataclass(kw_only=True)
@@ -30,20 +31,21 @@ class BackendSettings:
 
     backend: str = field(default="auto", metadata={
         "help": "generation backend: hf, vllm, or auto (vLLM when it imports and a GPU is present, else hf)",
-        "choices": list(BACKENDS), "group": "backend"})
+        "choices": list(BACKENDS), "group": "backend", "record": False})
     tensor_parallel_size: int = field(default=1, metadata={
-        "help": "vLLM tensor-parallel GPUs", "group": "backend"})
+        "help": "vLLM tensor-parallel GPUs", "group": "backend", "record": False})
     gpu_memory_utilization: float = field(default=0.9, metadata={
-        "help": "vLLM share of GPU memory", "group": "backend"})
+        "help": "vLLM share of GPU memory", "group": "backend", "record": False})
     seed: int = field(default=0, metadata={
-        "help": "generation seed (vLLM; sampling)", "group": "backend"})
+        "help": "generation seed (vLLM; sampling)", "group": "backend", "phases": ("policy",)})
     max_model_len: int = field(default=4096, metadata={
         "help": "vLLM context length (the study's 4096); longer prompts are cut from the left, BOS kept, and counted "
-                "in the log; 0 = the model's own", "group": "backend"})
+                "in the log; 0 = the model's own", "group": "backend", "phases": ("policy",)})
     max_num_seqs: int | None = field(default=None, metadata={
-        "help": "vLLM sequences per scheduler step (default: none, vLLM's own)", "group": "backend"})
+        "help": "vLLM sequences per scheduler step (default: none, vLLM's own)", "group": "backend", "record": False})
     enforce_eager: bool = field(default=False, metadata={
-        "help": "vLLM without CUDA graphs (the study's step 1 ran so)", "boolean_optional": True, "group": "backend"})
+        "help": "vLLM without CUDA graphs (the study's step 1 ran so)", "boolean_optional": True, "group": "backend",
+        "record": False})
 
 
 @dataclass(kw_only=True)
@@ -53,7 +55,7 @@ class ChatSettings:
     date_string: str = field(default=DEFAULT_DATE_STRING, metadata={
         "help": "the date written into Llama-3 chat prompts ('Today Date: ...'), fixed so that prompts and results do "
                 "not change with the calendar (the template's own fallback; the study's runs used the day they ran)",
-        "group": "prompts"})
+        "group": "prompts", "phases": ("policy",)})
 
 
 @dataclass(kw_only=True)
@@ -62,7 +64,8 @@ class AdapterCheckSettings:
 
     allow_base_mismatch: bool = field(default=False, metadata={
         "help": "load adapters on a base other than the one their adapter_config.json names, or whose vocabulary "
-                "their tokenizer exceeds (a deliberate transfer); shapes that differ stay an error", "group": "model"})
+                "their tokenizer exceeds (a deliberate transfer); shapes that differ stay an error", "group": "model",
+        "record": False})
 
 
 #: the config fields ``aligner.lm.interface.load_lm`` hands on (each backend takes the ones it knows)
@@ -87,17 +90,19 @@ class SamplingSettings:
 
     generation_config: str = field(default="greedy", metadata={
         "help": "greedy, or model: the model's generation_config.json decides (do_sample, temperature, top_p, top_k)",
-        "choices": list(GENERATION_CONFIGS), "group": "generation"})
+        "choices": list(GENERATION_CONFIGS), "group": "generation", "phases": ("policy",)})
     do_sample: bool | None = field(default=None, metadata={
         "help": "sample (--do_sample) or decode greedily (--no-do_sample) whatever --generation_config says; "
-                "unset: as it says", "boolean_optional": True, "group": "generation"})
+                "unset: as it says", "boolean_optional": True, "group": "generation", "phases": ("policy",)})
     temperature: float | None = field(default=None, metadata={
         "help": "sampling temperature; a value > 0 also turns sampling on unless --no-do_sample (default: none, "
-                "from --generation_config)", "group": "generation"})
+                "from --generation_config)", "group": "generation", "phases": ("policy",)})
     top_p: float | None = field(default=None, metadata={
-        "help": "nucleus sampling (default: none, from --generation_config)", "group": "generation"})
+        "help": "nucleus sampling (default: none, from --generation_config)", "group": "generation",
+        "phases": ("policy",)})
     top_k: int | None = field(default=None, metadata={
-        "help": "top-k sampling, 0 = off (default: none, from --generation_config)", "group": "generation"})
+        "help": "top-k sampling, 0 = off (default: none, from --generation_config)", "group": "generation",
+        "phases": ("policy",)})
 
 
 def resolve_sampling(cfg: SamplingSettings, model_path: str | None) -> dict:

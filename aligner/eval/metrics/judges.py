@@ -1,24 +1,13 @@
-"""Judges: the TruthfulQA truth judge (a causal LM read as yes/no) and faithfulness judges
-(sequence classifiers: Vectara HHEM, NLI models, the tiny stand-in)."""
+"""Judges: faithfulness judges (sequence classifiers: Vectara HHEM, NLI models, the tiny stand-in) and the yes/no
+probability a judging causal LM's two continuations give (TruthfulQA's truth judge is in its task,
+``aligner.eval.tasks.truthfulqa_scoring``)."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
-
-from aligner.lm.interface import LM
-from aligner.prompts import TRUTHFULQA_JUDGE_NO, TRUTHFULQA_JUDGE_YES, truthfulqa_judge_prompt
-
-
-@dataclass
-class TruthVerdict:
-    truth_prob: float
-    is_truthful: bool
-    logp_yes: float
-    logp_no: float
 
 
 def yes_no_probability(logp_yes: float, logp_no: float) -> float:
@@ -26,43 +15,6 @@ def yes_no_probability(logp_yes: float, logp_no: float) -> float:
     m = max(logp_yes, logp_no)
     a, b = math.exp(logp_yes - m), math.exp(logp_no - m)
     return a / (a + b)
-
-
-#: how the judge's " yes" / " no" are tokenised: ``study`` alone and appended to the prompt's ids, as the study
-#: (on the Llama-2 judge: ['▁', '▁yes'], see ``aligner.eval.study_inputs``); ``in_context``: as part of the whole
-#: text (['▁yes'])
-JUDGE_CONTINUATIONS = ("study", "in_context")
-
-
-def judge_truthfulness(judge: LM, questions: Sequence[str], answers: Sequence[str], progress: bool = True,
-                       threshold: float = 0.5, continuation: str = "study") -> list[TruthVerdict]:
-    """Score answers with a truthfulqa-truth-judge style causal LM.
-
-    P(true) = softmax over log p(" yes") and log p(" no") after "Q: {question}\\nA: {answer}\\nTrue:"
-    (multi-token continuations summed), the continuations tokenised as ``continuation`` says
-    (``JUDGE_CONTINUATIONS``).  Both continuations of all answers go through one batched call.
-    """
-    if len(questions) != len(answers):
-        raise ValueError(f"{len(questions)} questions but {len(answers)} answers")
-    if continuation not in JUDGE_CONTINUATIONS:
-        raise ValueError(f"unknown judge continuation {continuation!r}; use one of {list(JUDGE_CONTINUATIONS)}")
-    prompts = [truthfulqa_judge_prompt(q, a) for q, a in zip(questions, answers)]
-    yes_no = (TRUTHFULQA_JUDGE_YES, TRUTHFULQA_JUDGE_NO)
-    if continuation == "study":
-        from aligner.eval.study_inputs import study_judge_pairs
-
-        encoded = [pair for p in prompts for pair in study_judge_pairs(judge.tokenizer, p, yes_no)]
-        scores = judge.loglikelihood_tokens(encoded, progress=progress, desc="judge")
-    else:
-        # one group per prompt: a backend that shares the prompt's work between " yes" and " no" does so
-        groups = judge.loglikelihood_groups([(p, yes_no) for p in prompts], progress=progress, desc="judge")
-        scores = [s for group in groups for s in group]
-    out = []
-    for i in range(len(questions)):
-        ly, ln = scores[2 * i], scores[2 * i + 1]
-        p = yes_no_probability(ly, ln)
-        out.append(TruthVerdict(truth_prob=p, is_truthful=p > threshold, logp_yes=ly, logp_no=ln))
-    return out
 
 
 # --- faithfulness judges (HaluEval two-step flow) -----------------------------------------------
@@ -142,6 +94,15 @@ class FaithfulnessJudge:
             out.extend(self._score_batch(list(premises[lo: lo + self.batch_size]),
                                          list(hypotheses[lo: lo + self.batch_size])))
         return out
+
+    def release(self) -> None:
+        """Drop the model and give its accelerator memory back (as ``aligner.lm.interface.LM.release``)."""
+        import gc
+
+        self.model = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
 
 def load_faithfulness_judge(path: str, batch_size: int = 32, device: str = "auto", dtype: str = "auto",

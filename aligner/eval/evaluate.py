@@ -1,0 +1,318 @@
+"""The one evaluation runner: every benchmark (``aligner.eval.task.Task``) is run by ``evaluate``.
+
+Order of work, the same for every task:
+
+1. the documents are read and checked, the runs planned (the base and each adapter of ``--lora_path``, named by
+   their folders, or the earlier files a judge reads) and every per-sample file checked: an earlier run's file
+   is resumed (``--resume``) or replaced on purpose (``--overwrite``), else the run stops with one line.  Nothing
+   is written before this, and before the first model has loaded;
+2. the phases run in order, grouped by the model they need: the policy once, with every adapter on one loaded
+   base (HF for exact log-likelihoods, the ``--backend`` for generation), then a judge; a model is released
+   before the next one loads;
+3. each phase appends its records through ``aligner.core.runner.run_per_sample`` with a fingerprint derived
+   from the task's settings (every config field that can change a record, for that phase), the model and adapter
+   identity, the data's hash, the prompt templates and the library versions: a resume with anything different is
+   refused with one line naming what differs;
+4. after each model, ``metrics_<tag>.json`` of every run (a phase not run now keeps its numbers from the run's
+   earlier file; a phase whose inputs changed has none), with the degenerate-output check and timings, and
+   ``run_config_<tag>.json`` beside it: one run record per run, never shared by two.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.metadata
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from aligner.core.io import read_json, write_json_atomic
+from aligner.core.models import check_model_path, planned_adapter_names, resolve_dtype
+from aligner.core.paths import run_tag
+from aligner.core.runinfo import PhaseTimer, setup_logging, write_run_config
+from aligner.core.runner import data_fingerprint, path_identity, refuse_to_overwrite, run_per_sample
+from aligner.eval.checks import count_empty, require_finite
+from aligner.eval.task import Phase, Run, Task
+from aligner.lm.interface import load_lm, release_lm, resolve_backend
+from aligner.lm.settings import lm_kwargs
+
+logger = logging.getLogger(__name__)
+
+#: every fingerprint records these packages' versions (a task adds its own in ``Task.versions``)
+BASE_VERSIONS = ("torch", "transformers", "peft")
+
+
+# ---------------------------------------------------------------------------------------------
+# runs and fingerprints
+# ---------------------------------------------------------------------------------------------
+
+def plan_runs(task: Task) -> list[Run]:
+    """The task's runs: its own (a judge over earlier files), else the base and adapters of ``--lora_path``.  File
+    tags carry the adapter's name whenever an adapter is given (``--no-adapter_in_name``: only with several)."""
+    runs = task.runs()
+    if runs is not None:
+        return runs
+    cfg = task.cfg
+    names = planned_adapter_names(getattr(cfg, "lora_path", None))
+    from aligner.core.models import parse_adapter_paths
+
+    paths = parse_adapter_paths(getattr(cfg, "lora_path", None))
+    tagged = len(names) > 1 or (names != [None] and cfg.adapter_in_name)
+    return [Run(name or "base", path, run_tag(cfg.run_name, name, several=tagged)) for name, path in zip(names, paths)]
+
+
+def _versions(names: Sequence[str]) -> dict[str, str | None]:
+    out = {}
+    for name in names:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _applies(f: dataclasses.Field, phase: Phase) -> bool:
+    meta = f.metadata
+    if meta.get("record", True) is False:
+        return False
+    only = meta.get("phases")
+    return only is None or phase.name in only or phase.model in only
+
+
+def _resolved(cfg, name: str, value):
+    """A setting as the records see it: a local path absolute, ``auto`` resolved."""
+    if name == "dtype" and hasattr(cfg, "device"):
+        return str(resolve_dtype(value, cfg.device))
+    if name == "backend":
+        return resolve_backend(value)
+    return value
+
+
+def fingerprint(task: Task, phase: Phase, run: Run, backend: str | None) -> dict:
+    """What ``phase``'s records of ``run`` depend on, derived from the declarations (no hand-written list)."""
+    cfg = task.cfg
+    fp: dict = {"task": f"{task.name}/{phase.name}"}
+    for f in dataclasses.fields(cfg):
+        if not _applies(f, phase):
+            continue
+        value = getattr(cfg, f.name)
+        identity = f.metadata.get("identity")
+        if identity == "path":
+            value = path_identity(value)
+        elif identity == "data":
+            value = {"path": path_identity(value), "sha256": data_fingerprint(value)} if value else None
+        else:
+            value = _resolved(cfg, f.name, value)
+        fp[f.name] = value
+    if phase.model == "policy":
+        fp["adapter"] = path_identity(run.adapter)
+        fp["backend"] = backend
+    fp.update(task.data_identity())
+    templates = task.templates()
+    if templates:
+        fp["templates_sha256"] = hashlib.sha256("\x1e".join(templates).encode("utf-8")).hexdigest()[:16]
+    extra = ("vllm",) if backend == "vllm" else ()
+    fp["versions"] = _versions((*BASE_VERSIONS, *task.versions, *extra))
+    return fp
+
+
+# ---------------------------------------------------------------------------------------------
+# the metrics file
+# ---------------------------------------------------------------------------------------------
+
+def _upstream(task: Task, name: str) -> list[str]:
+    """The phase ``name`` and every phase it reads from, nearest first."""
+    chain = [name]
+    while task.phase(chain[-1]).inputs:
+        chain.append(task.phase(chain[-1]).inputs)
+    return chain
+
+
+def phase_metrics(phase: Phase, records: list[dict]) -> dict:
+    out = dict(phase.metrics(records)) if phase.metrics else {}
+    if phase.text:
+        out["n_empty"] = count_empty(records, phase.text)
+    return out
+
+
+def assemble_metrics(task: Task, run: Run, done: dict[str, list[dict]], active: Sequence[str], path: Path,
+                     seconds: dict) -> dict:
+    """``metrics_<tag>.json``'s content: the run's fields, then each phase's part: computed from the records made
+    now, None when an input it reads was made now but it was not (fresh answers not judged yet), else kept from
+    the run's earlier file (a phase skipped now, e.g. --skip_mc)."""
+    earlier = read_json(path) if path.is_file() else {}
+    metrics = task.run_fields(run)
+    computed: dict = {}
+    for phase in task.phases():
+        keys = phase.metric_keys + (("n_empty",) if phase.text else ())
+        if phase.name in done:
+            computed.update(phase_metrics(phase, done[phase.name]))
+        elif any(p in active for p in _upstream(task, phase.name)[1:]):
+            metrics.update({k: None for k in keys})
+        else:
+            kept = {k: earlier.get(k) for k in keys}
+            if any(v is not None for v in kept.values()):
+                logger.info("%s: keeping %s from the earlier run", path, ", ".join(k for k, v in kept.items() if v))
+            metrics.update(kept)
+    metrics.update(computed)  # a field two phases report (a judge counts the answers too) is the one made now
+    metrics = task.combine(metrics)
+    metrics["seconds"] = seconds
+    return metrics
+
+
+# ---------------------------------------------------------------------------------------------
+# the runner
+# ---------------------------------------------------------------------------------------------
+
+def _groups(task: Task, active: Sequence[str]) -> list[tuple[tuple[str, str | None], list[Phase]]]:
+    """Consecutive active phases that run on the same model and backend."""
+    cfg = task.cfg
+    groups: list = []
+    for phase in (p for p in task.phases() if p.name in active):
+        backend = None
+        if phase.model == "policy":
+            backend = "hf" if phase.exact else resolve_backend(getattr(cfg, "backend", "hf"))
+        key = (phase.model, backend)
+        if groups and groups[-1][0] == key:
+            groups[-1][1].append(phase)
+        else:
+            groups.append((key, [phase]))
+    return groups
+
+
+def _check_models(task: Task, roles: set[str]) -> None:
+    cfg = task.cfg
+    if "policy" in roles:
+        check_model_path(cfg.model_path)
+    if "judge" in roles and getattr(cfg, "judge_model_path", None):
+        check_model_path(cfg.judge_model_path, "judge model")
+
+
+def _load(task: Task, role: str, backend: str | None):
+    cfg = task.cfg
+    if role == "policy":
+        return load_lm(backend, cfg.model_path, getattr(cfg, "lora_path", None),
+                       **{**lm_kwargs(cfg), **task.lm_settings()})
+    if role == "judge":
+        return task.load_judge()
+    return None
+
+
+def _activate(model, run: Run, role: str) -> None:
+    if role != "policy":
+        return
+    wanted = None if run.adapter is None else run.name
+    loaded = [n for n in model.adapter_names]
+    if wanted not in loaded:  # the backend names adapters as planned_adapter_names does
+        raise RuntimeError(f"adapter {run.name!r} is not loaded; the backend has {loaded}")
+    model.set_adapter(wanted)
+
+
+def run_phase(task: Task, phase: Phase | str, model, items: Sequence, path: str | os.PathLike, resume: bool = False,
+              progress: bool = False, fingerprint: dict | None = None) -> list[dict]:
+    """One phase of ``task`` on ``items`` with ``model``, its records appended to ``path`` (resumable, keyed, checked
+    for non-finite scores); what ``evaluate`` does per run, usable alone (tests, benchmarks)."""
+    phase = task.phase(phase) if isinstance(phase, str) else phase
+    chunk = phase.chunk(model) if callable(phase.chunk) else phase.chunk
+
+    def make(part: list) -> list[dict]:
+        made = phase.make(model, part)
+        if len(made) != len(part):
+            raise RuntimeError(f"{task.name} {phase.name}: {len(made)} records for {len(part)} items")
+        # the key first, so that a non-finite score names its row
+        records = [{phase.key: phase.item_key(item), **rec} for item, rec in zip(part, made)]
+        require_finite(records, phase.finite, str(path), key=phase.key)
+        return records
+
+    return run_per_sample(path, items, make, key_of=phase.item_key, key=phase.key, chunk=chunk, resume=resume,
+                          fingerprint=fingerprint, check=phase.check, desc=f"{task.name} {phase.name}",
+                          unit=phase.unit, progress=progress)
+
+
+class Evaluation:
+    """One invocation of a task: its runs, the records made now, the timers."""
+
+    def __init__(self, task: Task):
+        self.task, self.cfg = task, task.cfg
+        self.active = task.active()
+        self.runs = plan_runs(task)
+        self.docs = task.documents()
+        self.records: dict[str, dict[str, list[dict]]] = {r.tag: {} for r in self.runs}
+        self.shared = PhaseTimer()
+        self.timers = {r.tag: PhaseTimer() for r in self.runs}
+        self.recorded = False
+
+    def check_outputs(self) -> None:
+        out = self.cfg.output_dir
+        for run in self.runs:
+            for phase in (p for p in self.task.phases() if p.name in self.active):
+                refuse_to_overwrite(run.file(out, phase.file), self.cfg.resume, self.cfg.overwrite)
+
+    def items(self, phase: Phase, run: Run) -> Sequence:
+        if phase.inputs is None:
+            return self.docs[phase.docs]
+        made = self.records[run.tag].get(phase.inputs)
+        return made if made is not None else self.task.read_inputs(phase, run)
+
+    def run_phase(self, model, phase: Phase, run: Run, backend: str | None) -> list[dict]:
+        path = run.file(self.cfg.output_dir, phase.file)
+        logger.info("%s %s: %s -> %s", self.task.name, phase.name, run.name, path)
+        with self.timers[run.tag](phase.name):
+            records = run_phase(self.task, phase, model, self.items(phase, run), path, resume=self.cfg.resume,
+                                progress=self.cfg.progress, fingerprint=fingerprint(self.task, phase, run, backend))
+        self.records[run.tag][phase.name] = records
+        return records
+
+    def write_records(self, backends: dict) -> None:
+        """``run_config_<tag>.json`` of every run (once, after the first model loaded)."""
+        if self.recorded:
+            return
+        for run in self.runs:
+            write_run_config(self.cfg.output_dir, self.cfg, filename=f"run_config_{run.tag}.json",
+                             extra={"task": self.task.name, "adapter": run.adapter, "tag": run.tag,
+                                    "phases": list(self.active), "backends": backends,
+                                    **self.task.data_identity()})
+        self.recorded = True
+
+    def write_metrics(self) -> dict[str, dict]:
+        out = {}
+        for run in self.runs:
+            if not any(p in self.records[run.tag] for p in self.active if self.task.phase(p).metrics or
+                       self.task.phase(p).text):
+                continue
+            path = run.file(self.cfg.output_dir, "metrics")
+            metrics = assemble_metrics(self.task, run, self.records[run.tag], self.active, path,
+                                       {**self.shared.seconds, **self.timers[run.tag].seconds})
+            write_json_atomic(path, metrics)
+            out[run.name] = metrics
+        return out
+
+
+def evaluate(task: Task) -> dict[str, dict]:
+    """Run ``task`` (see the module docstring); returns {run name: metrics} of the runs that report metrics."""
+    setup_logging()
+    ev = Evaluation(task)
+    ev.check_outputs()
+    groups = _groups(task, ev.active)
+    _check_models(task, {role for (role, _), _ in groups})
+    Path(task.cfg.output_dir).mkdir(parents=True, exist_ok=True)
+    results: dict[str, dict] = {}
+    backends = {p.name: b for (_, b), phases in groups for p in phases}
+    for (role, backend), phases in groups:
+        model = None
+        try:
+            with ev.shared(f"load_{role}" if role != "policy" else f"load_model_{backend}"):
+                model = _load(task, role, backend)
+            ev.write_records(backends)
+            for run in ev.runs:
+                _activate(model, run, role)
+                for phase in phases:
+                    ev.run_phase(model, phase, run, backend)
+        finally:
+            release_lm(model)
+        results = ev.write_metrics()
+    for name, metrics in results.items():
+        logger.info("%s %s: %s", task.name, name, task.summary(metrics))
+    return results
