@@ -17,6 +17,8 @@ OUT ?= outputs/data
 NQ_DIR ?=
 LIMIT ?= -1
 SPACY_MODEL ?= auto
+# make reproduce DRY_RUN=1: print every stage's command and whether it would run or be skipped, run nothing
+DRY_RUN ?=
 
 # The second, small venv of the vLLM env's transformers (no vllm, CPU torch) for `make test-vllm-env`
 VLLM_VENV ?= .venv/vllm-tf
@@ -31,7 +33,7 @@ help:
 	@echo "make demo       set up .venv and run the whole pipeline on tiny models and real data (outputs/demo)"
 	@echo "make setup      only set up .venv (torch, requirements.txt, the project as an editable install)"
 	@echo "make data SQUAD_CSV=f MODEL=dir OUT=dir [NQ_DIR=dir] [LIMIT=n] [SPACY_MODEL=name]   curriculum pairs (DatasetPrep.md)"
-	@echo "make reproduce  the study's profile on a GPU machine with the models in models/"
+	@echo "make reproduce  the study's profile on a GPU machine with the models in models/ (DRY_RUN=1: only the plan)"
 	@echo "make reproduce-eval  the study's published adapters + the base on every benchmark, against its numbers"
 	@echo "make check-envs      aligner_env.yml and vllm_env.yml resolve (pip --dry-run, no large downloads)"
 	@echo "make test-vllm-env   the vLLM-facing tests on the vLLM env's transformers (a second small venv)"
@@ -60,10 +62,10 @@ data: $(STAMP)
 		--nq_dir "$(NQ_DIR)" --limit $(LIMIT) --spacy_model $(SPACY_MODEL)
 
 reproduce: $(STAMP)
-	$(PY) scripts/run_pipeline.py --profile study --output_dir outputs/study
+	$(PY) scripts/run_pipeline.py --profile study --output_dir outputs/study $(if $(DRY_RUN),--dry_run)
 
 reproduce-eval: $(STAMP)
-	$(PY) scripts/run_pipeline.py --profile study_eval --output_dir outputs/study_eval
+	$(PY) scripts/run_pipeline.py --profile study_eval --output_dir outputs/study_eval $(if $(DRY_RUN),--dry_run)
 
 check-envs: $(STAMP)
 	$(PY) scripts/check_envs.py --resolve aligner_env.yml vllm_env.yml

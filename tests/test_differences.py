@@ -7,7 +7,7 @@ from pathlib import Path
 
 from test_cli_help import SCRIPTS, _parser_of
 
-from aligner.report.published import DIFFERENCE_ROWS
+from aligner.report.published import DIFFERENCE_ROWS, RUN_ROWS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -20,7 +20,7 @@ def _section() -> str:
 
 def test_every_row_the_report_links_to_has_its_anchor():
     section = _section()
-    ids = {row for rows in DIFFERENCE_ROWS.values() for row in rows}
+    ids = {row for rows in (*DIFFERENCE_ROWS.values(), *RUN_ROWS.values()) for row in rows}
     missing = [r for r in sorted(ids) if f'<a id="diff-{r.lower()}"></a>' not in section]
     assert not missing
 

@@ -248,4 +248,4 @@ def test_make_tables_published_flag_links_the_readme(results, tmp_path):
     text = (out / "t.md").read_text()
     rel = os.path.relpath(REPO / "README.md", out)
     assert "## Published vs reproduced" in text and "dpop_best → a2" in text
-    assert f"[E1]({rel}#diff-e1), [E2]({rel}#diff-e2)" in text
+    assert f"[E22]({rel}#diff-e22), [E4]({rel}#diff-e4)" in text

@@ -62,14 +62,6 @@ class DownloadDataConfig:
                                  f"{', '.join(DATASET_SOURCES[w])}); pick it with --what")
 
 
-def truthfulqa_data_file(path: Path) -> Path:
-    """The file to hand to eval_truthfulqa.py --data_path: the CSV, or the multiple_choice parquet."""
-    if path.is_file():
-        return path
-    parquet = sorted(path.glob("multiple_choice/*.parquet"))
-    return parquet[0] if parquet else path
-
-
 def download_data(cfg: DownloadDataConfig) -> dict[str, DownloadResult]:
     """The datasets of ``cfg.what``, in that order; returns {dataset: result}."""
     results = {}
@@ -87,7 +79,8 @@ def download_data(cfg: DownloadDataConfig) -> dict[str, DownloadResult]:
         for f in res.files:
             print(f"  {f}")
         if w == "truthfulqa":
-            print(f"  use: evaluation/eval_truthfulqa.py --data_path {truthfulqa_data_file(res.path)}")
+            # the snapshot folder (each config from its own parquet, as the study read them) or the CSV
+            print(f"  use: evaluation/eval_truthfulqa.py --data_path {res.path}")
         results[w] = res
     return results
 

@@ -15,6 +15,7 @@ Rules, the same for every stage:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -48,10 +49,15 @@ def path_identity(path: str | os.PathLike | None) -> str | None:
 
 
 def data_fingerprint(path: str | os.PathLike | None) -> str | None:
-    """sha256 of a data file (a cheap fingerprint for files of several GB; None for hub datasets or no file)."""
-    if path is None or not Path(path).is_file():
+    """sha256 of a data file, or of a data folder's files (names and digests, e.g. a downloaded snapshot of a hub
+    dataset); None for hub datasets or no file."""
+    if path is None or not Path(path).exists():
         return None
-    return file_digest(Path(path))
+    path = Path(path)
+    if path.is_file():
+        return file_digest(path)
+    digests = [f"{f.relative_to(path).as_posix()}:{file_digest(f)}" for f in sorted(path.rglob("*")) if f.is_file()]
+    return hashlib.sha256("\n".join(digests).encode()).hexdigest()
 
 
 def _normalised(obj: Any) -> Any:

@@ -21,6 +21,7 @@ from aligner.core.fidelity import StudyCompat
 from aligner.core.io import ReadStats, read_jsonl, write_jsonl_atomic
 from aligner.core.runinfo import finish_stage, setup_logging, start_stage
 from aligner.core.runner import run_per_sample
+from aligner.core.text import clean_up_tokenization_spaces
 from aligner.data.generation import (
     BACKEND_LABELS,
     GeneratorSettings,
@@ -203,8 +204,9 @@ STUDY_LOOSE_MARKERS = ("Answer:", "Response:", "Output:", "Generated Answer:", "
 
 def study_extract_generated_answer(prompt: str, generation: str) -> str:
     """``--study_compat``: the study's marker rules on prompt + generation (in practice the whole generation,
-    because the prompt ends with the first marker of its type)."""
-    response = (prompt or "") + (generation or "")
+    because the prompt ends with the first marker of its type), on the text as its ``tokenizer.decode`` gave it:
+    transformers 4 cleaned up the spaces before punctuation and clitics for Llama-3.2 ("U.S ." -> "U.S.")."""
+    response = clean_up_tokenization_spaces((prompt or "") + (generation or ""))
     for marker in (*STUDY_MARKERS, *STUDY_LOOSE_MARKERS):
         if marker in response:
             return response.split(marker, 1)[-1].strip()

@@ -87,7 +87,9 @@ def make_easy_fakes(view: Sequence[dict], seed: int = 42, max_tries: int = 20, s
     its ``random.seed(seed)``).  Abstention items (``--abstention_target``) get an easy fake but are never drawn
     as donors.  A draw that gives an equal answer or an abstention is redrawn; after ``max_tries`` the others
     are scanned in a seeded order, so an item is only skipped (``no_distinct_answer``) when no other answerable
-    item has another answer.  ``single_draw`` (``--study_compat``): one draw, kept iff the answer differs exactly.
+    item has another answer; a blank ideal answer is skipped without a draw.  ``single_draw`` (``--study_compat``):
+    the study's loop (generate_easy_fakes.py:63-82): one draw, kept iff the answer differs exactly; only an empty
+    ideal answer is skipped without a draw, so a whitespace-only one still draws (and keeps the draws in step).
     """
     rng = random.Random(seed)
     n = len(view)
@@ -101,7 +103,7 @@ def make_easy_fakes(view: Sequence[dict], seed: int = 42, max_tries: int = 20, s
 
     for i, item in enumerate(view):
         ideal = item["ideal_answer"]
-        if not ideal or not ideal.strip():
+        if not ideal or not (ideal.strip() or single_draw):
             counts["empty_ideal"] += 1
             continue
         pick = None

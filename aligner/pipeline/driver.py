@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import math
 import re
+import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aligner.core.io import AlignerError, atomic_write_text
+from aligner.core.downloads import STUDY_ADAPTERS
+from aligner.core.io import AlignerError, atomic_write_text, read_json
 from aligner.core.paths import REPO_ROOT, halueval_path, truthfulqa_csv_path
 from aligner.pipeline.profiles import (
     Profile,
@@ -21,7 +23,7 @@ from aligner.pipeline.profiles import (
     study_eval_profile,
     study_profile,
 )
-from aligner.pipeline.runner import Pipeline
+from aligner.pipeline.runner import Pipeline, Stage, path_digest
 
 PROFILES = ("demo", "study", "study_eval")
 
@@ -88,12 +90,45 @@ def _demo_intro(p: Profile) -> list[str]:
     ]
 
 
+#: the published columns each downloaded adapter stands for ("Best Model", "Latest Model" in the study's tables)
+PUBLISHED_COLUMNS = {"dpop_best": "Best Model", "dpop_last": "Latest Model"}
+
+
+def published_adapter_paths(published_dir: Path | None, run: str) -> dict[str, str]:
+    """{benchmark: the adapter folder the study's metrics_<run>.json names} ("lora" or "lora_path"; none in the
+    HaluevalLLM files)."""
+    out = {}
+    for f in sorted(Path(published_dir).glob(f"*/metrics_{run}.json")) if published_dir else []:
+        try:
+            meta = read_json(f)
+        except (OSError, ValueError):
+            continue
+        lora = meta.get("lora", meta.get("lora_path")) if isinstance(meta, dict) else None
+        out[f.parent.name] = f"`{lora}`" if lora else "not named"
+    return out
+
+
+def adapter_columns(p: Profile) -> list[str]:
+    """Which downloaded adapter stands for which published column, and the adapter the study's files name there."""
+    lines = ["| reproduced run | downloaded adapter | published column | adapter named by the study's metric file |",
+             "| --- | --- | --- | --- |"]
+    for hub, local in STUDY_ADAPTERS.items():
+        named = published_adapter_paths(p.published_dir, local)
+        where = "; ".join(f"{bench}: {path}" for bench, path in named.items()) or "(no published files here)"
+        lines.append(f"| {p.name}_{local} | `{hub}` -> `adapters/{local}` | `{local}` (\"{PUBLISHED_COLUMNS[local]}\") "
+                     f"in every table | {where} |")
+    return lines + ["", "The study's best columns name two different folders (TruthfulQA: "
+                    "`first_improvement/training/final_lora/`, HaluEval: `dpop_out/`); which of them the hub's "
+                    "`dpop_old_strat` is cannot be told from the files (README: Differences from the study, E24).", ""]
+
+
 def _study_eval_intro(p: Profile) -> list[str]:
     return [
         "The study's published LoRA adapters (`mrhello291/llama3-3.2-instuct-dpop`: `dpop_old_strat` = its best model, "
         "`dpop_new_strat` = its latest model) evaluated beside the base on every benchmark, then compared with the "
         "study's own metric files (\"Published vs reproduced\").",
         "",
+        *adapter_columns(p),
     ]
 
 
@@ -142,7 +177,11 @@ class PipelineConfig:
     halueval_path: str | None = field(default=None, metadata={
         "help": "HaluEval qa_data.json (default: evaluation/HaluEval/data/qa_data.json if present, else "
                 "../shared/data/halueval/qa_data.json)"})
-    truthfulqa_path: str = field(default=str(truthfulqa_csv_path()), metadata={"help": "TruthfulQA CSV"})
+    truthfulqa_path: str | None = field(default=None, metadata={
+        "help": "TruthfulQA: the CSV, one file in the HF schema, or a downloaded snapshot folder of the hub dataset "
+                "(default: demo: ../shared/data/truthfulqa/TruthfulQA.csv, offline; study profiles: the hub's "
+                "truthful_qa as the study read it, multiple_choice for MC and generation for the answers, downloaded "
+                "to evaluation/TruthfulQA/data/hf by the truthfulqa_data stage)"})
     final_data_dir: str = field(default="final_data", metadata={
         "help": "downloaded preference pairs; used for training instead of make data when all three "
                 "dpo_pairs_*.jsonl are there"})
@@ -158,6 +197,8 @@ class PipelineConfig:
     stages: list[str] | None = field(default=None, metadata={
         "help": "comma-separated stage names to run (default: all)", "sep": ","})
     force: bool = field(default=False, metadata={"help": "redo every stage even when complete"})
+    dry_run: bool = field(default=False, metadata={
+        "help": "print every stage's command line and whether it would run or be skipped, and run nothing"})
 
 
 def profile_from_config(cfg: PipelineConfig) -> Profile:
@@ -165,9 +206,11 @@ def profile_from_config(cfg: PipelineConfig) -> Profile:
     out = Path(cfg.output_dir or f"outputs/{cfg.profile}")
     local_halu = REPO_ROOT / "evaluation" / "HaluEval" / "data" / "qa_data.json"
     halu = Path(cfg.halueval_path) if cfg.halueval_path else (local_halu if local_halu.is_file() else halueval_path())
-    truthfulqa = Path(cfg.truthfulqa_path)
+    truthfulqa = Path(cfg.truthfulqa_path) if cfg.truthfulqa_path else None
+    if cfg.profile == "demo" and truthfulqa is None:
+        truthfulqa = truthfulqa_csv_path()
     for path in (halu, truthfulqa):
-        if not path.is_file():
+        if path is not None and not path.exists() and not cfg.dry_run:  # a dry run lists what is missing
             raise FileNotFoundError(f"{path} not found; run scripts/download_data.py or pass its path")
     if cfg.profile == "demo":
         profile = demo_profile(out, halu, truthfulqa, Path(cfg.final_data_dir))
@@ -178,17 +221,72 @@ def profile_from_config(cfg: PipelineConfig) -> Profile:
                                 Path(cfg.squad_csv) if cfg.squad_csv else None)
     if cfg.eval_limit is not None:
         profile.eval_limit = cfg.eval_limit
-    if cfg.backend is not None:
-        profile.backend = cfg.backend
+    if cfg.backend is not None:  # a backend asked for applies to every stage
+        profile.backend, profile.truthfulqa_backend = cfg.backend, None
     profile.tensor_parallel_size = cfg.tensor_parallel_size
     return profile
 
 
-def run_pipeline(cfg: PipelineConfig) -> Pipeline:
+def _covers(a: Path, b: Path) -> bool:
+    """One path is the other or lies inside it (an adapter folder and its adapter_config.json)."""
+    a, b = Path(a), Path(b)
+    return a == b or a in b.parents or b in a.parents
+
+
+def plan_stages(pipe: Pipeline, stages: list[Stage], selected: list[str] | None = None
+                ) -> list[tuple[Stage, str, str]]:
+    """(stage, decision, why) for every stage, as a run would meet them now: the runner's own skip rule
+    (``Pipeline.plan``), with the inputs an earlier stage of this run would make or remake accounted for.
+    Decisions: skip, run, n/a, not selected, missing input (neither there nor made earlier: the run stops there),
+    blocked (made by an earlier stage that has a missing input)."""
+    makers: list[tuple[Path, str, bool]] = []  # (output, stage, that stage can run)
+    out = []
+    for stage in stages:
+        if selected is not None and stage.name not in selected:
+            out.append((stage, "not selected", "--stages"))
+            continue
+        verb, why = pipe.plan(stage)
+        upstream = [(i, name, ok) for i in stage.inputs for o, name, ok in makers if _covers(i, o)]
+        if verb == "missing input":
+            absent = [i for i in stage.inputs if path_digest(i) is None]
+            made = [(i, name, ok) for i, name, ok in upstream if i in absent]
+            unmade = [str(i) for i in absent if all(i != m for m, _, _ in made)]
+            waits = list(dict.fromkeys(name for _, name, ok in made if not ok))
+            if unmade:
+                why = ", ".join(unmade)
+            elif waits:
+                verb, why = "blocked", f"waits for {', '.join(waits)}"
+            else:
+                verb, why = "run", f"{made[0][0]} is made by {made[0][1]} first"
+        elif verb == "skip" and upstream:
+            verb, why = "run", f"{upstream[0][1]} runs first and remakes {upstream[0][0]} (skipped if unchanged)"
+        if verb in ("run", "missing input", "blocked"):
+            makers += [(o, stage.name, verb == "run") for o in stage.outputs]
+        out.append((stage, verb, why))
+    return out
+
+
+def dry_run(profile: Profile, stages: list[Stage], cfg: PipelineConfig) -> list[tuple[Stage, str, str]]:
+    """Print every stage's command line and what a run would do with it; nothing is run or written."""
+    pipe = Pipeline(profile.output_dir, force=cfg.force, dry_run=True)
+    plan = plan_stages(pipe, stages, cfg.stages)
+    print(f"dry run: profile {profile.name}, output {profile.output_dir}, {len(stages)} stages; nothing is run")
+    for stage, verb, why in plan:
+        print(f"[{stage.name:<24}] {verb}: {why} {stage.note}".rstrip())
+        print("    $ " + shlex.join(str(c) for c in stage.cmd))
+    counts = {v: sum(d == v for _, d, _ in plan) for v in dict.fromkeys(d for _, d, _ in plan)}
+    print("dry run: " + ", ".join(f"{n} {v}" for v, n in counts.items()))
+    return plan
+
+
+def run_pipeline(cfg: PipelineConfig) -> Pipeline | list:
     """Run the profile's stages (those of ``cfg.stages``, else all), then write RESULTS.md and print the
-    scoreboard and summary tables; a failed stage ends the run with its error and log tail."""
+    scoreboard and summary tables; a failed stage ends the run with its error and log tail.  ``cfg.dry_run``:
+    only print the plan (``dry_run``) and return it."""
     profile = profile_from_config(cfg)
     stages = build_stages(profile)
+    if cfg.dry_run:
+        return dry_run(profile, stages, cfg)
     pipe = Pipeline(profile.output_dir, force=cfg.force)
     print(f"pipeline: profile {profile.name}, output {profile.output_dir}, {len(stages)} stages")
     t0 = time.perf_counter()

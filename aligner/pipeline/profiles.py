@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aligner.core.downloads import STUDY_ADAPTERS, DownloadStudyAdaptersConfig
+from aligner.core.downloads import STUDY_ADAPTERS, DownloadDataConfig, DownloadStudyAdaptersConfig
 from aligner.core.paths import (
     PAIR_FILES,
     TEACHER_PAIRS_FILE,
@@ -22,6 +22,7 @@ from aligner.core.paths import (
     seed_results_dir,
 )
 from aligner.data.sft import HaluEvalSquadSliceConfig, SquadConfig
+from aligner.data.sources.truthfulqa import HUB_CONFIGS
 from aligner.data.teacher import TeacherConfig, TeacherSFTView
 from aligner.eval.tasks.halueval import HaluEvalSimilarityConfig
 from aligner.eval.tasks.halueval_twostep import HaluEvalStep1Config, HaluEvalStep2Config
@@ -65,6 +66,9 @@ class Profile:
     train_args: dict = field(default_factory=dict)          # DPOPTrainingConfig settings of the best recipe
     latest_train_args: dict = field(default_factory=dict)   # ... and of the latest recipe
     eval_batch_size: int = 8
+    halueval_batch_size: int | None = None   # HaluEval similarity flow (None: eval_batch_size; the study's 8)
+    truthfulqa_backend: str | None = None    # TruthfulQA generation (None: backend; the study: HF)
+    truthfulqa_gen_batch_size: int | None = None  # ... questions per generate call (None: eval_batch_size; study: 1)
     mc_batch: int = 64
     train_epochs: int | None = None      # curriculum stages of the best recipe (None: all four, as the study ran)
     tensor_parallel_size: int = 1
@@ -77,6 +81,8 @@ class Profile:
     study_adapters: bool = False         # study_eval: evaluate the study's published adapters (no training)
     published_dir: Path | None = None    # the study's metric files, compared in the tables
     study_compat: bool = False           # study profiles: every stage with --study_compat reproduces the study's code
+    truthfulqa_download: Path | None = None  # study profiles: download_data.py --truthfulqa_dir; truthfulqa_path is
+    #                                          its hf/ snapshot (the hub's multiple_choice + generation configs)
 
 
 def demo_profile(output_dir: Path, halueval: Path, truthfulqa: Path, final_data: Path) -> Profile:
@@ -99,11 +105,20 @@ def demo_profile(output_dir: Path, halueval: Path, truthfulqa: Path, final_data:
     )
 
 
-def study_profile(output_dir: Path, halueval: Path, truthfulqa: Path, final_data: Path, models_dir: Path,
+#: where ``scripts/download_data.py --what truthfulqa`` puts TruthfulQA (its --truthfulqa_dir default)
+TRUTHFULQA_DOWNLOAD_DIR = Path(DownloadDataConfig.__dataclass_fields__["truthfulqa_dir"].default)
+
+
+def study_profile(output_dir: Path, halueval: Path, truthfulqa: Path | None, final_data: Path, models_dir: Path,
                   squad_csv: Path | None = None, name: str = "study") -> Profile:
+    """The study's models, data and settings.  TruthfulQA: ``truthfulqa`` when given, else the hub's
+    ``truthful_qa`` as the study loaded it (``multiple_choice`` for MC1/MC2, ``generation`` for the answers),
+    downloaded by the first evaluation stage."""
     local_ifeval = ifeval_path()
+    download = TRUTHFULQA_DOWNLOAD_DIR if truthfulqa is None else None
     return Profile(
-        name=name, output_dir=output_dir, halueval_path=halueval, truthfulqa_path=truthfulqa,
+        name=name, output_dir=output_dir, halueval_path=halueval,
+        truthfulqa_path=truthfulqa if download is None else download / "hf", truthfulqa_download=download,
         final_data_dir=final_data, policy=models_dir / "llama3-2-3b-instruct",
         truth_judge=models_dir / "truthfulqa-truth-judge-llama2-7B",
         faith_judge=models_dir / "hallucination_evaluation_model",
@@ -111,11 +126,12 @@ def study_profile(output_dir: Path, halueval: Path, truthfulqa: Path, final_data
         embed_model=str(models_dir / "all-mpnet-base-v2"), bertscore_model=str(models_dir / "deberta-v3-large"),
         backend="auto", eval_limit=-1, squad_csv=squad_csv, max_new_tokens=128, fake_max_new_tokens=128,
         eval_batch_size=32, mc_batch=64, ifeval_path=local_ifeval if local_ifeval.is_file() else None,
+        halueval_batch_size=8, truthfulqa_backend="hf", truthfulqa_gen_batch_size=1,  # the study's (E5, E9)
         published_dir=seed_results_dir() if seed_results_dir().is_dir() else None, study_compat=True,
     )
 
 
-def study_eval_profile(output_dir: Path, halueval: Path, truthfulqa: Path, final_data: Path,
+def study_eval_profile(output_dir: Path, halueval: Path, truthfulqa: Path | None, final_data: Path,
                        models_dir: Path) -> Profile:
     """``make reproduce-eval``: the study's published adapters (downloaded) and the base on every benchmark, ending
     in the published-vs-reproduced report; no data preparation, no training."""
@@ -258,7 +274,8 @@ def make_data_stages(p: Profile, ws: Workspace, squad_csv: Path) -> list[Stage]:
         Stage("make_data", script_command("scripts/make_data.py", MakeDataConfig, squad_csv=squad_csv, model_path=ws.teacher,
                                    output_dir=prep, limit=p.data_limit, spacy_model="auto", backend=backend,
                                    max_new_tokens=p.fake_max_new_tokens, progress=False, study_compat=p.study_compat),
-              outputs=list(ws.pair_files), inputs=[squad_csv, ws.teacher], run_config=prep / "make_data_run.json"),
+              outputs=[*ws.pair_files, teacher_input], inputs=[squad_csv, ws.teacher],
+              run_config=prep / "make_data_run.json"),
         Stage("teacher_pairs", script_command("further_improvement/data_prep/hard_fake_gen_vllm.py",
                                        (TeacherConfig, TeacherSFTView), nq_jsonl="none", squad_jsonl=teacher_input,
                                        model_path=ws.teacher, backend=backend, output_dir=teacher_dir,
@@ -305,6 +322,25 @@ def study_adapter_stages(p: Profile, ws: Workspace) -> list[Stage]:
                   note=f"({', '.join(f'{k} -> {v}' for k, v in STUDY_ADAPTERS.items())})")]
 
 
+def truthfulqa_inputs(p: Profile) -> list[Path]:
+    """What the TruthfulQA stage reads: the two config folders of a hub snapshot, or the one file."""
+    path = Path(p.truthfulqa_path)
+    if p.truthfulqa_download is not None or path.is_dir():
+        return [path / c for c in HUB_CONFIGS]
+    return [path]
+
+
+def truthfulqa_data_stages(p: Profile) -> list[Stage]:
+    """Study profiles: the hub's ``truthful_qa`` (both configs' parquet), as the study loaded it."""
+    if p.truthfulqa_download is None:
+        return []
+    return [Stage("truthfulqa_data", script_command("scripts/download_data.py", DownloadDataConfig, what=["truthfulqa"],
+                                                    source="hf", truthfulqa_dir=p.truthfulqa_download),
+                  outputs=truthfulqa_inputs(p),
+                  note="(the hub's truthful_qa: multiple_choice for MC1/MC2, generation for the answers, as the "
+                       "study)")]
+
+
 def run_names(p: Profile) -> list[str]:
     """The evaluation runs' file tags: the profile's name and the adapter's (the base and both recipes' folders)."""
     return [run_tag(p.name, n, several=True) for n in ("base", "dpop_best", "dpop_last")]
@@ -320,6 +356,8 @@ def eval_stages(p: Profile, ws: Workspace) -> list[Stage]:
                       overwrite=True)  # a stage the driver (re)runs starts afresh; --resume is for runs by hand
     fidelity = dict(study_compat=p.study_compat)  # the study's own behaviour in the study profiles
     halueval = dict(generation, data_path=p.halueval_path, batch_size=p.eval_batch_size)
+    truthfulqa = dict(generation, backend=p.truthfulqa_backend or p.backend,
+                      gen_batch_size=p.truthfulqa_gen_batch_size or p.eval_batch_size)
     bertscore = dict(bertscore_model=p.bertscore_model, bertscore_num_layers=p.bertscore_num_layers)
     preds = p.output_dir / "predictions" / "HaluevalLLM"
     pred_files = [result_file(preds, "predictions", r) for r in runs]
@@ -327,14 +365,14 @@ def eval_stages(p: Profile, ws: Workspace) -> list[Stage]:
     ifeval.update(data_path=p.ifeval_path, limit=p.ifeval_limit, max_new_tokens=p.ifeval_max_new_tokens,
                   batch_size=p.eval_batch_size, output_dir=res / "IFEval")
     return [
-        Stage("eval_truthfulqa", script_command("evaluation/eval_truthfulqa.py", TruthfulQAEvalConfig, **generation, **fidelity,
-                                         judge_model_path=ws.truth_judge, output_dir=res / "TruthfulQA",
-                                         data_path=p.truthfulqa_path, mc_batch=p.mc_batch,
-                                         gen_batch_size=p.eval_batch_size),
+        Stage("eval_truthfulqa", script_command("evaluation/eval_truthfulqa.py", TruthfulQAEvalConfig, **truthfulqa,
+                                         **fidelity, judge_model_path=ws.truth_judge, output_dir=res / "TruthfulQA",
+                                         data_path=p.truthfulqa_path, mc_batch=p.mc_batch),
               outputs=[result_file(res / "TruthfulQA", "metrics", r) for r in runs],
-              inputs=[*models, ws.truth_judge, p.truthfulqa_path], run_config=res / "TruthfulQA" / "run_config.json"),
-        Stage("eval_halueval", script_command("evaluation/eval_halueval.py", HaluEvalSimilarityConfig, **halueval, **fidelity,
-                                       **bertscore, output_dir=res / "Halueval", embed_model=p.embed_model),
+              inputs=[*models, ws.truth_judge, *truthfulqa_inputs(p)], run_config=res / "TruthfulQA" / "run_config.json"),
+        Stage("eval_halueval", script_command("evaluation/eval_halueval.py", HaluEvalSimilarityConfig,
+                                       **dict(halueval, batch_size=p.halueval_batch_size or p.eval_batch_size),
+                                       **fidelity, **bertscore, output_dir=res / "Halueval", embed_model=p.embed_model),
               outputs=[result_file(res / "Halueval", "metrics", r) for r in runs],
               inputs=[*models, p.halueval_path], run_config=res / "Halueval" / "run_config.json"),
         Stage("eval_halueval_step1", script_command("evaluation/eval_haleval_llm_step1.py", HaluEvalStep1Config, **halueval,
@@ -385,6 +423,7 @@ def build_stages(p: Profile) -> list[Stage]:
         stages += warm_start_stages(p, ws)
         stages += data_stages(p, ws)
         stages += training_stages(p, ws)
+    stages += truthfulqa_data_stages(p)
     stages += eval_stages(p, ws)
     stages.append(tables_stage(p, ws))
     return stages

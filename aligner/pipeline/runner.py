@@ -52,9 +52,10 @@ def path_digest(path: Path) -> str | None:
 
 class Pipeline:
     def __init__(self, output_dir: Path, force: bool = False, log=print, env: dict | None = None,
-                 manifest_name: str = "manifest.json", echo: bool = False):
+                 manifest_name: str = "manifest.json", echo: bool = False, dry_run: bool = False):
         self.output_dir = Path(output_dir)
-        self.output_dir.mkdir(parents=True, exist_ok=True)
+        if not dry_run:  # a dry run only reads the manifest (``plan``)
+            self.output_dir.mkdir(parents=True, exist_ok=True)
         self.manifest_path = self.output_dir / manifest_name
         self.force = force
         self.log = log
@@ -89,6 +90,31 @@ class Pipeline:
             if digest is None or prev.get("outputs", {}).get(str(out)) != digest:
                 return False
         return True
+
+    def plan(self, stage: Stage) -> tuple[str, str]:
+        """What ``run`` would do with ``stage`` now, running nothing: ("skip" | "run" | "n/a" | "missing input",
+        why).  Inputs an earlier stage of the same run would make are the caller's to account for."""
+        if stage.when is not None and not stage.when():
+            return "n/a", "not applicable"
+        argv = self._argv(stage.cmd)
+        inputs = {str(p): path_digest(p) for p in stage.inputs}
+        missing = [k for k, v in inputs.items() if v is None]
+        if missing:
+            return "missing input", ", ".join(missing)
+        if self._complete(stage, argv, inputs):
+            return "skip", "complete, inputs unchanged"
+        prev = self.previous.get(stage.name)
+        if self.force:
+            return "run", "--force"
+        if not prev:
+            return "run", "never ran here"
+        if prev.get("status") != "done":
+            return "run", f"last run {prev.get('status', 'unfinished')}"
+        if prev.get("command") != argv:
+            return "run", "command changed"
+        if prev.get("inputs") != inputs:
+            return "run", "inputs changed"
+        return "run", "outputs changed or missing"
 
     def run(self, stage: Stage) -> str:
         if stage.when is not None and not stage.when():

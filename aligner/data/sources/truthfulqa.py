@@ -1,6 +1,11 @@
-"""TruthfulQA questions for MC and generation: the Hugging Face ``truthful_qa`` dataset, the TruthfulQA CSV
-(mc1 = [Best Answer] + Incorrect Answers; mc2 = Correct Answers + Incorrect Answers) or JSON/JSONL/parquet
-rows in the HF schema, and answers to judge."""
+"""TruthfulQA questions for MC and generation: the Hugging Face ``truthful_qa`` dataset (from the hub, or a
+downloaded snapshot folder of its parquet files), the TruthfulQA CSV (mc1 = [Best Answer] + Incorrect Answers;
+mc2 = Correct Answers + Incorrect Answers) or JSON/JSONL/parquet rows in the HF schema, and answers to judge.
+
+The two sources are not the same data.  The hub's ``multiple_choice`` config is the TruthfulQA repository's
+``data/mc_task.json``: every choice ends with a period, a choice the CSV lists twice appears once, and the
+questions come in another order.  Its ``generation`` config is the CSV itself, questions unstripped.  The study
+scored MC on ``multiple_choice`` and generated from ``generation`` (README: Differences from the study)."""
 
 from __future__ import annotations
 
@@ -14,6 +19,8 @@ from aligner.core.io import AlignerError, DataError, read_csv, read_jsonl, read_
 logger = logging.getLogger(__name__)
 
 HF_DATASET = "truthfulqa/truthful_qa"  # the hub's current home of `truthful_qa` (the old name redirects there)
+#: the config folders of a downloaded snapshot of the hub dataset (scripts/download_data.py --what truthfulqa)
+HUB_CONFIGS = ("multiple_choice", "generation")
 
 
 CSV_COLUMNS = ("Question", "Best Answer", "Correct Answers", "Incorrect Answers")
@@ -80,17 +87,24 @@ def _check_targets(path, row_desc: str, name: str, targets, exactly_one: bool) -
     return choices, labels
 
 
-def data_from_csv(path: str | os.PathLike, limit: int | None = None) -> TruthfulQAData:
-    """The TruthfulQA CSV (``Question, Best Answer, Correct Answers, Incorrect Answers`` among its columns)."""
+def _question(text, strip: bool) -> str:
+    text = str(text or "")
+    return text.strip() if strip else text
+
+
+def data_from_csv(path: str | os.PathLike, limit: int | None = None, strip_questions: bool = True
+                  ) -> TruthfulQAData:
+    """The TruthfulQA CSV (``Question, Best Answer, Correct Answers, Incorrect Answers`` among its columns).
+    ``strip_questions`` False keeps a question's outer whitespace, as the hub's ``generation`` config does."""
     rows = read_csv(path, CSV_COLUMNS, limit=_limited(limit))
     mc, gen = [], []
     for i, row in enumerate(rows):
         desc = f"data row {i + 1} ({row.get('Question', '')[:60]!r})"
-        question = (row["Question"] or "").strip()
+        question = _question(row["Question"], strip_questions)
         best = (row["Best Answer"] or "").strip()
         correct = split_answers(row["Correct Answers"])
         incorrect = split_answers(row["Incorrect Answers"])
-        for what, ok in (("Question", question), ("Best Answer", best), ("Correct Answers", correct),
+        for what, ok in (("Question", question.strip()), ("Best Answer", best), ("Correct Answers", correct),
                          ("Incorrect Answers", incorrect)):
             if not ok:
                 raise DataError(path, f"{desc}: empty '{what}'")
@@ -102,7 +116,8 @@ def data_from_csv(path: str | os.PathLike, limit: int | None = None) -> Truthful
     return TruthfulQAData(mc=mc, gen=gen, source=str(path))
 
 
-def data_from_records(path: str | os.PathLike, limit: int | None = None, need_mc: bool = True) -> TruthfulQAData:
+def data_from_records(path: str | os.PathLike, limit: int | None = None, need_mc: bool = True,
+                      strip_questions: bool = True) -> TruthfulQAData:
     """JSON / JSONL / parquet rows in the HF schema.  Without ``need_mc`` rows of the HF ``generation``
     config (question, best_answer, ...) are enough."""
     required = ["question", "mc1_targets", "mc2_targets"] if need_mc else ["question"]
@@ -110,18 +125,59 @@ def data_from_records(path: str | os.PathLike, limit: int | None = None, need_mc
     mc, gen = [], []
     for i, row in enumerate(rows):
         desc = f"record {i + 1} ({str(row['question'])[:60]!r})"
-        question = str(row["question"]).strip()
+        question = _question(row["question"], strip_questions)
         if "mc1_targets" in row and "mc2_targets" in row:
             c1, l1 = _check_targets(path, desc, "mc1_targets", row["mc1_targets"], exactly_one=True)
             c2, l2 = _check_targets(path, desc, "mc2_targets", row["mc2_targets"], exactly_one=False)
             mc.append(MCItem(i, question, c1, l1, c2, l2))
         elif need_mc:
             raise DataError(path, f"{desc}: no mc1_targets/mc2_targets")
-        ca, ia = row.get("correct_answers"), row.get("incorrect_answers")
-        gen.append(GenItem(index=i, question=question, best_answer=row.get("best_answer"),
-                           correct_answers=list(ca) if ca is not None else None,
-                           incorrect_answers=list(ia) if ia is not None else None, category=row.get("category")))
+        gen.append(_gen_item(i, question, row))
     return TruthfulQAData(mc=mc, gen=gen, source=str(path))
+
+
+def _gen_item(index: int, question: str, row: dict) -> GenItem:
+    ca, ia = row.get("correct_answers"), row.get("incorrect_answers")
+    return GenItem(index=index, question=question, best_answer=row.get("best_answer"),
+                   correct_answers=[str(a) for a in ca] if ca is not None else None,
+                   incorrect_answers=[str(a) for a in ia] if ia is not None else None, category=row.get("category"))
+
+
+def _config_rows(folder: Path, config: str, required: list[str], limit: int | None) -> tuple[list[dict], list[str]]:
+    """The rows of one config of a snapshot folder (its parquet shards in name order) and the shards' names."""
+    shards = sorted((folder / config).glob("*.parquet"))
+    if not shards:
+        raise DataError(folder, f"no {config}/*.parquet in this folder: download the hub dataset with "
+                                "scripts/download_data.py --what truthfulqa --source hf, or pass the TruthfulQA CSV")
+    rows: list[dict] = []
+    for shard in shards:
+        left = None if limit is None else limit - len(rows)
+        if left is not None and left <= 0:
+            break
+        rows += read_records(shard, required, limit=left)
+    return rows, [f"{config}/{s.name}" for s in shards]
+
+
+def data_from_hub_snapshot(folder: str | os.PathLike, limit: int | None = None, need_mc: bool = True,
+                           need_gen: bool = True, strip_questions: bool = True) -> TruthfulQAData:
+    """A downloaded snapshot of the hub dataset: MC from ``multiple_choice/*.parquet``, generation from
+    ``generation/*.parquet``, the first ``limit`` rows of each (as the study's ``select(range(limit))``); the
+    two configs hold the same 817 questions in different orders."""
+    folder, n = Path(folder), _limited(limit)
+    mc, gen, read = [], [], []
+    if need_mc:
+        rows, shards = _config_rows(folder, "multiple_choice", ["question", "mc1_targets", "mc2_targets"], n)
+        read += shards
+        for i, row in enumerate(rows):
+            desc = f"multiple_choice row {i + 1} ({str(row['question'])[:60]!r})"
+            c1, l1 = _check_targets(folder, desc, "mc1_targets", row["mc1_targets"], exactly_one=True)
+            c2, l2 = _check_targets(folder, desc, "mc2_targets", row["mc2_targets"], exactly_one=False)
+            mc.append(MCItem(i, _question(row["question"], strip_questions), c1, l1, c2, l2))
+    if need_gen:
+        rows, shards = _config_rows(folder, "generation", ["question"], n)
+        read += shards
+        gen = [_gen_item(i, _question(row["question"], strip_questions), row) for i, row in enumerate(rows)]
+    return TruthfulQAData(mc=mc, gen=gen, source=f"hf snapshot {folder} ({', '.join(read)})")
 
 
 def _load_hub_config(name: str, config: str):
@@ -141,7 +197,7 @@ def _load_hub_config(name: str, config: str):
 
 
 def data_from_hub(limit: int | None = None, need_mc: bool = True, need_gen: bool = True,
-                  name: str = HF_DATASET) -> TruthfulQAData:
+                  name: str = HF_DATASET, strip_questions: bool = True) -> TruthfulQAData:
     n = _limited(limit)
     mc, gen = [], []
     if need_mc:
@@ -151,12 +207,13 @@ def data_from_hub(limit: int | None = None, need_mc: bool = True, need_gen: bool
             desc = f"row {i + 1}"
             c1, l1 = _check_targets(name, desc, "mc1_targets", row["mc1_targets"], exactly_one=True)
             c2, l2 = _check_targets(name, desc, "mc2_targets", row["mc2_targets"], exactly_one=False)
-            mc.append(MCItem(i, row["question"].strip(), c1, l1, c2, l2))
+            mc.append(MCItem(i, _question(row["question"], strip_questions), c1, l1, c2, l2))
     if need_gen:
         ds = _load_hub_config(name, "generation")
         rows = ds if n is None else ds.select(range(min(n, len(ds))))
         for i, row in enumerate(rows):
-            gen.append(GenItem(index=i, question=row["question"].strip(), best_answer=row.get("best_answer"),
+            gen.append(GenItem(index=i, question=_question(row["question"], strip_questions),
+                               best_answer=row.get("best_answer"),
                                correct_answers=list(row.get("correct_answers") or []),
                                incorrect_answers=list(row.get("incorrect_answers") or []),
                                category=row.get("category")))
@@ -164,19 +221,24 @@ def data_from_hub(limit: int | None = None, need_mc: bool = True, need_gen: bool
 
 
 def load_truthfulqa(data_path: str | os.PathLike | None = None, limit: int | None = None, need_mc: bool = True,
-                    need_gen: bool = True, hf_name: str = HF_DATASET) -> TruthfulQAData:
-    """Questions for MC and generation: the HF dataset by default, ``data_path`` (CSV / JSON / JSONL /
-    parquet) when given.  ``limit`` < 0 or None takes all, else the first ``limit``."""
+                    need_gen: bool = True, hf_name: str = HF_DATASET, strip_questions: bool = True) -> TruthfulQAData:
+    """Questions for MC and generation: the HF dataset by default, ``data_path`` when given: a downloaded
+    snapshot folder of the HF dataset (``multiple_choice/`` and ``generation/`` parquet), or one CSV / JSON /
+    JSONL / parquet file.  ``limit`` < 0 or None takes all, else the first ``limit``.  ``strip_questions``
+    False keeps the questions' outer whitespace (the study's: one CSV / ``generation`` question ends in a
+    space)."""
     if data_path is None or str(data_path) == "":
         logger.info("loading %s from the Hugging Face hub (pass --data_path for a local file)", hf_name)
-        return data_from_hub(limit, need_mc, need_gen, hf_name)
+        return data_from_hub(limit, need_mc, need_gen, hf_name, strip_questions)
     path = Path(data_path)
     if not path.exists():
         raise DataError(path, "file not found")
+    if path.is_dir():
+        return data_from_hub_snapshot(path, limit, need_mc, need_gen, strip_questions)
     if path.suffix.lower() == ".csv":
-        return data_from_csv(path, limit)
+        return data_from_csv(path, limit, strip_questions)
     if path.suffix.lower() in (".json", ".jsonl", ".parquet"):
-        return data_from_records(path, limit, need_mc=need_mc)
+        return data_from_records(path, limit, need_mc=need_mc, strip_questions=strip_questions)
     raise DataError(path, "unknown data file type; use the TruthfulQA .csv or .json/.jsonl/.parquet (HF schema)")
 
 
