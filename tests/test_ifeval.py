@@ -186,7 +186,7 @@ def script_run(tmp_path_factory, tiny_model_dir, adapter_dir, raw_docs):
     return out, results
 
 
-def test_script_end_to_end_with_adapters(script_run, raw_docs, checkers):
+def test_script_end_to_end_with_adapters(script_run, raw_docs, checkers, adapter_dir):
     from lm_eval.tasks.ifeval.utils import agg_inst_level_acc, process_results
 
     out, results = script_run
@@ -195,9 +195,10 @@ def test_script_end_to_end_with_adapters(script_run, raw_docs, checkers):
 
     from aligner.prompts import DEFAULT_DATE_STRING
 
-    run_cfg = json.loads((out / "run_config.json").read_text())
+    run_cfg = json.loads((out / "run_config_r_lora_a.json").read_text())
     assert run_cfg["flags"]["date_string"] == DEFAULT_DATE_STRING == "26 Jul 2024"
-    assert run_cfg["lm_eval"] == lm_eval.__version__ and run_cfg["n_prompts"] == LIMIT
+    assert run_cfg["versions"]["lm-eval"] == lm_eval.__version__ and run_cfg["n_documents"] == {"docs": LIMIT}
+    assert run_cfg["adapter"] == str(adapter_dir) and run_cfg["tag"] == "r_lora_a"
     assert run_cfg["flags"]["max_new_tokens"] == MAX_NEW and run_cfg["flags"]["limit"] == LIMIT
     responses = {}
     for name in results:

@@ -276,6 +276,7 @@ class Evaluation:
                              filename=self.task.record_name(run),
                              extra={"task": self.task.name, "adapter": run.adapter, "tag": run.tag,
                                     "phases": list(self.active), "backends": backends,
+                                    "n_documents": {k: len(v) for k, v in self.docs.items()},
                                     **self.task.data_identity()})
         self.recorded = True
 

@@ -31,16 +31,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aligner.core.cli import override
-from aligner.core.io import AlignerError, DataError, write_json_atomic
-from aligner.core.models import planned_adapter_names, resolve_dtype
-from aligner.core.paths import nltk_data_dir, result_file, run_tag
-from aligner.core.runinfo import PhaseTimer, setup_logging, write_run_config
-from aligner.core.runner import data_fingerprint, path_identity, refuse_to_overwrite, run_per_sample
+from aligner.core.io import AlignerError, DataError
+from aligner.core.paths import nltk_data_dir
 from aligner.data.sources.ifeval import HF_DATASET, IFEvalItem, load_ifeval
-from aligner.eval.checks import OverwriteSettings, all_rows
+from aligner.eval.checks import all_rows
 from aligner.eval.metrics.registry import aggregate
-from aligner.lm.interface import LM, load_lm, release_lm, resolve_backend
-from aligner.lm.settings import AdapterCheckSettings, BackendSettings, ChatSettings, ModelSettings, lm_kwargs
+from aligner.eval.task import EvalSettings, Phase, Run, Task
+from aligner.lm.interface import LM
+from aligner.lm.settings import AdapterCheckSettings, BackendSettings, ChatSettings, ModelSettings
 from aligner.prompts import ifeval_messages
 
 logger = logging.getLogger(__name__)
@@ -57,28 +55,26 @@ class IFEvalSetupError(AlignerError, RuntimeError):
 
 
 @dataclass(kw_only=True)
-class IFEvalConfig(ModelSettings, BackendSettings, ChatSettings, AdapterCheckSettings, OverwriteSettings):
+class IFEvalConfig(EvalSettings, ModelSettings, BackendSettings, ChatSettings, AdapterCheckSettings):
     """``evaluation/eval_ifeval.py``."""
 
     model_path: str = override(ModelSettings, "model_path", dataclasses.MISSING, help="model folder or hub id")
-    run_name: str = field(metadata={"help": "names the output files (metrics_RUN.json, detailed_RUN.jsonl)"})
-    output_dir: str = field(default="evaluation/results/IFEval", metadata={"help": "where the output files go"})
+    run_name: str = override(EvalSettings, "run_name", dataclasses.MISSING)
+    output_dir: str = override(EvalSettings, "output_dir", "evaluation/results/IFEval")
     data_path: str | None = field(default=None, metadata={
         "help": "IFEval's input_data.jsonl (key, prompt, instruction_id_list, kwargs) instead of the hub dataset, "
-                "e.g. ../shared/data/ifeval/input_data.jsonl (default: none = the hub)"})
+                "e.g. ../shared/data/ifeval/input_data.jsonl (default: none = the hub)", "identity": "data"})
     hf_dataset: str = field(default=HF_DATASET, metadata={"help": "hub dataset (train split)"})
-    limit: int = field(default=-1, metadata={"help": "the first N prompts only; 0 or -1 = all 541"})
-    batch_size: int = field(default=8, metadata={"help": "prompts per generate call (HF backend)"})
+    limit: int = override(EvalSettings, "limit", -1, help="the first N prompts only; 0 or -1 = all 541")
+    batch_size: int = field(default=8, metadata={"help": "prompts per generate call (HF backend)", "record": False})
     max_new_tokens: int = field(default=LM_EVAL_MAX_GEN_TOKS, metadata={
         "help": "greedy tokens per response (lm-eval's max_gen_toks)"})
     chunk_size: int = field(default=0, metadata={
-        "help": "responses made between two appends to the per-sample file; 0 = one generate call's worth"})
+        "help": "responses made between two appends to the per-sample file; 0 = one generate call's worth",
+        "record": False})
     nltk_data: str | None = field(default=None, metadata={
         "help": "folder holding NLTK's tokenizers/punkt_tab, searched first (default: none = NLTK_DATA and NLTK's "
-                "own folders, then ../shared/data/nltk_data when it exists)", "group": "scorers"})
-    resume: bool = field(default=False, metadata={
-        "help": "continue an interrupted run from its per-sample file, skipping the prompts it holds"})
-    progress: bool = field(default=True, metadata={"flag": "--no_progress", "help": "no progress bars"})
+                "own folders, then ../shared/data/nltk_data when it exists)", "group": "scorers", "record": False})
 
     def __post_init__(self):
         self.limit = all_rows(self.limit)
@@ -181,69 +177,46 @@ def _same_prompt(rec: dict, item: IFEvalItem) -> str | None:
     return None
 
 
-def run_ifeval_samples(lm: LM, checkers, items: Sequence[IFEvalItem], path: str | os.PathLike, resume: bool = False,
-                       max_new_tokens: int = LM_EVAL_MAX_GEN_TOKS, chunk_size: int = 0, progress: bool = True,
-                       fingerprint: dict | None = None) -> list[dict]:
-    """Responses of the LM's active adapter, scored and appended to ``path`` per chunk, keyed by IFEval's key."""
-    def make(chunk: list[IFEvalItem]) -> list[dict]:
-        responses = lm.generate_until(ifeval_prompts(lm, chunk), max_new_tokens=max_new_tokens, temperature=0.0,
-                                      progress=False)
-        return score_responses(checkers, chunk, responses)
+class IFEval(Task):
+    name = "ifeval"
+    versions = ("lm-eval",)
 
-    return run_per_sample(path, items, make, key_of=lambda it: it.key, key="key",
-                          chunk=chunk_size or lm.generation_chunk, resume=resume, fingerprint=fingerprint,
-                          check=_same_prompt, desc="IFEval", unit="prompt", progress=progress)
+    def phases(self) -> list[Phase]:
+        cfg = self.cfg
 
+        def respond(lm, items):
+            responses = lm.generate_until(ifeval_prompts(lm, items), max_new_tokens=cfg.max_new_tokens,
+                                          temperature=0.0, progress=False)
+            return score_responses(self.checkers, items, responses)
 
-def _fingerprint(cfg: IFEvalConfig, adapter: str | None, backend: str, source: str) -> dict:
-    """What the records depend on (a resumed file must have been made with the same)."""
-    return {"task": "ifeval", "model": path_identity(cfg.model_path), "adapter": path_identity(adapter),
-            "dtype": str(resolve_dtype(cfg.dtype, cfg.device)), "backend": backend,
-            "max_new_tokens": cfg.max_new_tokens, "date_string": cfg.date_string, "data": source,
-            **({"max_model_len": cfg.max_model_len} if backend == "vllm" else {}),  # vLLM cuts longer prompts
-            "data_sha256": data_fingerprint(cfg.data_path), "lm_eval": lm_eval_version()}
+        return [Phase("ifeval", "detailed", respond, key="key", unit="prompt", check=_same_prompt, text="response",
+                      chunk=lambda lm: cfg.chunk_size or lm.generation_chunk, metrics=ifeval_metrics,
+                      metric_keys=(*IFEVAL_METRICS, "n_prompts", "n_instructions"))]
+
+    def documents(self) -> dict:
+        cfg = self.cfg
+        self.checkers = load_checkers(cfg.nltk_data)  # fail before the model loads
+        items, self.source = load_ifeval(cfg.data_path, cfg.limit, cfg.hf_dataset)
+        check_instructions(items, self.source)
+        logger.info("%d IFEval prompts (%d instructions) from %s", len(items),
+                    sum(len(it.instruction_id_list) for it in items), self.source)
+        return {"docs": items}
+
+    def data_identity(self) -> dict:
+        return {"data": self.source}
+
+    def run_fields(self, run: Run) -> dict:
+        return {**super().run_fields(run), "backend": self.cfg.backend, "date_string": self.cfg.date_string,
+                "lm_eval": lm_eval_version()}
+
+    def summary(self, m: dict) -> str:
+        return ("prompt strict {:.4f}, inst strict {:.4f}, prompt loose {:.4f}, inst loose {:.4f} ({} prompts)"
+                .format(*(m[k] for k in IFEVAL_METRICS), m["n_prompts"]))
 
 
 def run_ifeval(cfg: IFEvalConfig) -> dict[str, dict]:
-    """IFEval for the base model and/or each adapter on one loaded base: detailed_R.jsonl and metrics_R.json
-    per adapter, run_config.json; returns {adapter name or "base": metrics}."""
-    setup_logging()
-    out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    checkers = load_checkers(cfg.nltk_data)  # fail before the model loads
-    items, source = load_ifeval(cfg.data_path, cfg.limit, cfg.hf_dataset)
-    check_instructions(items, source)
-    logger.info("%d IFEval prompts (%d instructions) from %s", len(items),
-                sum(len(it.instruction_id_list) for it in items), source)
-    backend = resolve_backend(cfg.backend)
-    names = planned_adapter_names(cfg.lora_path)  # the files are checked before any model loads
-    for name in names:
-        refuse_to_overwrite(result_file(out, "detailed", run_tag(cfg.run_name, name, several=len(names) > 1)),
-                            cfg.resume, cfg.overwrite)
-    timer = PhaseTimer()
-    with timer("load_model"):
-        lm = load_lm(backend, cfg.model_path, cfg.lora_path, **lm_kwargs(cfg))
-    results = {}
-    try:
-        write_run_config(out, cfg, extra={"backend": backend, "n_prompts": len(items), "data": source,
-                                          "lm_eval": lm_eval_version()})
-        for name, lora in lm.each_adapter():
-            tag = run_tag(cfg.run_name, name, several=len(lm.adapter_names) > 1)
-            detailed = result_file(out, "detailed", tag)
-            logger.info("IFEval: %s (adapter: %s) -> %s", cfg.model_path, lora or "none", detailed)
-            adapter_timer = PhaseTimer()
-            with adapter_timer("generate_and_score"):
-                records = run_ifeval_samples(lm, checkers, items, detailed, resume=cfg.resume,
-                                             max_new_tokens=cfg.max_new_tokens, chunk_size=cfg.chunk_size,
-                                             progress=cfg.progress, fingerprint=_fingerprint(cfg, lora, backend, source))
-            metrics = {"model": cfg.model_path, "lora_path": lora, "adapter": name or "base", "run_name": cfg.run_name,
-                       "data": source, "backend": backend, "date_string": cfg.date_string,
-                       "lm_eval": lm_eval_version(), **ifeval_metrics(records),
-                       "seconds": {**timer.seconds, **adapter_timer.seconds}}
-            write_json_atomic(result_file(out, "metrics", tag), metrics)
-            logger.info("%s: prompt strict %.4f, inst strict %.4f, prompt loose %.4f, inst loose %.4f (%d prompts)",
-                        name or "base", *(metrics[k] for k in IFEVAL_METRICS), metrics["n_prompts"])
-            results[name or "base"] = metrics
-    finally:
-        release_lm(lm)
-    return results
+    """IFEval for the base model and/or each adapter on one loaded base: detailed_R.jsonl and metrics_R.json per
+    run, run_config_R.json; returns {adapter name or "base": metrics}."""
+    from aligner.eval.evaluate import evaluate
+
+    return evaluate(IFEval(cfg))
