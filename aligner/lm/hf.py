@@ -2,7 +2,8 @@
 
 Log-likelihoods are exact and batched (right padding, only the continuation positions projected onto the
 vocabulary, ``aligner.core.logprobs``); groups of continuations sharing a context are packed behind one copy
-of it (``aligner.lm.packing``) when ``share_prefix`` is on and the attention kernel takes a custom mask.
+of it (``aligner.lm.packing``) when ``share_prefix`` is on and the attention kernel takes a custom mask.  A
+request longer than the model's context keeps its last tokens (lm-evaluation-harness's rule), counted and logged.
 Generation is batched greedy or sampled decoding with left padding.  LoRA adapters are switched on one
 loaded base.
 """
@@ -100,10 +101,7 @@ class HFLM(LM):
         return self.loglikelihood_tokens(encoded, progress=progress, desc=desc)
 
     def loglikelihood_tokens(self, encoded, progress=False, desc="loglikelihood"):
-        too_long = [i for i, e in enumerate(encoded) if len(e.input_ids) > self.max_length]
-        if too_long:
-            raise ValueError(f"{len(too_long)} request(s) exceed the model's {self.max_length} tokens "
-                             f"(first: request {too_long[0]}, {len(encoded[too_long[0]].input_ids)} tokens)")
+        encoded = [self._fit_request(e) for e in encoded]
         with use_adapter(self.model, self.active_adapter):
             return encoded_response_logprobs(self.model, self.tokenizer.pad_token_id, encoded, self.batch_size,
                                              progress, desc)
@@ -118,13 +116,14 @@ class HFLM(LM):
         from tqdm.auto import tqdm
 
         packed = [pack_group(self.tokenizer, ctx, conts) for ctx, conts in groups]
-        too_long = [i for i, g in enumerate(packed) if g.length > self.max_length]
-        if too_long:
-            raise ValueError(f"{len(too_long)} packed group(s) exceed the model's {self.max_length} tokens "
-                             f"(first: group {too_long[0]}, {packed[too_long[0]].length} tokens); "
-                             "turn prefix sharing off (--no_share_prefix)")
-        order = sorted(range(len(packed)), key=lambda i: -packed[i].length)
         out: list[list[float]] = [[] for _ in packed]
+        too_long = [i for i, g in enumerate(packed) if g.length > self.max_length]
+        if too_long:  # scored one sequence at a time, each cut to the context length (lm-eval's rule)
+            flat = super().loglikelihood_groups([groups[i] for i in too_long], desc=desc)
+            for i, scores in zip(too_long, flat):
+                out[i] = scores
+        cut = set(too_long)
+        order = sorted((i for i in range(len(packed)) if i not in cut), key=lambda i: -packed[i].length)
         bar = tqdm(total=len(packed), desc=desc, disable=not progress, unit="group")
         with use_adapter(self.model, self.active_adapter):
             lo = 0
@@ -142,6 +141,22 @@ class HFLM(LM):
                 bar.update(len(batch))
         bar.close()
         return out
+
+    def _fit_request(self, enc):
+        """A request longer than the model's context keeps its last ``max_length`` tokens, the continuation whole,
+        the first (BOS) token kept, as lm-evaluation-harness cuts them; counted and logged."""
+        n = len(enc.input_ids)
+        if n <= self.max_length:
+            return enc
+        n_cont = n - enc.response_start
+        if n_cont + 2 > self.max_length:
+            raise ValueError(f"a continuation of {n_cont} tokens does not fit the model's {self.max_length} tokens")
+        cut = n - self.max_length
+        self.n_truncated += 1
+        logger.warning("a log-likelihood request of %d tokens was cut to the model's %d (its context from the "
+                       "left, BOS kept; %d so far)", n, self.max_length, self.n_truncated)
+        ids = [enc.input_ids[0], *enc.input_ids[cut + 1:]]
+        return type(enc)(ids, enc.response_start - cut)
 
     # -- generation ---------------------------------------------------------------------------
     def _encode_prompt(self, prompt: str, max_new_tokens: int) -> list[int]:

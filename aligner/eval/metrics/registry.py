@@ -39,6 +39,9 @@ class Metric:
     #: IFEval's instruction-level accuracy).  Such a metric is a ratio of sums with no per-sample value whose
     #: mean it is, so the paired bootstrap (which resamples means of per-sample values) gives it no interval.
     pooled: str | None = None
+    #: or: the mean over the samples this is true of (accuracy on the samples whose gold label is Yes); the others
+    #: have no value, so the paired bootstrap resamples only these
+    where: Callable[[dict], bool] | None = None
 
     @property
     def kind(self) -> str:
@@ -52,6 +55,8 @@ class Metric:
         return bool(self.per_sample or self.derive)
 
     def value(self, rec: dict) -> float | None:
+        if self.where is not None and not self.where(rec):
+            return None
         if self.derive is not None:
             try:
                 return as_float(self.derive(rec))
@@ -67,6 +72,8 @@ class Metric:
         no records or any value is missing (a missing score is never averaged as 0)."""
         if self.pooled is not None:
             return pooled_mean(records, self.pooled)
+        if self.where is not None:
+            records = [r for r in records if self.where(r)]
         values = [self.value(r) for r in records]
         if not values or any(v is None for v in values):
             return None
@@ -121,7 +128,16 @@ DECLARED: tuple[Metric, ...] = (
     Metric("prompt_level_loose_acc", "IFEval Prompt-level Loose", True, ("prompt_level_loose_acc",), files=_SIM),
     Metric("inst_level_loose_acc", "IFEval Instruction-level Loose", True, pooled="inst_level_loose_acc",
            files=_SIM),
+    # HaluEval hallucination detection (detailed_R.jsonl per split): the model's Yes/No against the gold label
+    Metric("detection_accuracy", "Detection Accuracy", True, ("correct",), files=_SIM),
+    Metric("accuracy_gold_yes", "Accuracy, Hallucinated Shown", True, ("correct",), files=_SIM,
+           where=lambda r: r.get("label") == "Yes"),
+    Metric("accuracy_gold_no", "Accuracy, Right Shown", True, ("correct",), files=_SIM,
+           where=lambda r: r.get("label") == "No"),
+    Metric("yes_rate", "Yes Rate", None, derive=lambda r: r["judgement"] == "Yes", files=_SIM),
     # counts
+    _count("n_invalid", "Invalid Answers"),
+    _count("n_samples", "Samples"),
     _count("n_prompts", "Prompts"),
     _count("n_instructions", "Instructions"),
     _count("total_samples", "Total Samples"),
