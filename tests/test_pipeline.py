@@ -163,6 +163,10 @@ def test_demo_warm_start_feeds_every_later_stage(tmp_path):
     assert _flag(tables, "--tradeoff_plot") == str(p.output_dir / "tradeoff.png") and "--published" not in tables
 
 
+def by_name(stages, name):
+    return next(s for s in stages if s.name == name)
+
+
 def test_study_eval_profile_evaluates_the_published_adapters(tmp_path):
     seed = tmp_path / "seed"
     seed.mkdir()
@@ -170,8 +174,15 @@ def test_study_eval_profile_evaluates_the_published_adapters(tmp_path):
                            tmp_path / "models")
     p.published_dir = seed
     stages = build_stages(p)
-    assert [s.name for s in stages] == ["download_adapters", "eval_truthfulqa", "eval_halueval", "eval_halueval_step1",
-                                        "eval_halueval_step2", "eval_ifeval", "tables"]
+    assert [s.name for s in stages] == ["download_adapters", "halueval_splits", "eval_truthfulqa", "eval_halueval",
+                                        "eval_halueval_step1", "eval_halueval_step2", "eval_ifeval",
+                                        "eval_halueval_detection", "tables"]
+    splits = _args(by_name(stages, "halueval_splits"))
+    assert _flag(splits, "--halueval_splits") == "dialogue,summarization"
+    assert _flag(splits, "--halueval_path") == str(tmp_path / "qa.json")
+    detection = _args(by_name(stages, "eval_halueval_detection"))
+    assert _flag(detection, "--scoring") == "generate" and _flag(detection, "--limit") == "-1"
+    assert _flag(detection, "--data_dir") == str(tmp_path)
     by = {s.name: s for s in stages}
     adapters = p.output_dir / "adapters"
     assert _flag(_args(by["download_adapters"]), "--output_dir") == str(adapters)

@@ -26,6 +26,10 @@ def _takes(script: str, flag: str) -> bool:
     return any(flag in a.option_strings for a in _parser_of(script)._actions)
 
 
+def _flag_of(argv, flag):
+    return argv[argv.index(flag) + 1]
+
+
 @pytest.mark.parametrize("profile", ["study", "study_eval"])
 def test_study_dry_run_shows_the_hub_data_and_study_compat_reaching_every_stage(tmp_path, profile):
     final = tmp_path / "final_data"
@@ -38,8 +42,10 @@ def test_study_dry_run_shows_the_hub_data_and_study_compat_reaching_every_stage(
                       "--models_dir", tmp_path / "models", "--dry_run", *extra, timeout=300)
     assert not out.exists(), "a dry run writes nothing"
     stages = _printed_stages(proc.stdout)
-    expected = {"truthfulqa_data", "eval_truthfulqa", "eval_halueval", "eval_halueval_step1", "eval_halueval_step2",
-                "eval_ifeval", "tables"} | ({"make_data", "teacher_pairs", "train_best", "train_latest", "merge"}
+    qa = Path(_flag_of(stages["eval_halueval"][1], "--data_path"))
+    fetch_splits = {"halueval_splits"} if not qa.with_name("dialogue_data.json").is_file() else set()
+    expected = fetch_splits | {"truthfulqa_data", "eval_truthfulqa", "eval_halueval", "eval_halueval_step1",
+                               "eval_halueval_step2", "eval_ifeval", "eval_halueval_detection", "tables"} | ({"make_data", "teacher_pairs", "train_best", "train_latest", "merge"}
                                            if profile == "study" else {"download_adapters"})
     assert set(stages) == expected
     # the hub's truthful_qa, downloaded by the first evaluation stage and read by the TruthfulQA stage

@@ -22,9 +22,11 @@ from aligner.core.paths import (
     seed_results_dir,
 )
 from aligner.data.sft import HaluEvalSquadSliceConfig, SquadConfig
+from aligner.data.sources.halueval import DETECTION_FIELDS
 from aligner.data.sources.truthfulqa import HUB_CONFIGS
 from aligner.data.teacher import TeacherConfig, TeacherSFTView
 from aligner.eval.tasks.halueval import HaluEvalSimilarityConfig
+from aligner.eval.tasks.halueval_detection import HaluEvalDetectionConfig
 from aligner.eval.tasks.halueval_twostep import HaluEvalStep1Config, HaluEvalStep2Config
 from aligner.eval.tasks.ifeval import IFEvalConfig
 from aligner.eval.tasks.truthfulqa import TruthfulQAEvalConfig
@@ -83,6 +85,8 @@ class Profile:
     study_compat: bool = False           # study profiles: every stage with --study_compat reproduces the study's code
     truthfulqa_download: Path | None = None  # study profiles: download_data.py --truthfulqa_dir; truthfulqa_path is
     #                                          its hf/ snapshot (the hub's multiple_choice + generation configs)
+    detection_limit: int = -1            # HaluEval detection: first N samples of each split (-1: all 10,000)
+    detection_scoring: str = "generate"  # ... the paper's scoring; the demo's tiny model: loglik
 
 
 def demo_profile(output_dir: Path, halueval: Path, truthfulqa: Path, final_data: Path) -> Profile:
@@ -97,6 +101,7 @@ def demo_profile(output_dir: Path, halueval: Path, truthfulqa: Path, final_data:
         warm_start=dict(full_finetune=True, max_length=160, epochs=1.0, per_device_batch_size=16, grad_accum_steps=1,
                         lr=5e-3, warmup_ratio=0.05, logging_steps=10, save_steps=100000),
         warm_rows=(2000, 1500), ifeval_path=ifeval_path(), ifeval_limit=20, ifeval_max_new_tokens=48,
+        detection_limit=5, detection_scoring="loglik",  # a few samples per split; Yes/No log-probs, no parsing
         policy_vocab_size=8192,  # whole words as single tokens: a minute of SFT then gives word-level answers
         train_args=dict(max_length=256, per_device_batch_size=4, grad_accum_steps=1, lr=1e-3, warmup_steps=10,
                         logging_steps=5, save_every_steps=1000),
@@ -341,6 +346,18 @@ def truthfulqa_data_stages(p: Profile) -> list[Stage]:
                        "study)")]
 
 
+def halueval_split_stages(p: Profile) -> list[Stage]:
+    """The detection benchmark's other two HaluEval splits, fetched beside the QA file when missing (verified by
+    sha256; nothing is fetched when they are there)."""
+    qa = Path(p.halueval_path)
+    others = [qa.with_name(f"{split}_data.json") for split in ("dialogue", "summarization")]
+    if all(f.is_file() for f in others):
+        return []
+    return [Stage("halueval_splits", script_command("scripts/download_data.py", DownloadDataConfig, what=["halueval"],
+                                                    halueval_splits=["dialogue", "summarization"], halueval_path=qa),
+                  outputs=others, note="(HaluEval's dialogue and summarization splits, for the detection benchmark)")]
+
+
 def run_names(p: Profile) -> list[str]:
     """The evaluation runs' file tags: the profile's name and the adapter's (the base and both recipes' folders)."""
     return [run_tag(p.name, n, several=True) for n in ("base", "dpop_best", "dpop_last")]
@@ -369,29 +386,48 @@ def eval_stages(p: Profile, ws: Workspace) -> list[Stage]:
                                          **fidelity, judge_model_path=ws.truth_judge, output_dir=res / "TruthfulQA",
                                          data_path=p.truthfulqa_path, mc_batch=p.mc_batch),
               outputs=[result_file(res / "TruthfulQA", "metrics", r) for r in runs],
-              inputs=[*models, ws.truth_judge, *truthfulqa_inputs(p)], run_config=res / "TruthfulQA" / "run_config.json"),
+              inputs=[*models, ws.truth_judge, *truthfulqa_inputs(p)],
+              run_config=res / "TruthfulQA" / f"run_config_{runs[0]}.json"),
         Stage("eval_halueval", script_command("evaluation/eval_halueval.py", HaluEvalSimilarityConfig,
                                        **dict(halueval, batch_size=p.halueval_batch_size or p.eval_batch_size),
                                        **fidelity, **bertscore, output_dir=res / "Halueval", embed_model=p.embed_model),
               outputs=[result_file(res / "Halueval", "metrics", r) for r in runs],
-              inputs=[*models, p.halueval_path], run_config=res / "Halueval" / "run_config.json"),
+              inputs=[*models, p.halueval_path], run_config=res / "Halueval" / f"run_config_{runs[0]}.json"),
         Stage("eval_halueval_step1", script_command("evaluation/eval_haleval_llm_step1.py", HaluEvalStep1Config, **halueval,
                                              **fidelity,
                                              output_dir=preds),
-              outputs=pred_files, inputs=[*models, p.halueval_path], run_config=preds / "run_config_step1.json"),
+              outputs=pred_files, inputs=[*models, p.halueval_path],
+              run_config=preds / f"run_config_step1_{runs[0]}.json"),
         Stage("eval_halueval_step2", script_command("evaluation/eval_haleval_llm_step2.py", HaluEvalStep2Config,
                                              predictions_dir=preds, judge_model_path=ws.faith_judge,
                                              output_dir=res / "HaluevalLLM", progress=False, overwrite=True,
                                              **bertscore, **fidelity),
               outputs=[result_file(res / "HaluevalLLM", "metrics", r) for r in runs], inputs=[*pred_files, ws.faith_judge],
-              run_config=res / "HaluevalLLM" / "run_config.json"),
+              run_config=res / "HaluevalLLM" / f"run_config_{runs[0]}.json"),
         Stage("eval_ifeval", script_command("evaluation/eval_ifeval.py", IFEvalConfig, **ifeval),
               outputs=[result_file(res / "IFEval", "metrics", r) for r in runs],
               inputs=[*models, *([p.ifeval_path] if p.ifeval_path else [])],
-              run_config=res / "IFEval" / "run_config.json",
+              run_config=res / "IFEval" / f"run_config_{runs[0]}.json",
               note=f"(first {p.ifeval_limit} prompts, {p.ifeval_max_new_tokens} new tokens)" if p.ifeval_limit >= 0
               else ""),
+        detection_stage(p, ws, generation),
     ]
+
+
+def detection_stage(p: Profile, ws: Workspace, generation: dict) -> Stage:
+    """HaluEval's own benchmark, hallucination detection, on its three splits (one loaded base for all)."""
+    out, runs, qa = ws.results / "HaluEvalDetection", run_names(p), Path(p.halueval_path)
+    splits = list(DETECTION_FIELDS)
+    settings = dict(generation, limit=p.detection_limit, scoring=p.detection_scoring, batch_size=p.eval_batch_size,
+                    data_dir=qa.parent, output_dir=out)
+    settings.pop("max_new_tokens")  # the answer is one word: the benchmark's own default
+    return Stage("eval_halueval_detection", script_command("evaluation/eval_halueval_detection.py",
+                                                           HaluEvalDetectionConfig, **settings),
+                 outputs=[result_file(out / split, "metrics", r) for split in splits for r in runs],
+                 inputs=[ws.policy, ws.best, ws.last, *(qa.with_name(f"{split}_data.json") for split in splits)],
+                 run_config=out / splits[0] / f"run_config_{runs[0]}.json",
+                 note=f"({p.detection_scoring} scoring" + (f", first {p.detection_limit} samples of each split)"
+                                                           if p.detection_limit >= 0 else ")"))
 
 
 def tables_stage(p: Profile, ws: Workspace) -> Stage:
@@ -424,6 +460,7 @@ def build_stages(p: Profile) -> list[Stage]:
         stages += data_stages(p, ws)
         stages += training_stages(p, ws)
     stages += truthfulqa_data_stages(p)
+    stages += halueval_split_stages(p)
     stages += eval_stages(p, ws)
     stages.append(tables_stage(p, ws))
     return stages

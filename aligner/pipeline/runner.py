@@ -42,7 +42,7 @@ def path_digest(path: Path) -> str | None:
         h = hashlib.sha256()
         for p in sorted(q for q in path.rglob("*") if q.is_file()):
             rel = p.relative_to(path)
-            if p.name == "run_config.json" or any(part.startswith("checkpoint") for part in rel.parts):
+            if p.name.startswith("run_config") or any(part.startswith("checkpoint") for part in rel.parts):
                 continue  # run records hold times; checkpoints are scratch
             h.update(str(rel).encode())
             h.update(file_digest(p).encode())
