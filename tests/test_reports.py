@@ -12,8 +12,9 @@ import pytest
 from conftest import run_script
 
 from aligner.core.paths import seed_results_dir, shared_data_dir
+from aligner.eval.evaluate import phase_metrics
 from aligner.eval.metrics.registry import metric_kind
-from aligner.eval.tasks import halueval, truthfulqa
+from aligner.eval.tasks import halueval, halueval_twostep, truthfulqa, truthfulqa_scoring
 from aligner.report.bootstrap import bootstrap_ci
 from aligner.report.plots import plot_training_curves
 from aligner.report.tables import collect_results, compare, render
@@ -238,22 +239,26 @@ def test_field_table_matches_the_evaluation_writers(tmp_path):
             rec = {f: float(rng.random()) for f in halueval.DETAILED_FIELDS}
             rec.update(question=f"q{i}", generated="g", right_answer="a")
             rec["is_hallucinated"] = rec["sim_halluc"] > rec["sim_right"]
+            rec["match_right"], rec["match_hallucinated"] = bool(i % 3 == 0), bool(i % 4 == run.startswith("t"))
             sim.append(rec)
         _write(root / "Halueval", run, halueval.aggregate_similarity(sim), sim)
         # two-step flow: the records score_faithfulness writes, aggregated by aggregate_faithfulness
         faith = [{"question": f"q{i}", "right_answer": "a", "generated": "g", "faithfulness_score": float(f),
                   "is_hallucinated": bool(f < 0.5), "bert_score": float(rng.random()), "bleu": float(rng.random())}
                  for i, f in enumerate(rng.random(n))]
-        _write(root / "HaluevalLLM", run, halueval.aggregate_faithfulness(faith), faith)
+        _write(root / "HaluevalLLM", run, halueval_twostep.aggregate_faithfulness(faith), faith)
         # TruthfulQA: MC results and judged generations
-        mc = [truthfulqa.MCResult(i, f"q{i}", ["a", "b", "c"], [1, 0, 0], rng.normal(size=3).tolist(),
+        mc = [truthfulqa_scoring.MCResult(i, f"q{i}", ["a", "b", "c"], [1, 0, 0], rng.normal(size=3).tolist(),
                                   ["a", "d", "b"], [1, 1, 0], rng.normal(size=3).tolist()).record()
               for i in range(n)]
         gen = [{"index": i, "question": f"q{i}", "generated": "g", "truth_prob": float(p), "is_truthful": bool(p > 0.5)}
                for i, p in enumerate(rng.random(n))]
         folder = root / "TruthfulQA"
-        truthfulqa.write_metrics(folder / f"metrics_{run}.json", {"model": "tiny", "lora": None},
-                                 truthfulqa.mc_metrics(mc), truthfulqa.gen_metrics(gen), {"mc": 1.0})
+        task = truthfulqa.TruthfulQA(truthfulqa.TruthfulQAEvalConfig(run_name=run, model_path="tiny"))
+        metrics = {"model": "tiny", "lora_path": None, **phase_metrics(task.phase("mc"), mc),
+                   **phase_metrics(task.phase("judge"), gen), "seconds": {"mc": 1.0}}
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"metrics_{run}.json").write_text(json.dumps(metrics))
         for name, recs in ((f"detailed_mc_{run}.jsonl", mc), (f"detailed_gen_{run}.jsonl", gen)):
             (folder / name).write_text("".join(json.dumps(r) + "\n" for r in recs))
     report = compare(collect_results(root), n_boot=200, seed=0)
@@ -262,7 +267,7 @@ def test_field_table_matches_the_evaluation_writers(tmp_path):
     assert {m for b, m in compared if b == "TruthfulQA"} == {"mc1", "mc2", "gen_truthfulness", "gen_avg_prob"}
     assert {m for b, m in compared if b == "HaluevalLLM"} == {"hallucination_rate", "avg_faithfulness",
                                                               "avg_bert_f1", "avg_bleu"}
-    assert len([k for k in compared if k[0] == "Halueval"]) == 5
+    assert len([k for k in compared if k[0] == "Halueval"]) == 7  # five of the study's, the two answer matches
     assert all(c.ci is not None and c.ci.n_pairs == n and c.ci.consistent for c in compared.values())
 
 

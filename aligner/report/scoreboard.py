@@ -21,6 +21,7 @@ class AxisMetric:
     benchmark: str          # the results folder (Halueval, HaluevalLLM, TruthfulQA, IFEval)
     metric: str             # a declared metric
     source: str             # what the row says the number comes from
+    optional: bool = False  # a benchmark beyond the study's: not named as missing when it did not run
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,9 @@ class Axis:
 AXES: tuple[Axis, ...] = (
     Axis("hallucination", "Hallucination", (
         AxisMetric("Halueval", "hallucination_rate", "HaluEval, similarity flow"),
-        AxisMetric("HaluevalLLM", "hallucination_rate", "HaluEval, HHEM judge"))),
+        AxisMetric("HaluevalLLM", "hallucination_rate", "HaluEval, HHEM judge"),
+        *(AxisMetric(f"HaluEvalDetection/{split}", "detection_accuracy", f"HaluEval detection, {split}", optional=True)
+          for split in ("qa", "dialogue", "summarization")))),
     Axis("truthfulness", "Truthfulness", (
         AxisMetric("TruthfulQA", "mc2", "TruthfulQA"),
         AxisMetric("TruthfulQA", "gen_truthfulness", "TruthfulQA, judged"))),
@@ -99,7 +102,7 @@ def build_scoreboard(report: Report, axes: tuple[Axis, ...] = AXES) -> Scoreboar
         for spec in axis.metrics:
             bench = benches.get(spec.benchmark)
             if bench is None:
-                if spec.benchmark not in sb.missing:
+                if spec.benchmark not in sb.missing and not spec.optional:
                     sb.missing.append(spec.benchmark)
                 continue
             values = {}

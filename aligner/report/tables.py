@@ -95,11 +95,12 @@ def read_metrics_file(path: str | os.PathLike) -> RunMetrics:
 
 
 def collect_results(results_dir: str | os.PathLike) -> list[Benchmark]:
-    """One ``Benchmark`` per folder holding ``metrics_*.json`` (the folder itself counts too)."""
+    """One ``Benchmark`` per folder holding ``metrics_*.json`` (the folder itself counts too), named by its path
+    below ``results_dir`` (a benchmark of several parts: ``HaluEvalDetection/qa``)."""
     root = Path(results_dir)
     if not root.is_dir():
         raise DataError(root, "results folder not found")
-    folders = [root] + sorted(p for p in root.iterdir() if p.is_dir())
+    folders = [root] + sorted(p for p in root.rglob("*") if p.is_dir())
     benches = []
     for folder in folders:
         files = sorted(folder.glob(RESULT_FILES["metrics"].format(tag="*")))
@@ -109,7 +110,8 @@ def collect_results(results_dir: str | os.PathLike) -> list[Benchmark]:
         for f in files:
             rm = read_metrics_file(f)
             runs[rm.run] = rm
-        benches.append(Benchmark(name=folder.name, folder=folder, runs=runs))
+        name = folder.name if folder == root else folder.relative_to(root).as_posix()
+        benches.append(Benchmark(name=name, folder=folder, runs=runs))
     rank = {n: i for i, n in enumerate(STUDY_BENCHMARK_ORDER)}
     benches.sort(key=lambda b: (rank.get(b.name, len(rank)), b.name))
     return benches
