@@ -203,7 +203,7 @@ class IFEval(Task):
         return {"docs": items}
 
     def data_identity(self) -> dict:
-        return {"data": self.source}
+        return {"data": getattr(self, "source", None) or self.cfg.data_path or f"hf:{self.cfg.hf_dataset}"}
 
     def run_fields(self, run: Run) -> dict:
         return {**super().run_fields(run), "backend": self.cfg.backend, "date_string": self.cfg.date_string,
