@@ -137,3 +137,84 @@ def test_nothing_is_written_before_the_model_is_checked_and_records_are_per_run(
     records = {name: read_json(out / f"run_config_{name}.json") for name in ("a", "b")}
     assert records["a"]["flags"]["run_name"] == "a" and records["b"]["flags"]["run_name"] == "b"
     assert records["a"]["tag"] == "a" and records["a"]["phases"] == ["mc"] and records["a"]["adapter"] is None
+
+
+# ---------------------------------------------------------------------------------------------
+# the study-compat variants declared beside their tasks
+# ---------------------------------------------------------------------------------------------
+
+def test_study_variants_set_what_the_study_did_unless_a_flag_says_otherwise():
+    from aligner.core.cli import parse_config
+    from aligner.eval.tasks.halueval_twostep import HaluEvalStep1Config
+
+    tqa = parse_config(TruthfulQAEvalConfig, ["--model_path", "m", "--run_name", "r", "--study_compat"])
+    assert (tqa.mc_inputs, tqa.merge_adapter, tqa.backend, tqa.gen_batch_size, tqa.keep_question_whitespace,
+            tqa.clean_up_decode) == ("study", True, "hf", 1, True, True)
+    assert parse_config(TruthfulQAEvalConfig, ["--model_path", "m", "--run_name", "r", "--study_compat",
+                                               "--gen_batch_size", "8", "--backend", "vllm"]).gen_batch_size == 8
+    sim = parse_config(HaluEvalSimilarityConfig, ["--model_path", "m", "--run_name", "r", "--study_compat"])
+    assert (sim.dtype, sim.double_bos, sim.merge_adapter, sim.clean_up_decode, sim.nan_bertscore, sim.backend) == \
+        ("fp16", True, True, True, "zero", "hf")
+    step1 = parse_config(HaluEvalStep1Config, ["--model_path", "m", "--run_name", "r", "--study_compat"])
+    assert (step1.dtype, step1.double_bos, step1.merge_adapter) == ("fp16", True, False)  # vLLM LoRA, unmerged
+    step2 = parse_config(HaluEvalStep2Config, ["--input_file", "p", "--study_compat"])
+    assert (step2.bleu, step2.nan_bertscore) == (False, "zero")
+    default = parse_config(HaluEvalSimilarityConfig, ["--model_path", "m", "--run_name", "r"])
+    assert (default.merge_adapter, default.clean_up_decode, default.nan_bertscore) == (False, False, "stop")
+
+
+def test_nan_bertscore_zero_counts_and_clean_up_decode(tmp_path):
+    from aligner.eval.tasks.halueval import bertscore_nan, generate_answers, nan_count
+
+    recs = bertscore_nan([{"bert_score": float("nan")}, {"bert_score": 0.5}, {"bert_score": None}], "zero")
+    assert [r["bert_score"] for r in recs] == [0.0, 0.5, None] and nan_count(recs, "zero") == {"n_bertscore_nan": 1}
+    kept = bertscore_nan([{"bert_score": float("nan")}], "stop")
+    assert kept[0]["bert_score"] != kept[0]["bert_score"] and nan_count(kept, "stop") == {}
+
+    class Spaced(EchoLM):
+        def generate_until(self, prompts, **kw):
+            return ["It 's the U.S . , is n't it ? "] * len(prompts)
+
+    rows = [{"knowledge": "k", "question": "q"}]
+    assert generate_answers(Spaced(), rows, clean_up=True) == ["It's the U.S., isn't it?"]
+    assert generate_answers(Spaced(), rows) == ["It 's the U.S . , is n't it ?"]
+    task = _tqa(clean_up_decode=True)
+    from aligner.data.sources.truthfulqa import GenItem
+
+    out = run_phase(task, "generation", Spaced(), [GenItem(0, "q")], tmp_path / "g.jsonl")
+    assert out[0]["generated"] == "It's the U.S., isn't it? "
+
+
+def test_merged_adapters_equal_merge_and_unload_and_switch_back_exactly(tmp_path, tiny_model_dir):
+    import torch
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    from aligner.core.logprobs import reference_response_logprob
+    from aligner.core.models import load_causal_lm
+    from aligner.lm.hf import HFLM
+
+    paths = []
+    for seed in (1, 2):
+        model, _ = load_causal_lm(tiny_model_dir)
+        torch.manual_seed(seed)
+        path = tmp_path / f"lora_{seed}"
+        get_peft_model(model, LoraConfig(r=4, lora_alpha=32, target_modules=["q_proj", "v_proj"],
+                                         init_lora_weights=False)).save_pretrained(path)
+        paths.append(str(path))
+    requests = [("Q: Why is the sky blue?\nA:", " Rayleigh scattering."), ("Q: 2+2?\nA:", " 4")]
+    lm = HFLM(str(tiny_model_dir), ["none", *paths], merge_adapter=True, batch_size=4)
+    merged_lm = HFLM(str(tiny_model_dir), ["none", *paths], batch_size=4)
+    seen = {}
+    for name in [None, "lora_1", "lora_2", "lora_1", None, "lora_2"]:
+        lm.set_adapter(name)
+        got = lm.loglikelihood(requests, progress=False)
+        assert seen.setdefault(name, got) == got  # restored weights: switching back gives the same numbers
+    for i, name in enumerate(["lora_1", "lora_2"]):
+        base, tok = load_causal_lm(tiny_model_dir)
+        plain = PeftModel.from_pretrained(base, paths[i]).merge_and_unload().eval()
+        ref = [reference_response_logprob(plain, tok, c, r) for c, r in requests]
+        assert seen[name] == pytest.approx(ref, abs=1e-5)
+        merged_lm.set_adapter(name)
+        assert merged_lm.loglikelihood(requests, progress=False) == pytest.approx(ref, abs=1e-4)  # fp32: near equal
+    base, tok = load_causal_lm(tiny_model_dir)
+    assert seen[None] == pytest.approx([reference_response_logprob(base, tok, c, r) for c, r in requests], abs=1e-5)

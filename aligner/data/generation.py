@@ -26,6 +26,7 @@ class GeneratorSettings(ModelSettings, BackendSettings, ChatSettings):
 
     # One model writes every record; adapters are not offered (the study never used them here).
     lora_path: list[str] | None = override(ModelSettings, "lora_path", None, cli=False)
+    merge_adapter: bool = override(ModelSettings, "merge_adapter", False, cli=False)
     seed: int = override(BackendSettings, "seed", 42, help="sampling seed", group="generation")
     batch_size: int = field(default=16, metadata=_g("prompts per generate call"))
     max_new_tokens: int = field(default=128, metadata=_g("tokens generated per item"))

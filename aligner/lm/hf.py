@@ -10,6 +10,7 @@ loaded base.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 
@@ -24,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 #: the keyword arguments ``HFLM`` takes (``load_lm`` drops the others)
 HF_SETTINGS = ("dtype", "device", "batch_size", "gen_batch_size", "share_prefix", "max_length",
-               "trust_remote_code", "allow_base_mismatch")
+               "trust_remote_code", "allow_base_mismatch", "merge_adapter")
 
 
 def stop_token_ids(tokenizer, model=None) -> list[int]:
@@ -54,7 +55,7 @@ class HFLM(LM):
     def __init__(self, model_path: str, lora_paths: Sequence[str | None] | str | None = None, dtype: str = "auto",
                  device: str = "auto", batch_size: int = 8, gen_batch_size: int | None = None,
                  share_prefix: bool = True, max_length: int | None = None, trust_remote_code: bool = False,
-                 model=None, tokenizer=None, allow_base_mismatch: bool = False):
+                 model=None, tokenizer=None, allow_base_mismatch: bool = False, merge_adapter: bool = False):
         if model is None:
             model, tokenizer = load_causal_lm(model_path, dtype=dtype, device=device,
                                               trust_remote_code=trust_remote_code)
@@ -79,6 +80,7 @@ class HFLM(LM):
         self.active_adapter = self.adapter_names[0]
         self.max_length = max_length or getattr(model.config, "max_position_embeddings", None) or 4096
         self.n_truncated = 0
+        self.merged = MergedAdapters(model) if merge_adapter and real else None
 
     @property
     def device(self) -> torch.device:
@@ -90,7 +92,15 @@ class HFLM(LM):
         impl = getattr(self.model.config, "_attn_implementation", None) or "eager"
         return impl in PACKABLE_ATTENTION
 
+    def adapter_active(self):
+        """The model with the active adapter applied: unmerged (peft's LoRA forward), or merged into the weights
+        with ``merge_adapter``."""
+        if self.merged is not None:
+            return self.merged.use(self.active_adapter)
+        return use_adapter(self.model, self.active_adapter)
+
     def release(self) -> None:
+        self.merged = None
         if hasattr(self, "model"):
             del self.model
         super().release()
@@ -102,7 +112,7 @@ class HFLM(LM):
 
     def loglikelihood_tokens(self, encoded, progress=False, desc="loglikelihood"):
         encoded = [self._fit_request(e) for e in encoded]
-        with use_adapter(self.model, self.active_adapter):
+        with self.adapter_active():
             return encoded_response_logprobs(self.model, self.tokenizer.pad_token_id, encoded, self.batch_size,
                                              progress, desc)
 
@@ -125,7 +135,7 @@ class HFLM(LM):
         cut = set(too_long)
         order = sorted((i for i in range(len(packed)) if i not in cut), key=lambda i: -packed[i].length)
         bar = tqdm(total=len(packed), desc=desc, disable=not progress, unit="group")
-        with use_adapter(self.model, self.active_adapter):
+        with self.adapter_active():
             lo = 0
             while lo < len(order):
                 batch = [order[lo]]
@@ -180,7 +190,7 @@ class HFLM(LM):
         if do_sample and seed is not None:
             torch.manual_seed(seed)
         bar = tqdm(total=len(prompts), desc=desc, disable=not progress, unit="prompt")
-        with use_adapter(self.model, self.active_adapter):
+        with self.adapter_active():
             for lo in range(0, len(order), self.gen_batch_size):
                 idx = order[lo: lo + self.gen_batch_size]
                 ids, mask = pad_sequences([encoded[i] for i in idx], pad, "left", self.device)
@@ -203,3 +213,40 @@ class HFLM(LM):
             logger.warning("%d prompt(s) longer than %d tokens were cut from the left", self.n_truncated,
                            self.max_length - max_new_tokens)
         return out
+
+
+class MergedAdapters:
+    """LoRA adapters merged into the base weights one at a time (the study's evaluation scripts merged the adapter
+    into the bf16 / fp16 weights before scoring).  The weights of every LoRA-wrapped layer are kept as loaded and
+    restored before the next adapter is merged, so switching adapters never accumulates rounding (peft's unmerge
+    subtracts the delta again, which is not exact in half precision)."""
+
+    def __init__(self, model):
+        from peft.tuners.lora import LoraLayer
+
+        self.model = model
+        self.layers = [m for m in model.modules() if isinstance(m, LoraLayer)]
+        self.original = [m.get_base_layer().weight.detach().clone() for m in self.layers]
+        self.current: str | None = None
+
+    def _switch(self, name: str | None) -> None:
+        if name == self.current:
+            return
+        with torch.no_grad():
+            for layer, weight in zip(self.layers, self.original):
+                layer.get_base_layer().weight.copy_(weight)
+                layer.merged_adapters = []
+            if name is not None:
+                for layer in self.layers:
+                    if name in layer.lora_A:
+                        layer.merge(adapter_names=[name])
+        self.current = name
+
+    @contextlib.contextmanager
+    def use(self, name: str | None):
+        self._switch(name)
+        if name is None:
+            with self.model.disable_adapter():
+                yield self.model
+        else:
+            yield self.model  # merged layers skip their adapters in forward: the weights hold them

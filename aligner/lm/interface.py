@@ -168,6 +168,9 @@ def load_lm(backend: str, model_path: str, lora_paths=None, **kwargs) -> LM:
     if backend == "vllm":
         from aligner.lm.vllm import VLLM_SETTINGS, VLLMLM
 
+        if kwargs.get("merge_adapter") and lora_paths:
+            logger.warning("--merge_adapter applies to the HF backend; vLLM applies the adapters unmerged")
+
         lm = VLLMLM(model_path, lora_paths, **{k: v for k, v in kwargs.items() if k in VLLM_SETTINGS})
     else:
         from aligner.lm.hf import HF_SETTINGS, HFLM

@@ -21,6 +21,10 @@ class ModelSettings:
         "record": False})
     dtype: str = field(default="auto", metadata={
         "help": "weights dtype: auto (bf16 on CUDA, fp32 on CPU), fp32, bf16, fp16", "group": "model"})
+    merge_adapter: bool = field(default=False, metadata={
+        "help": "merge each LoRA adapter into the base weights (in their dtype) before scoring with it, as the study's "
+                "TruthfulQA and HaluEval scripts did (HF backend; on with --study_compat); default: applied unmerged",
+        "group": "model", "phases": ("policy",)})
     device: str = field(default="auto", metadata={
         "help": "HF device: auto (CUDA when available), cpu, cuda, cuda:N", "group": "model", "record": False})
 
@@ -70,7 +74,8 @@ class AdapterCheckSettings:
 
 #: the config fields ``aligner.lm.interface.load_lm`` hands on (each backend takes the ones it knows)
 LM_FIELDS = ("dtype", "device", "batch_size", "tensor_parallel_size", "gpu_memory_utilization", "seed",
-             "max_model_len", "max_num_seqs", "enforce_eager", "allow_base_mismatch", "date_string", "double_bos")
+             "max_model_len", "max_num_seqs", "enforce_eager", "allow_base_mismatch", "date_string", "double_bos",
+             "merge_adapter")
 
 
 def lm_kwargs(cfg, **overrides) -> dict:

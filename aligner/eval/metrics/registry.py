@@ -137,6 +137,7 @@ DECLARED: tuple[Metric, ...] = (
     Metric("yes_rate", "Yes Rate", None, derive=lambda r: r["judgement"] == "Yes", files=_SIM),
     # counts
     _count("n_invalid", "Invalid Answers"),
+    _count("n_bertscore_nan", "BERTScore NaN Set to 0"),
     _count("n_samples", "Samples"),
     _count("n_prompts", "Prompts"),
     _count("n_instructions", "Instructions"),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from aligner.core.fidelity import StudyCompat
 from aligner.core.io import read_jsonl, write_json_atomic, write_jsonl_atomic
 from aligner.core.paths import result_file, tag_from_file
 from aligner.core.runinfo import setup_logging, write_run_config
+from aligner.core.text import clean_up_tokenization_spaces
 from aligner.data.sft import different_question
 from aligner.data.sources.halueval import DEFAULT_DATA_PATH, load_halueval, resolve_data_path
 from aligner.eval.checks import all_rows, count_empty
@@ -51,8 +53,11 @@ SIMILARITY_METRICS = ("hallucination_rate", "avg_confidence_margin", "avg_bert_s
                       "match_right_rate", "match_hallucinated_rate")
 SCORE_FIELDS = ("sim_right", "sim_halluc", "bert_score")
 GREEDY = {"temperature": 0.0}
-#: ``--study_compat`` of both generating flows (README: Differences from the study, E7/E8)
+#: ``--study_compat`` of both generating flows (README: Differences from the study, E7/E8): fp16, two BOS
 STUDY_VARIANT = {"dtype": "fp16", "double_bos": True}
+#: ... and of the similarity flow: the adapter merged into the fp16 weights (E7), transformers 4's decode clean-up
+#: (E26), a NaN BERTScore F1 set to 0 (E16)
+SIMILARITY_STUDY_VARIANT = {**STUDY_VARIANT, "merge_adapter": True, "clean_up_decode": True, "nan_bertscore": "zero"}
 
 
 @dataclass(kw_only=True)
@@ -65,6 +70,10 @@ class BertScoreSettings:
     bertscore_num_layers: int | None = field(default=None, metadata={
         "help": "BERTScore layer; needed for backbones bert_score does not know (default: none, bert_score's "
                 "choice for the model)", "group": "scorers"})
+    nan_bertscore: str = field(default="stop", metadata={
+        "help": "a NaN BERTScore F1: stop (the run stops, naming the row) or zero (set to 0 and counted in "
+                "n_bertscore_nan, as bert_score did for the study; on with --study_compat)",
+        "choices": ["stop", "zero"], "group": "scorers"})
 
 
 @dataclass(kw_only=True)
@@ -109,12 +118,17 @@ class HaluEvalSimilarityConfig(HaluEvalGenerationConfig, BertScoreSettings, Samp
         "help": "sentence-transformers model for sim_right/sim_halluc", "group": "scorers", "identity": "path"})
     gpu_memory_utilization: float = override(BackendSettings, "gpu_memory_utilization", 0.7,
                                              help="vLLM GPU memory share, leaving room for the scorers")
+    clean_up_decode: bool = field(default=False, metadata={
+        "help": "apply transformers 4's decode clean-up (' .' -> '.', \" n't\" -> \"n't\" ...) to the answers, as the "
+                "study's HF decode on transformers 4.56 did (on with --study_compat)", "group": "fidelity"})
     from_detailed: str | None = field(default=None, metadata={
         "help": "re-score an existing detailed file (BLEU, ROUGE-L, hallucination rate, margin) without any model, "
                 "and write metrics for it (default: none)", "record": False})
 
     def __post_init__(self):
         super().__post_init__()
+        if self.study_compat:
+            apply_variant(self, SIMILARITY_STUDY_VARIANT)
         if self.from_detailed is None and (not self.model_path or not self.run_name):
             raise ValueError("--model_path and --run_name are required (unless --from_detailed)")
         if self.study_compat and self.backend == "auto":
@@ -131,12 +145,30 @@ def halueval_prompts(lm: LM, rows: Sequence[dict], system: str | None = None) ->
 
 
 def generate_answers(lm: LM, rows: Sequence[dict], max_new_tokens: int = 128, system: str | None = None,
-                     progress: bool = False, sampling: dict | None = None, seed: int | None = None) -> list[str]:
+                     progress: bool = False, sampling: dict | None = None, seed: int | None = None,
+                     clean_up: bool = False) -> list[str]:
     """Answers (stripped of surrounding whitespace, as the study stored them): greedy, or as ``sampling`` says
-    (``aligner.lm.settings.resolve_sampling``), seeded by ``seed``."""
+    (``aligner.lm.settings.resolve_sampling``), seeded by ``seed``; ``clean_up``: transformers 4's decode clean-up
+    first."""
     outs = lm.generate_until(halueval_prompts(lm, rows, system), max_new_tokens=max_new_tokens, progress=progress,
                              seed=seed, **(sampling or GREEDY))
-    return [o.strip() for o in outs]
+    return [(clean_up_tokenization_spaces(o) if clean_up else o).strip() for o in outs]
+
+
+def bertscore_nan(records: list[dict], rule: str) -> list[dict]:
+    """``--nan_bertscore zero``: a NaN BERTScore F1 becomes 0.0 and the record says so (``bert_score_nan``), as
+    bert_score's own masked_fill did for the study; ``stop`` leaves it for the finite check."""
+    if rule == "zero":
+        for rec in records:
+            nan = isinstance(rec.get("bert_score"), float) and math.isnan(rec["bert_score"])
+            rec["bert_score_nan"] = nan
+            if nan:
+                rec["bert_score"] = 0.0
+    return records
+
+
+def nan_count(records: Sequence[dict], rule: str) -> dict:
+    return {"n_bertscore_nan": sum(bool(r.get("bert_score_nan")) for r in records)} if rule == "zero" else {}
 
 
 def same_question(rec: dict, item: tuple[int, dict]) -> str | None:
@@ -225,12 +257,13 @@ class HaluEvalSimilarity(HaluEvalGeneration):
         def make(lm, items):
             rows = [row for _, row in items]
             answers = generate_answers(lm, rows, max_new_tokens=cfg.max_new_tokens, sampling=self.sampling,
-                                       seed=cfg.seed)
-            return score_similarity(rows, answers, *self.scorers())
+                                       seed=cfg.seed, clean_up=cfg.clean_up_decode)
+            return bertscore_nan(score_similarity(rows, answers, *self.scorers()), cfg.nan_bertscore)
 
         return [Phase("similarity", "detailed", make, key_of=lambda it: it[0], check=same_question, chunk=self.chunk,
                       finite=SCORE_FIELDS, text="generated",
-                      metrics=lambda recs: flow_metrics(recs, SIMILARITY_METRICS, "total_samples"),
+                      metrics=lambda recs: {**flow_metrics(recs, SIMILARITY_METRICS, "total_samples"),
+                                            **nan_count(recs, cfg.nan_bertscore)},
                       metric_keys=(*SIMILARITY_METRICS, "total_samples"))]
 
     def templates(self) -> tuple[str, ...]:

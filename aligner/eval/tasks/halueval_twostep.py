@@ -26,8 +26,10 @@ from aligner.eval.tasks.halueval import (
     BertScoreSettings,
     HaluEvalGeneration,
     HaluEvalGenerationConfig,
+    bertscore_nan,
     flow_metrics,
     generate_answers,
+    nan_count,
     same_question,
 )
 from aligner.lm.settings import BackendSettings
@@ -38,8 +40,8 @@ PREDICTION_RECORD_FIELDS = ("index", *PREDICTION_FIELDS)
 FAITHFULNESS_THRESHOLD = 0.5
 HHEM = "vectara/hallucination_evaluation_model"
 FAITHFULNESS_METRICS = ("hallucination_rate", "avg_faithfulness", "avg_bert_f1", "avg_bleu")
-#: ``--study_compat`` of step 2 (README: Differences from the study, E10)
-STEP2_STUDY_VARIANT = {"bleu": False}
+#: ``--study_compat`` of step 2 (README: Differences from the study): no BLEU (E10), a NaN BERTScore F1 set to 0 (E16)
+STEP2_STUDY_VARIANT = {"bleu": False, "nan_bertscore": "zero"}
 
 
 @dataclass(kw_only=True)
@@ -148,14 +150,16 @@ class HaluEvalTwoStep(HaluEvalGeneration):
                      "generated_text": g} for r, g in zip(rows, generated)]
 
         def judge(model, items):
-            return score_faithfulness(items, model, self.bertscorer, cfg.threshold, cfg.bleu)
+            return bertscore_nan(score_faithfulness(items, model, self.bertscorer, cfg.threshold, cfg.bleu),
+                                 cfg.nan_bertscore)
 
         return [
             Phase("step1", "predictions", answer, key_of=lambda it: it[0], check=same_question,
                   chunk=self.chunk, text="generated_text"),
             Phase("step2", "detailed", judge, model="judge", inputs="step1", check=_same_prediction,
                   chunk=lambda model: max(cfg.batch_size * 8, 64), finite=("faithfulness_score", "bert_score"),
-                  text="generated", metrics=lambda recs: flow_metrics(recs, _faithfulness_metrics(cfg.bleu), "total"),
+                  text="generated", metrics=lambda recs: {**flow_metrics(recs, _faithfulness_metrics(cfg.bleu), "total"),
+                                                          **nan_count(recs, cfg.nan_bertscore)},
                   metric_keys=(*FAITHFULNESS_METRICS, "total")),
         ]
 

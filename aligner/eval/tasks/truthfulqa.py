@@ -25,6 +25,7 @@ from pathlib import Path
 from aligner.core.cli import override
 from aligner.core.fidelity import StudyCompat
 from aligner.core.io import read_json
+from aligner.core.text import clean_up_tokenization_spaces
 from aligner.data.sources.truthfulqa import HF_DATASET, load_truthfulqa, read_generations
 from aligner.eval.checks import all_rows, count_empty
 from aligner.eval.metrics.registry import aggregate
@@ -46,8 +47,11 @@ from aligner.prompts import (
     truthfulqa_prompt,
 )
 
-#: ``--study_compat``: the study's MC inputs (README: Differences from the study, E1/E2)
-STUDY_VARIANT = {"mc_inputs": "study"}
+#: ``--study_compat`` (README: Differences from the study): the study's MC inputs (E1/E2), the adapter merged into the
+#: weights (E4), HF generation one question at a time (E5), questions as the hub holds them (E25), answers decoded
+#: with transformers 4's clean-up (E26)
+STUDY_VARIANT = {"mc_inputs": "study", "merge_adapter": True, "backend": "hf", "gen_batch_size": 1,
+                 "keep_question_whitespace": True, "clean_up_decode": True}
 
 
 def decode_escapes(text: str) -> str:
@@ -103,6 +107,13 @@ class TruthfulQAEvalConfig(EvalSettings, ModelSettings, BackendSettings, Adapter
                                  "the judge always use the exact HF path")
     gpu_memory_utilization: float = override(BackendSettings, "gpu_memory_utilization", 0.85)
     seed: int = override(BackendSettings, "seed", 0, help="vLLM seed (greedy decoding)")
+    keep_question_whitespace: bool = field(default=False, metadata={
+        "help": "questions as the data holds them, outer whitespace kept (the hub's generation config has one with a "
+                "trailing space; on with --study_compat); default: stripped", "group": "fidelity"})
+    clean_up_decode: bool = field(default=False, metadata={
+        "help": "apply transformers 4's decode clean-up (' .' -> '.', \" n't\" -> \"n't\" ...) to the answers, as the "
+                "study's HF decode on transformers 4.56 did (on with --study_compat)", "group": "fidelity",
+        "phases": ("generation",)})
     skip_mc: bool = field(default=False, metadata={"help": "no MC scoring", "record": False})
     skip_generation: bool = field(default=False, metadata={"help": "no generation and no judging", "record": False})
     judge_only: str | None = field(default=None, metadata={
@@ -154,6 +165,8 @@ class TruthfulQA(Task):
         def generate(lm, items):
             answers = lm.generate_until([truthfulqa_prompt(it.question) for it in items], temperature=0.0,
                                         max_new_tokens=cfg.max_new_tokens, stop=cfg.stop_sequences, progress=False)
+            if cfg.clean_up_decode:
+                answers = [clean_up_tokenization_spaces(a) for a in answers]
             return [{"question": it.question, "generated": a} for it, a in zip(items, answers)]
 
         def judge(lm, items):
@@ -191,7 +204,8 @@ class TruthfulQA(Task):
             self.data = None
             return {}
         self.data = load_truthfulqa(cfg.data_path, cfg.limit, need_mc=not cfg.skip_mc,
-                                    need_gen=not cfg.skip_generation, hf_name=cfg.hf_dataset)
+                                    need_gen=not cfg.skip_generation, hf_name=cfg.hf_dataset,
+                                    strip_questions=not cfg.keep_question_whitespace)
         return {"mc": self.data.mc, "gen": self.data.gen}
 
     def data_identity(self) -> dict:
