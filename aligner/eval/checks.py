@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 
 from aligner.core.io import AlignerError
 
@@ -59,12 +58,3 @@ def is_empty(text) -> bool:
 def count_empty(records: Iterable[dict], field: str = "generated") -> int:
     """How many records hold an empty (or whitespace-only) generation."""
     return sum(1 for r in records if is_empty(r.get(field)))
-
-
-@dataclass(kw_only=True)
-class OverwriteSettings:
-    """What happens to a per-sample file an earlier run left (see ``aligner.core.runner.refuse_to_overwrite``)."""
-
-    overwrite: bool = field(default=False, metadata={
-        "help": "start afresh over per-sample files an earlier run left (without it, and without --resume, such a "
-                "file stops the run with one line instead of being overwritten)"})

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib.metadata
 import logging
 import os
 from collections.abc import Sequence
@@ -31,7 +30,7 @@ from pathlib import Path
 from aligner.core.io import read_json, write_json_atomic
 from aligner.core.models import check_model_path, planned_adapter_names, resolve_dtype
 from aligner.core.paths import run_tag
-from aligner.core.runinfo import PhaseTimer, setup_logging, write_run_config
+from aligner.core.runinfo import PhaseTimer, package_versions, setup_logging, write_run_config
 from aligner.core.runner import data_fingerprint, path_identity, refuse_to_overwrite, run_per_sample
 from aligner.eval.checks import count_empty, require_finite
 from aligner.eval.task import Phase, Run, Task
@@ -61,16 +60,6 @@ def plan_runs(task: Task) -> list[Run]:
     paths = parse_adapter_paths(getattr(cfg, "lora_path", None))
     tagged = len(names) > 1 or (names != [None] and cfg.adapter_in_name)
     return [Run(name or "base", path, run_tag(cfg.run_name, name, several=tagged)) for name, path in zip(names, paths)]
-
-
-def _versions(names: Sequence[str]) -> dict[str, str | None]:
-    out = {}
-    for name in names:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = None
-    return out
 
 
 def _applies(f: dataclasses.Field, phase: Phase) -> bool:
@@ -115,7 +104,8 @@ def fingerprint(task: Task, phase: Phase, run: Run, backend: str | None) -> dict
     if templates:
         fp["templates_sha256"] = hashlib.sha256("\x1e".join(templates).encode("utf-8")).hexdigest()[:16]
     extra = ("vllm",) if backend == "vllm" else ()
-    fp["versions"] = _versions((*BASE_VERSIONS, *task.versions, *extra))
+    fp["versions"] = {k: v for k, v in package_versions((*BASE_VERSIONS, *task.versions, *extra)).items()
+                      if k != "python"}
     return fp
 
 

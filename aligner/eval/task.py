@@ -9,7 +9,8 @@ A task is a small class (``aligner/eval/tasks/<name>.py``) that declares
 * its phases (``phases``): each makes one per-sample file per run from a chunk of documents, through the model
   interface (``loglikelihood``, ``loglikelihood_groups``, ``generate_until``) or a judge model, and declares the
   part of ``metrics_R.json`` it reports;
-* its study-compat variant: the settings ``--study_compat`` gives, declared next to the task.
+* its study-compat variant: the settings ``--study_compat`` gives (a ``STUDY_VARIANT`` dict next to the task, applied
+  by its config with ``apply_variant``).
 
 ``aligner.eval.evaluate.evaluate`` owns everything else: the planned runs (base and adapters on one loaded base),
 refusing to overwrite and resuming, the fingerprint of each per-sample file (derived from the settings, the model
@@ -114,8 +115,6 @@ class Task:
 
     name: str = ""                       # fingerprints and logs: "truthfulqa", "halueval/similarity" ...
     versions: tuple[str, ...] = ()       # packages whose version the records depend on, beyond torch/transformers/peft
-    #: ``--study_compat``: field -> value, applied where the flag was left at its default
-    study_variant: dict[str, Any] = {}
 
     def __init__(self, cfg):
         self.cfg = cfg
@@ -185,9 +184,11 @@ class Task:
         return metrics
 
     def summary(self, metrics: dict) -> str:
-        """The log line of a run's metrics."""
-        shown = {k: v for k, v in metrics.items() if isinstance(v, float)}
-        return ", ".join(f"{k} {v:.4f}" for k, v in shown.items())
+        """The log line of a run's metrics: every declared metric and count it holds."""
+        from aligner.eval.metrics.registry import declared
+
+        shown = [(declared(k), v) for k, v in metrics.items() if declared(k) is not None and v is not None]
+        return ", ".join(f"{m.display} {v:.4f}" if isinstance(v, float) else f"{m.display} {v}" for m, v in shown)
 
     # --- helpers --------------------------------------------------------------------------------------
     def phase(self, name: str) -> Phase:

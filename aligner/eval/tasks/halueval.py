@@ -235,7 +235,6 @@ class HaluEvalSimilarity(HaluEvalGeneration):
     name = "halueval/similarity"
     versions = ("sentence-transformers", "bert-score")
     required = ("knowledge", "question", "right_answer", "hallucinated_answer")
-    study_variant = STUDY_VARIANT
 
     def __init__(self, cfg):
         super().__init__(cfg)
@@ -274,12 +273,6 @@ class HaluEvalSimilarity(HaluEvalGeneration):
 
     def run_fields(self, run: Run) -> dict:
         return {**super().run_fields(run), "method": SIMILARITY_METHOD}
-
-    def summary(self, m: dict) -> str:
-        return (f"hallucination rate {m['hallucination_rate']:.4f}, margin {m['avg_confidence_margin']:.4f}, "
-                f"BERTScore {m['avg_bert_score']}, BLEU {m['avg_bleu']:.4f}, ROUGE-L {m['avg_rouge_l']:.4f}, "
-                f"right {m['match_right_rate']:.4f}, hallucinated {m['match_hallucinated_rate']:.4f} "
-                f"({m['total_samples']} samples, {m['n_empty']} empty)")
 
 
 def rescore_detailed(path: str | os.PathLike) -> tuple[list[dict], dict]:

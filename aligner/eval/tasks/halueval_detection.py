@@ -136,11 +136,6 @@ class HaluEvalDetection(Task):
     def run_fields(self, run) -> dict:
         return {**super().run_fields(run), "scoring": self.cfg.scoring, "seed": self.cfg.seed}
 
-    def summary(self, m: dict) -> str:
-        return (f"{self.split}: accuracy {m['detection_accuracy']:.4f} (gold Yes {m['accuracy_gold_yes']}, gold No "
-                f"{m['accuracy_gold_no']}), Yes rate {m['yes_rate']:.4f}, {m['n_invalid']} invalid of "
-                f"{m['n_samples']}")
-
 
 def _same_shown(rec: dict, item: dict) -> str | None:
     if rec.get("shown") != item["shown"] or rec.get("label") != item["label"]:

@@ -213,10 +213,6 @@ class HaluEvalTwoStep(HaluEvalGeneration):
             return {"predictions": str(run.source), "judge_model": self.cfg.judge_model_path}
         return super().run_fields(run)
 
-    def summary(self, m: dict) -> str:
-        return (f"hallucination rate {m['hallucination_rate']:.4f}, faithfulness {m['avg_faithfulness']:.4f}, "
-                f"BERTScore {m['avg_bert_f1']}, BLEU {m.get('avg_bleu')} ({m['total']}, {m['n_empty']} empty)")
-
 
 def prediction_files(cfg: HaluEvalStep2Config) -> list[tuple[Path, str]]:
     """(predictions file, run tag) pairs to judge: ``input_file``, or every predictions_*.jsonl of the folder."""

@@ -209,10 +209,6 @@ class IFEval(Task):
         return {**super().run_fields(run), "backend": self.cfg.backend, "date_string": self.cfg.date_string,
                 "lm_eval": lm_eval_version()}
 
-    def summary(self, m: dict) -> str:
-        return ("prompt strict {:.4f}, inst strict {:.4f}, prompt loose {:.4f}, inst loose {:.4f} ({} prompts)"
-                .format(*(m[k] for k in IFEVAL_METRICS), m["n_prompts"]))
-
 
 def run_ifeval(cfg: IFEvalConfig) -> dict[str, dict]:
     """IFEval for the base model and/or each adapter on one loaded base: detailed_R.jsonl and metrics_R.json per

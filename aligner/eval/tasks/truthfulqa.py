@@ -153,7 +153,6 @@ def _same_answer(rec: dict, item: dict) -> str | None:
 
 class TruthfulQA(Task):
     name = "truthfulqa"
-    study_variant = STUDY_VARIANT
 
     def phases(self) -> list[Phase]:
         cfg = self.cfg
@@ -253,10 +252,6 @@ class TruthfulQA(Task):
     def combine(self, metrics: dict) -> dict:
         metrics["n_questions"] = max(metrics.get("n_mc_questions") or 0, metrics.get("n_gen_questions") or 0)
         return metrics
-
-    def summary(self, m: dict) -> str:
-        return (f"MC1 {m.get('mc1')}, MC2 {m.get('mc2')}, judged truthfulness {m.get('gen_truthfulness')}, judged "
-                f"P(yes) {m.get('gen_avg_prob')} ({m['n_questions']} questions)")
 
 
 def run_truthfulqa_eval(cfg: TruthfulQAEvalConfig) -> dict[str, dict]:
