@@ -21,6 +21,12 @@ CSV_COLUMNS = ("Question", "Best Answer", "Correct Answers", "Incorrect Answers"
 
 ANSWER_SEP = ";"
 
+#: the HF schema's fields as they must be typed (mc*_targets are checked by ``_check_targets``)
+RECORD_TYPES = {"question": str, "mc1_targets": dict, "mc2_targets": dict, "best_answer": (str, type(None)),
+                "correct_answers": (list, type(None)), "incorrect_answers": (list, type(None)),
+                "category": (str, type(None))}
+GENERATION_TYPES = {"question": str, "generated": (str, type(None)), "index": int}
+
 
 class DatasetUnavailableError(AlignerError, RuntimeError):
     """The Hugging Face dataset could not be loaded (offline, no cache); the message says what to pass."""
@@ -67,8 +73,11 @@ def _limited(limit: int | None) -> int | None:
 def _check_targets(path, row_desc: str, name: str, targets, exactly_one: bool) -> tuple[list[str], list[int]]:
     if not isinstance(targets, dict) or "choices" not in targets or "labels" not in targets:
         raise DataError(path, f"{row_desc}: {name} must be an object with 'choices' and 'labels'")
-    choices = [str(c) for c in list(targets["choices"])]
-    labels = [int(v) for v in list(targets["labels"])]
+    choices, labels = targets["choices"], targets["labels"]
+    if not isinstance(choices, list) or not all(isinstance(c, str) for c in choices):
+        raise DataError(path, f"{row_desc}: {name}.choices must be a list of strings")
+    if not isinstance(labels, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in labels):
+        raise DataError(path, f"{row_desc}: {name}.labels must be a list of 0/1 integers")
     if len(choices) != len(labels) or not choices:
         raise DataError(path, f"{row_desc}: {name} has {len(choices)} choices and {len(labels)} labels")
     if any(v not in (0, 1) for v in labels):
@@ -106,7 +115,7 @@ def data_from_records(path: str | os.PathLike, limit: int | None = None, need_mc
     """JSON / JSONL / parquet rows in the HF schema.  Without ``need_mc`` rows of the HF ``generation``
     config (question, best_answer, ...) are enough."""
     required = ["question", "mc1_targets", "mc2_targets"] if need_mc else ["question"]
-    rows = read_records(path, required, limit=_limited(limit))
+    rows = read_records(path, required, limit=_limited(limit), types=RECORD_TYPES)
     mc, gen = [], []
     for i, row in enumerate(rows):
         desc = f"record {i + 1} ({str(row['question'])[:60]!r})"
@@ -118,6 +127,9 @@ def data_from_records(path: str | os.PathLike, limit: int | None = None, need_mc
         elif need_mc:
             raise DataError(path, f"{desc}: no mc1_targets/mc2_targets")
         ca, ia = row.get("correct_answers"), row.get("incorrect_answers")
+        for name, answers in (("correct_answers", ca), ("incorrect_answers", ia)):
+            if answers is not None and not all(isinstance(a, str) for a in answers):
+                raise DataError(path, f"{desc}: {name} must be a list of strings")
         gen.append(GenItem(index=i, question=question, best_answer=row.get("best_answer"),
                            correct_answers=list(ca) if ca is not None else None,
                            incorrect_answers=list(ia) if ia is not None else None, category=row.get("category")))
@@ -182,7 +194,7 @@ def load_truthfulqa(data_path: str | os.PathLike | None = None, limit: int | Non
 
 def read_generations(path: str | os.PathLike) -> list[dict]:
     """Answers to judge: JSONL records with ``question`` and ``generated`` (``index`` = position if absent)."""
-    recs = read_jsonl(path, required=["question", "generated"], allow_empty=True)
+    recs = read_jsonl(path, required=["question", "generated"], allow_empty=True, types=GENERATION_TYPES)
     out, seen = [], set()
     for i, r in enumerate(recs):
         idx = r.get("index", i)
