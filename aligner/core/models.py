@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from aligner.core.hub import downloaded_copy, looks_local, unavailable_reason
+from aligner.core.availability import downloaded_copy, looks_local, unavailable_reason
 from aligner.core.io import AlignerError
 
 logger = logging.getLogger(__name__)

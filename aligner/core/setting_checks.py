@@ -65,7 +65,7 @@ def check_settings(settings: list[Setting], values: dict, sources: bool = True) 
             for item in _items(s):
                 check_model(s.flag, str(item))
         if s.name == "data_path" and not s.value:
-            from aligner.core import hub
+            from aligner.core import availability as hub
 
             if not hub.offline():
                 hub.hub_reachable()
@@ -101,7 +101,7 @@ def check_path(flag: str, name: str, value: str) -> None:
 def check_model(flag: str, value: str) -> None:
     if value.strip().lower() in NO_MODEL:
         return
-    from aligner.core import hub
+    from aligner.core import availability as hub
 
     reason = hub.unavailable_reason(value)
     if reason is not None:
