@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from aligner.core.io import AlignerError
-from aligner.core.setting_checks import Setting, check_settings
+from aligner.core.setting_checks import Setting, check_sources, check_values
 
 _MISSING = dataclasses.MISSING
 
@@ -196,27 +196,34 @@ def parse_config(classes, argv: Sequence[str] | None = None, description: str | 
     """Parse ``argv`` into one instance of each class (a single class gives a single instance).
 
     ``defaults`` overrides field defaults for this script (what the script documents as its defaults).
-    A ``ValueError`` from the checks every script shares (``aligner.core.setting_checks``: counts, paths; under
-    ``run_cli`` the models too) or from a dataclass's
-    ``__post_init__`` ends the run with one ``error:`` line naming the flag, exit status 1.  The parsed settings
-    are remembered for ``run_cli`` (which flag held a path in an error; the command that continues a run)."""
+    A ``ValueError`` from the checks every script shares (``aligner.core.setting_checks``: counts and paths; under
+    ``run_cli`` the models too) or from a dataclass's ``__post_init__`` ends the run with one ``error:`` line
+    naming the flag, exit status 1.  The parsed settings are remembered for ``run_cli`` (which flag held a path
+    in an error; the command that continues a run)."""
     single = isinstance(classes, type)
     classes = [classes] if single else list(classes)
     parser = build_parser(classes, description, defaults)
     argv = list(sys.argv[1:] if argv is None else argv)
     ns = parser.parse_args(argv)
     quiet_libraries(bool(getattr(ns, "verbose", False)))
-    out = []
+    values, settings = [], []
     for cls in classes:
-        values = {f.name: getattr(ns, f.name) for f in cli_fields(cls)}
+        v = {f.name: getattr(ns, f.name) for f in cli_fields(cls)}
         for f in dataclasses.fields(cls):
             if not f.metadata.get("cli", True) and defaults and f.name in defaults:
-                values[f.name] = defaults[f.name]
-        try:
-            check_settings(_settings(cls, values, defaults or {}), values, sources=_SESSION.running)
-            out.append(cls(**values))
-        except ValueError as exc:
-            _usage_error(str(exc))
+                v[f.name] = defaults[f.name]
+        values.append(v)
+        settings.append(_settings(cls, v, defaults or {}))
+    out = []
+    try:
+        for v, s in zip(values, settings):  # the cheap checks of every config first, then the models
+            check_values(s, v)
+        for s in settings if _SESSION.running else ():
+            check_sources(s)
+        for cls, v in zip(classes, values):
+            out.append(cls(**v))
+    except ValueError as exc:
+        _usage_error(str(exc))
     _SESSION.update(configs=out, argv=argv)
     return out[0] if single else tuple(out)
 
@@ -425,3 +432,5 @@ def run_cli(main: Callable[..., Any], *args, **kwargs) -> Any:
         line = f"error: {error_line(err)}"
         print(line, file=sys.stderr)
         raise ErrorExit(line) from None
+    finally:
+        _SESSION.running = False

@@ -51,16 +51,20 @@ def _items(s: Setting) -> list:
     return list(s.value) if s.is_list and isinstance(s.value, (list, tuple)) else [s.value]
 
 
-def check_settings(settings: list[Setting], values: dict, sources: bool = True) -> None:
-    """Run every check on one config's settings, the cheap ones first; ``values`` (field -> value) gets the
-    normalised ones.  ``sources``: also the models (not when only parsing, as the docs' tests do)."""
+def check_values(settings: list[Setting], values: dict) -> None:
+    """The counts and paths of one config's settings; ``values`` (field -> value) gets the normalised ones."""
     for s in settings:
         if is_count_limit(s.name) and s.elem is int and not s.is_list and isinstance(s.value, int):
             values[s.name] = check_limit(s.flag, s.name, s.value)
         if s.elem is str and _path_like(s.name):
             for item in _items(s):
                 check_path(s.flag, s.name, str(item))
-    for s in settings if sources else ():
+
+
+def check_sources(settings: list[Setting]) -> None:
+    """The models the settings name (what a run checks before it loads anything; not when only parsing, as the
+    docs' tests do)."""
+    for s in settings:
         if s.elem is str and is_model_field(s.name) and s.value != s.default:
             for item in _items(s):
                 check_model(s.flag, str(item))

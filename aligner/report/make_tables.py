@@ -126,6 +126,6 @@ def make_tables(cfg: TablesConfig) -> Report:
         print(f"bar chart written to {plot_results(report, cfg.plot)}", file=sys.stderr)
     for item in cfg.train_log:
         name, _, path = item.partition("=")
-        out = plot_training_curves(path, Path(cfg.train_plot_dir) / f"training_{name}.png")
+        out = plot_training_curves(path, Path(cfg.train_plot_dir) / f"training_{name}.png", name=name)
         print(f"training curves written to {out}", file=sys.stderr)
     return report
