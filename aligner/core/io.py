@@ -98,11 +98,10 @@ def json_error(exc: json.JSONDecodeError, text: str) -> str:
     """Where and why ``text`` (one line) is not JSON: the column of the error, and whether the line ends there (a
     line cut short, as a crash or a truncated copy leaves it)."""
     body = text.rstrip("\r\n")
-    column = exc.pos + 1
     cut = exc.pos >= len(body.rstrip()) or exc.msg.startswith("Unterminated string")
-    where = f"column {column} of {len(body)}"
-    return f"invalid JSON at {where} ({exc.msg}" + (f"; the line ends at column {len(body)}: cut short?)" if cut
-                                                     else ")")
+    what = exc.msg if exc.msg.endswith(" at") else exc.msg + " at"
+    return (f"invalid JSON: {what} column {exc.pos + 1} of {len(body)}"
+            + (f" (the line ends at column {len(body)}: cut short?)" if cut else ""))
 
 
 def open_text(path: str | os.PathLike):
@@ -137,7 +136,7 @@ def iter_json_lines(path: str | os.PathLike, check: Callable[[Any, Path, int], N
             starts_array, first = first and raw.lstrip().startswith("["), False
             try:
                 try:
-                    record = json.loads(raw)
+                    record = json.loads(raw.rstrip("\r\n"))  # a cut line then fails where it ends, not on line 2
                 except json.JSONDecodeError as exc:
                     if starts_array:
                         raise _array_instead(path, lineno) from None
