@@ -56,6 +56,7 @@ def run_notes(metrics: dict, folder: Path, run: str) -> list[str]:
 
 
 def scored_from_answers(metric: str) -> bool:
-    """Whether a metric scores the generated answers (every declared one but the multiple-choice ones)."""
+    """Whether a metric scores the generated answers: every compared one but the multiple-choice ones (counts are
+    not scores; an undeclared metric is not tabulated)."""
     spec = declared(metric)
-    return spec is None or "detailed_mc" not in spec.files
+    return spec is not None and spec.kind != "count" and "detailed_mc" not in spec.files

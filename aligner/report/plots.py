@@ -73,15 +73,17 @@ def plot_results(report: Report, out_png: str | os.PathLike) -> Path:
         metrics = [m for m in bench.metric_names(order) if metric_kind(m) != "count"]
         x = np.arange(len(metrics))
         width = 0.8 / max(1, len(order))
+        tops = [0.0]
         for i, run in enumerate(order):
             vals = [bench.runs[run].values.get(m) for m in metrics]
             heights = [np.nan if v is None else v for v in vals]
             intervals = bar_intervals(report, bench, run, metrics, cache)
-            err = np.array([[0.0, 0.0] if ci is None or v is None else [max(0.0, v - ci[0]), max(0.0, ci[1] - v)]
+            err = np.array([[np.nan, np.nan] if ci is None or v is None else [max(0.0, v - ci[0]), max(0.0, ci[1] - v)]
                             for v, ci in zip(vals, intervals)]).T
+            tops += [max(v, ci[1] if ci else v) for v, ci in zip(vals, intervals) if v is not None]
             color = colors[i % len(colors)]
             bars = ax.bar(x + (i - (len(order) - 1) / 2) * width, heights, width, label=run, color=color,
-                          edgecolor=color, linewidth=1.5, yerr=err if np.any(err) else None, capsize=2,
+                          edgecolor=color, linewidth=1.5, yerr=err if np.any(np.isfinite(err)) else None, capsize=2,
                           error_kw={"elinewidth": 0.8, "ecolor": "black"})
             marks = ["*" if c is not None and c.ci is not None and c.ci.excludes_zero else ""
                      for c in _changes_for(report, bench.name, run, metrics)]
@@ -91,7 +93,7 @@ def plot_results(report: Report, out_png: str | os.PathLike) -> Path:
         ax.set_xticklabels([display_name(m) + (" ↓" if metric_kind(m) == "lower" else "") for m in metrics],
                            rotation=15, ha="right")
         ax.set_title(benchmark_title(bench.name))
-        ax.set_ylim(top=max(1.0, ax.get_ylim()[1]) * 1.12 if metrics else None)
+        ax.set_ylim(top=1.35 * max(tops) if max(tops) > 0 else 1.0)  # room for the values written above
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle("every run's metrics, bootstrap 95% intervals (↓: lower is better)", fontsize=10)
@@ -153,9 +155,12 @@ def plot_tradeoff(sb: Scoreboard, out_png: str | os.PathLike) -> Path | None:
         ax.axhline(0, color="grey", lw=0.8)
         ax.axvline(0, color="grey", lw=0.8)
         ax.plot([0], [0], marker="s", color="black", ls="none", label=f"{sb.baseline} (base)")
-        for pt in pts:
-            ax.errorbar([pt.x], [pt.y], xerr=_bars(pt.xerr), yerr=_bars(pt.yerr), fmt="o", capsize=4,
-                        color=colors[sb.adapters.index(pt.run) % len(colors)], label=pt.run)
+        for k, pt in enumerate(pts):  # caps of growing width: intervals on one line stay apart
+            ax.errorbar([pt.x], [pt.y], xerr=_bars(pt.xerr), yerr=_bars(pt.yerr), fmt="o", capsize=4 + 3 * k,
+                        color=colors[sb.adapters.index(pt.run) % len(colors)], label=pt.run, alpha=0.85)
+        if pts and all(p.x == p.y == 0 and not any((p.xerr or (0,)) + (p.yerr or (0,))) for p in pts):
+            ax.text(0.5, 0.25, "every adapter at (0, 0):\nno change, intervals [0, 0]", transform=ax.transAxes,
+                    ha="center", va="center", fontsize=8, color="dimgrey")
         lower = metric_kind(yrow.spec.metric) == "lower"
         ax.set_title(yrow.spec.source, fontsize=10)
         ax.set_xlabel(f"Δ {xrow.label}")
@@ -170,7 +175,7 @@ def plot_tradeoff(sb: Scoreboard, out_png: str | os.PathLike) -> Path | None:
 
 
 def _save_figure(plt, fig, out_png: str | os.PathLike) -> Path:
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.985))  # the suptitle keeps its own line
     out = Path(out_png)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)
@@ -227,8 +232,9 @@ def plot_training_curves(train_log_path: str | os.PathLike, out_png: str | os.Pa
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     staged = len(stage_names) > 1
-    if staged:
-        axes[0].legend(fontsize=8, ncol=min(4, len(stage_names)))
+    if staged:  # above the first panel, where no curve runs under it
+        axes[0].legend(fontsize=8, ncol=min(4, len(stage_names)), loc="lower center", bbox_to_anchor=(0.5, 1.0),
+                       frameon=False)
     axes[-1].set_xlabel("optimizer step" if monotone else "logging step")
     run = name or Path(train_log_path).parent.name or Path(train_log_path).name
     stages = f"{len(stage_names)} curriculum stages" if staged else "one stage"
