@@ -363,7 +363,8 @@ def _flag_for(err: BaseException, message: str) -> str | None:
 
 
 def error_line(err: BaseException) -> str:
-    """``err`` as one line: an ``OSError`` as its path and reason, with the flag that held the path when one did."""
+    """``err`` as one line: an ``OSError`` as its path and reason, with the flag that held the path when one did
+    (unless the message names a flag itself)."""
     if isinstance(err, OSError) and not isinstance(err, AlignerError) and err.filename is not None:
         reason = {FileExistsError: "a file is where a folder must be made",
                   NotADirectoryError: "a file is where a folder must be",
@@ -371,8 +372,8 @@ def error_line(err: BaseException) -> str:
         message = f"'{err.filename}': {reason}"
     else:
         message = " ".join(str(err).split()) if isinstance(err, OSError) else str(err)
-    flag = _flag_for(err, message)
-    if flag and flag not in message:
+    flag = None if re.search(r"(^|\W)--\w", message) else _flag_for(err, message)  # a message naming a flag is left
+    if flag:
         message = f"{flag}: {message}"
     return message
 
