@@ -5,6 +5,7 @@ rows in the HF schema, and answers to judge."""
 from __future__ import annotations
 
 import logging
+import numbers
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,6 @@ ANSWER_SEP = ";"
 
 #: the HF schema's fields as they must be typed (mc*_targets are checked by ``_check_targets``)
 RECORD_TYPES = {"question": str, "mc1_targets": dict, "mc2_targets": dict, "best_answer": (str, type(None)),
-                "correct_answers": (list, type(None)), "incorrect_answers": (list, type(None)),
                 "category": (str, type(None))}
 GENERATION_TYPES = {"question": str, "generated": (str, type(None)), "index": int}
 
@@ -70,14 +70,22 @@ def _limited(limit: int | None) -> int | None:
     return None if limit is None or limit < 0 else limit
 
 
+def _sequence(value) -> list | None:
+    """A JSON list, or the array a parquet column holds, as a list; None for anything else (a string, a number)."""
+    if isinstance(value, (str, bytes, dict)) or not hasattr(value, "__iter__"):
+        return None
+    return list(value)
+
+
 def _check_targets(path, row_desc: str, name: str, targets, exactly_one: bool) -> tuple[list[str], list[int]]:
     if not isinstance(targets, dict) or "choices" not in targets or "labels" not in targets:
         raise DataError(path, f"{row_desc}: {name} must be an object with 'choices' and 'labels'")
-    choices, labels = targets["choices"], targets["labels"]
-    if not isinstance(choices, list) or not all(isinstance(c, str) for c in choices):
+    choices, labels = _sequence(targets["choices"]), _sequence(targets["labels"])
+    if choices is None or not all(isinstance(c, str) for c in choices):
         raise DataError(path, f"{row_desc}: {name}.choices must be a list of strings")
-    if not isinstance(labels, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in labels):
+    if labels is None or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in labels):
         raise DataError(path, f"{row_desc}: {name}.labels must be a list of 0/1 integers")
+    labels = [int(v) for v in labels]
     if len(choices) != len(labels) or not choices:
         raise DataError(path, f"{row_desc}: {name} has {len(choices)} choices and {len(labels)} labels")
     if any(v not in (0, 1) for v in labels):
@@ -128,7 +136,7 @@ def data_from_records(path: str | os.PathLike, limit: int | None = None, need_mc
             raise DataError(path, f"{desc}: no mc1_targets/mc2_targets")
         ca, ia = row.get("correct_answers"), row.get("incorrect_answers")
         for name, answers in (("correct_answers", ca), ("incorrect_answers", ia)):
-            if answers is not None and not all(isinstance(a, str) for a in answers):
+            if answers is not None and (_sequence(answers) is None or not all(isinstance(a, str) for a in answers)):
                 raise DataError(path, f"{desc}: {name} must be a list of strings")
         gen.append(GenItem(index=i, question=question, best_answer=row.get("best_answer"),
                            correct_answers=list(ca) if ca is not None else None,
