@@ -347,10 +347,11 @@ def quiet_libraries(verbose: bool = False) -> None:
     warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 
-def _flag_for(err: BaseException, message: str) -> str | None:
-    """The flag whose value is the path or name the error is about (``--model_path`` for 'models/typo')."""
-    named = [getattr(err, a, None) for a in ("path", "filename", "value")] + re.findall(r"'([^'\s]+)'", message)
-    named = [str(n) for n in named if n]
+def _flag_for(err: BaseException) -> str | None:
+    """The flag whose value is the path or name the error is about (``--model_path`` for 'models/typo'): the error's
+    own ``path`` (``DataError``, ``ModelLoadError``) or ``filename`` (``OSError``), never a guess from its text (an
+    error may quote several paths)."""
+    named = [str(n) for n in (getattr(err, a, None) for a in ("path", "filename")) if n]
     settings = [(flag, str(v)) for flag, _, value in _SESSION.fields() if value not in (None, "", True, False)
                 for v in (value if isinstance(value, (list, tuple)) else [value])]
     for flag, value in settings:
@@ -372,7 +373,7 @@ def error_line(err: BaseException) -> str:
         message = f"'{err.filename}': {reason}"
     else:
         message = " ".join(str(err).split()) if isinstance(err, OSError) else str(err)
-    flag = None if re.search(r"(^|\W)--\w", message) else _flag_for(err, message)  # a message naming a flag is left
+    flag = None if re.search(r"(^|\W)--\w", message) else _flag_for(err)  # a message naming a flag is left
     if flag:
         message = f"{flag}: {message}"
     return message
