@@ -133,6 +133,7 @@ def test_truthfulqa_csv_and_manifest_idempotence(tmp_path, truthfulqa_csv, monke
     (folder / "config.json").write_text('{"changed": 1}')
     with pytest.raises(hub.DownloadError, match="offline"):
         hub.snapshot("org/m", folder, ignore_patterns=["original/*"])
-    # --source that does not apply to a dataset is a usage error
+    # --source that does not apply to a dataset is a usage error: one line, exit status 1
     bad = run_offline("scripts/download_data.py", "--what", "truthfulqa", "--source", "pypi")
-    assert bad.returncode == 2 and "does not apply" in bad.stderr
+    assert bad.returncode == 1 and bad.stderr == ("error: --source pypi does not apply to truthfulqa (its sources: hf, "
+                                                  "csv); pick it with --what\n")

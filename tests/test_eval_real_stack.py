@@ -288,7 +288,7 @@ def test_halueval_flows_on_the_real_tokenizer_and_hhem(llama32_policy_dir, hhem_
                 "--device", "cpu", "--no_progress"])
     preds = read_jsonl(tmp_path / "predictions_real.jsonl")
     assert len(preds) == n
-    assert read_json(tmp_path / "run_config_step1.json")["flags"]["date_string"] == "26 Jul 2024"
+    assert read_json(tmp_path / "run_config_step1_real.json")["flags"]["date_string"] == "26 Jul 2024"
     model = AutoModelForCausalLM.from_pretrained(llama32_policy_dir).eval()
     tok = AutoTokenizer.from_pretrained(llama32_policy_dir)
     rows = load_halueval(halueval_file, limit=n)
@@ -306,7 +306,7 @@ def test_halueval_flows_on_the_real_tokenizer_and_hhem(llama32_policy_dir, hhem_
     ref = reference_scores(hhem_dir, [(p["knowledge"], p["generated_text"]) for p in preds])
     assert [d["faithfulness_score"] for d in detailed] == pytest.approx(ref, abs=1e-5)
     assert res["avg_faithfulness"] == pytest.approx(sum(ref) / n, abs=1e-6)
-    assert read_json(tmp_path / "judged" / "run_config.json")["flags"]["dtype"] == "fp32"  # the study's HHEM
+    assert read_json(tmp_path / "judged" / "run_config_real.json")["flags"]["dtype"] == "fp32"  # the study's HHEM
 
     sim = load_script("evaluation/eval_halueval.py")
     out = sim.main(["--model_path", str(llama32_policy_dir), "--run_name", "real", "--output_dir",
@@ -314,7 +314,7 @@ def test_halueval_flows_on_the_real_tokenizer_and_hhem(llama32_policy_dir, hhem_
                     "4", "--embed_model", str(minilm_dir), "--bertscore_model", "none", "--backend", "hf",
                     "--device", "cpu", "--no_progress"])["base"]
     assert out["total_samples"] == n
-    cfg = read_json(tmp_path / "sim" / "run_config.json")
+    cfg = read_json(tmp_path / "sim" / "run_config_real.json")
     assert cfg["flags"]["generation_config"] == "model" and cfg["sampling"]["temperature"] == 0.0  # ships greedy
     sims = read_jsonl(tmp_path / "sim" / "detailed_real.jsonl")
     assert len(sims) == n

@@ -218,3 +218,20 @@ def test_merged_adapters_equal_merge_and_unload_and_switch_back_exactly(tmp_path
         assert merged_lm.loglikelihood(requests, progress=False) == pytest.approx(ref, abs=1e-4)  # fp32: near equal
     base, tok = load_causal_lm(tiny_model_dir)
     assert seen[None] == pytest.approx([reference_response_logprob(base, tok, c, r) for c, r in requests], abs=1e-5)
+
+
+def test_degenerate_answers_are_warned_and_recorded(tmp_path, truthfulqa_csv, caplog):
+    import logging
+
+    from aligner.eval.evaluate import Evaluation, phase_metrics
+
+    task = _tqa(data_path=str(truthfulqa_csv), limit=3, output_dir=str(tmp_path))
+    ev = Evaluation(task)
+    with caplog.at_level(logging.WARNING):
+        records = ev.run_phase(EchoLM(), task.phase("generation"), ev.runs[0], "hf")
+    assert [r["generated"] for r in records] == ["A:"] * 3  # the echo of "Q: ...\nA:"
+    assert "all 3 answers identical: 'A:'" in caplog.text
+    m = phase_metrics(task.phase("generation"), records)
+    assert m["degenerate"]["note"] == "all 3 answers identical: 'A:'" and m["n_empty"] == 0
+    varied = [{"generated": g} for g in ("a", "b", "", "c")]
+    assert phase_metrics(task.phase("generation"), varied)["degenerate"] is None

@@ -2,11 +2,13 @@
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import greedy_reference, run_script
+from conftest import REPO, greedy_reference, run_script
 
 from aligner.core.io import DataError, read_jsonl
 from aligner.core.models import load_causal_lm
@@ -30,7 +32,7 @@ from aligner.prompts import HALUEVAL_STEP1_SYSTEM
 N_ROWS = 20
 METRICS_KEYS = {"model", "lora_path", "adapter", "run_name", "data", "method", "hallucination_rate",
                 "avg_confidence_margin", "avg_bert_score", "avg_bleu", "avg_rouge_l", "match_right_rate",
-                "match_hallucinated_rate", "total_samples", "n_empty", "seconds"}
+                "match_hallucinated_rate", "total_samples", "n_empty", "degenerate", "seconds"}
 
 
 def _fmean(xs):
@@ -332,7 +334,7 @@ def test_two_step_flow_end_to_end(tmp_path, tiny_model_dir, tiny_judge_dir, mini
     metrics = json.loads((out / "metrics_tiny.json").read_text())
     detailed = _jsonl(out / "detailed_tiny.jsonl")
     assert set(metrics) == {"predictions", "judge_model", "hallucination_rate", "avg_faithfulness", "avg_bert_f1",
-                            "avg_bleu", "total", "n_empty", "seconds"}
+                            "avg_bleu", "total", "n_empty", "degenerate", "seconds"}
     assert metrics["n_empty"] == sum(not p["generated_text"].strip() for p in preds)
     assert metrics["total"] == N_ROWS == len(detailed)
     assert json.loads((out / "metrics_short.json").read_text())["total"] == 5
@@ -418,3 +420,37 @@ def test_sampled_answers_and_the_doubled_bos(sharp_lm, tiny_model_dir, halueval_
     assert lm.prompt_ids(prompt).count(tok.bos_token_id) == 1
     lm.double_bos = True
     assert lm.prompt_ids(prompt)[:2] == [tok.bos_token_id] * 2
+
+
+@pytest.mark.parametrize("field_name,value,shown", [("right_answer", 7, "int 7"), ("knowledge", 123, "int 123"),
+                                                    ("question", ["a", "b"], 'list ["a", "b"]')])
+def test_wrong_typed_fields_stop_the_read_naming_file_line_and_field(tmp_path, halueval_file, field_name, value,
+                                                                     shown):
+    rows = read_jsonl(halueval_file, limit=3)
+    rows[1][field_name] = value
+    bad = tmp_path / "qa.json"
+    bad.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    with pytest.raises(DataError) as err:
+        load_halueval(bad)
+    assert str(err.value) == f"{bad}, line 2: field '{field_name}' must be a string, got {shown}"
+
+
+def test_wrong_typed_field_is_one_line_before_any_model_loads(tmp_path, halueval_file):
+    rows = read_jsonl(halueval_file, limit=3)
+    rows[2]["right_answer"] = 7
+    bad = tmp_path / "qa.json"
+    bad.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, str(REPO / "evaluation/eval_halueval.py"), "--model_path",
+                           str(tmp_path / "no-model-needed"), "--run_name", "r", "--output_dir", str(out),
+                           "--data_path", str(bad)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: --model_path")  # the model is checked first ...
+    (tmp_path / "no-model-needed").mkdir()
+    proc = subprocess.run([sys.executable, str(REPO / "evaluation/eval_halueval.py"), "--model_path",
+                           str(tmp_path / "no-model-needed"), "--run_name", "r", "--output_dir", str(out),
+                           "--data_path", str(bad)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert last == f"error: --data_path: {bad}, line 3: field 'right_answer' must be a string, got int 7"
+    assert not list(out.glob("detailed_*"))  # ... and the data before the model: no empty per-sample file

@@ -14,6 +14,7 @@ from aligner.core.io import DataError, read_json, read_jsonl
 from aligner.core.models import load_causal_lm
 from aligner.core.runner import RunMismatchError
 from aligner.data.sources.halueval import DETECTION_FIELDS, load_detection_split
+from aligner.eval.checks import degenerate_outputs
 from aligner.eval.tasks.halueval_detection import draw_samples, parse_judgement
 from aligner.prompts.halueval_detection import HALUEVAL_DETECTION_INSTRUCTION, halueval_detection_messages
 
@@ -91,6 +92,8 @@ def test_every_split_metrics_recomputed_from_the_records(runs, scoring, halueval
             if scoring == "generate":
                 assert r["judgement"] == _official_parse(r["response"])
         assert m["n_samples"] == LIMIT and m["split"] == split and m["scoring"] == scoring
+        field = "response" if scoring == "generate" else "judgement"
+        assert m["degenerate"] == degenerate_outputs([r[field] for r in recs], field)
         assert m["detection_accuracy"] == sum(r["correct"] for r in recs) / LIMIT
         assert m["n_invalid"] == sum(r["judgement"] == "invalid" for r in recs)
         assert m["yes_rate"] == sum(r["judgement"] == "Yes" for r in recs) / LIMIT

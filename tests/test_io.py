@@ -101,3 +101,50 @@ def test_resumable_writer_refuses_corruption_in_the_middle(tmp_path):
     p = _write(tmp_path / "out.jsonl", ['{"id": 0}', "garbage", '{"id": 2}'])
     with pytest.raises(DataError, match="line 2"):
         ResumableJsonlWriter(p, key="id", resume=True)
+
+
+# --- types per field, JSON arrays, the column of a JSON error (issue: a newcomer's first hour, items 8-9) ----------
+
+def test_a_line_cut_short_reports_its_real_column(tmp_path):
+    good = '{"knowledge": "k", "question": "q", "right_answer": "a", "hallucinated_answer": "h"}'
+    cut = good[:37]
+    p = _write(tmp_path / "qa.json", [good, cut])
+    with pytest.raises(DataError) as err:
+        read_jsonl(p)
+    assert str(err.value) == (f"{p}, line 2: invalid JSON: Unterminated string starting at column 37 of 37 (the line "
+                              "ends at column 37: cut short?)")
+    p = _write(tmp_path / "qa2.json", [good, good[:36]])  # cut after the comma: the value is missing
+    with pytest.raises(DataError, match=r"line 2: invalid JSON: Expecting property name enclosed in double quotes at "
+                                        r"column 37 of 36 \(the line ends at column 36: cut short\?\)$"):
+        read_jsonl(p)
+    p = _write(tmp_path / "mid.jsonl", ['{"a": 1, "b" 2}'])
+    with pytest.raises(DataError, match=r"line 1: invalid JSON: Expecting ':' delimiter at column 14 of 15$"):
+        read_jsonl(p)
+    p = _write(tmp_path / "string.jsonl", ['{"a": "an unfinished'])
+    with pytest.raises(DataError, match=r"Unterminated string starting at column 7 of 20 \(.*cut short\?\)"):
+        read_jsonl(p)
+
+
+def test_a_json_array_where_json_lines_are_expected_says_so(tmp_path):
+    rows = [{"a": 1}, {"a": 2}]
+    for name, text in (("one_line.json", json.dumps(rows)), ("indented.json", json.dumps(rows, indent=2))):
+        p = tmp_path / name
+        p.write_text(text + "\n", encoding="utf-8")
+        with pytest.raises(DataError, match=r"line 1: this file is one JSON array .* JSON lines are expected"):
+            read_jsonl(p, skip_invalid=True)  # a whole-file mistake is no line to skip
+    assert read_records(tmp_path / "indented.json") == rows  # where an array is allowed, it is read
+
+
+def test_field_types_are_checked_naming_file_line_and_field(tmp_path):
+    types = {"question": str, "answer": (str, type(None)), "n": int}
+    p = _write(tmp_path / "t.jsonl", ['{"question": "q", "answer": null, "n": 1}', '{"question": "q", "n": true}'])
+    with pytest.raises(DataError) as err:
+        read_jsonl(p, types=types)
+    assert str(err.value) == f"{p}, line 2: field 'n' must be an integer, got bool true"
+    p = _write(tmp_path / "u.jsonl", ['{"question": ["a", "b"]}'])
+    with pytest.raises(DataError, match=r"line 1: field 'question' must be a string, got list \[\"a\", \"b\"\]"):
+        read_jsonl(p, types=types)
+    stats = ReadStats()
+    assert read_jsonl(_write(tmp_path / "v.jsonl", ['{"question": 5}', '{"question": "ok"}']), types=types,
+                      skip_invalid=True, stats=stats) == [{"question": "ok"}]
+    assert stats.skipped_lines == [1]

@@ -273,3 +273,115 @@ def test_results_md_describes_the_policy_that_was_built(tmp_path, tiny_model_dir
     n, vocab = counts()
     assert vocab == 2048 and 1e5 < n < 1e6
     assert f"(a ~{n / 1e3:.0f}k-parameter Llama policy with a 2k BPE vocabulary{tail}" in intro()
+
+
+# --- a stage's progress on the console; Ctrl-C during a stage; a reproducible rerun (newcomer's first hour) ------------
+
+def test_a_running_stage_shows_how_far_it_got(tmp_path):
+    """Without echo the stage's output goes to its log; every heartbeat says how long it ran and the last thing the
+    log holds (a tqdm bar's latest state).  The stage waits until a heartbeat has shown its progress."""
+    go = tmp_path / "go"
+    code = ("import sys, time, pathlib\n"
+            "sys.stderr.write('\\rtraining:  33%|###   | 1/3 [00:01<00:02]'); sys.stderr.flush()\n"
+            f"deadline = time.time() + 120\nwhile not pathlib.Path({str(go)!r}).exists() and time.time() < deadline:\n"
+            "    time.sleep(0.05)\n"
+            "sys.stderr.write('\\rtraining: 100%|######| 3/3 [00:03<00:00]\\n')\n")
+    lines = []
+
+    def log(line):
+        lines.append(line)
+        if "1/3" in line:
+            go.touch()
+
+    out = tmp_path / "run"
+    done = tmp_path / "done.txt"
+    stage = Stage("slow", ["python", "-c", code + f"open({str(done)!r}, 'w').write('ok')\n"], outputs=[done])
+    assert Pipeline(out, log=log, heartbeat=0.2).run(stage) == "done"
+    assert lines[0] == f"[slow                    ] running; log {out / 'logs' / 'slow.log'}"
+    progress = [ln for ln in lines if "1/3" in ln]
+    assert progress and progress[0].startswith("[slow                    ] 0m") and progress[0].endswith(
+        ": training: 33%|### | 1/3 [00:01<00:02]")
+    assert lines[-1].startswith("[slow                    ] done in")
+
+
+def test_last_progress_reads_the_latest_tqdm_state(tmp_path):
+    from aligner.pipeline.runner import last_progress
+
+    log = tmp_path / "s.log"
+    log.write_text("$ python x.py\n12:00 INFO loading\n\r  0%|  | 0/94\r 10%|#  | 9/94 [00:30<04:40]\r 11%|#  | 10/94")
+    assert last_progress(log) == "11%|# | 10/94"
+    log.write_text("$ python x.py\n12:00 INFO stage 2: AdamW state reset\n")
+    assert last_progress(log) == "12:00 INFO stage 2: AdamW state reset"
+    assert last_progress(tmp_path / "absent.log") == "(no log yet)"
+
+
+def test_ctrl_c_during_a_stage_marks_it_and_says_what_is_kept(tmp_path):
+    from aligner.core import cli
+
+    out = tmp_path / "run"
+    first = _stage(tmp_path, "first", tmp_path / "a.txt", tmp_path / "b.txt")
+    (tmp_path / "a.txt").write_text("one")
+    slow = Stage("slow", ["python", "-c", "import time; time.sleep(120)"], outputs=[tmp_path / "never"])
+
+    def interrupt(line):
+        if "slow" in line and "running" not in line:
+            raise KeyboardInterrupt
+
+    pipe = Pipeline(out, log=interrupt, heartbeat=0.2)
+    assert pipe.run(first) == "done"
+    with pytest.raises(KeyboardInterrupt):
+        pipe.run(slow)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["stages"]["slow"]["status"] == "interrupted" and manifest["stages"]["first"]["status"] == "done"
+    assert cli._SESSION.saved == (f"1 completed stage(s) kept in {out} (manifest {out / 'manifest.json'}); stage slow "
+                                  f"was running (log {out / 'logs' / 'slow.log'}) and is redone")
+    assert Pipeline(out).run(first) == "skipped"
+
+
+@pytest.mark.slow
+def test_a_training_stage_rerun_gives_the_same_bytes(tmp_path, tiny_model_dir, halueval_file):
+    """The demo's stage environment (fixed threads, deterministic kernels, hash seed): a training stage run twice
+    writes the same adapter, checkpoint and log bytes."""
+    from aligner.core.determinism import reproducible_env
+    from aligner.pipeline.driver import DEMO_THREADS
+
+    rows = [json.loads(line) for line, _ in zip(open(halueval_file, encoding="utf-8"), range(24))]
+    pairs = tmp_path / "dpo_pairs_easy.jsonl"
+    pairs.write_text("".join(json.dumps({"prompt": r["question"], "context": r["knowledge"], "chosen": r["right_answer"],
+                                         "rejected": r["hallucinated_answer"]}) + "\n" for r in rows))
+    adapter = tmp_path / "adapter"
+    cmd = ["python", "first_improvement/training/train_dpop.py", "--model_path", tiny_model_dir, "--data_files", pairs,
+           "--output_dir", adapter, "--epochs", "1", "--max_length", "96", "--lr", "5e-3", "--warmup_steps", "0",
+           "--per_device_batch_size", "4", "--grad_accum_steps", "1", "--logging_steps", "1", "--no_progress",
+           "--overwrite_output_dir"]
+    stage = Stage("train", cmd, outputs=[adapter / "adapter_model.safetensors"], inputs=[pairs])
+    digests = []
+    for _ in range(2):
+        pipe = Pipeline(tmp_path / "run", force=True, env=reproducible_env(DEMO_THREADS), log=lambda line: None)
+        assert pipe.run(stage) == "done"
+        files = sorted(p for p in adapter.rglob("*") if p.is_file() and p.suffix in (".safetensors", ".jsonl"))
+        digests.append({str(p.relative_to(adapter)): p.read_bytes() for p in files})
+    assert any(name.endswith("adapter_model.safetensors") for name in digests[0])
+    def numbers(log: bytes) -> list[dict]:  # the log's values but its clock readings (throughput, times)
+        return [{k: v for k, v in json.loads(line).items() if not any(t in k for t in ("time", "second", "_per_s"))}
+                for line in log.decode().splitlines()]
+
+    first, rerun = numbers(digests[0].pop("train_log.jsonl")), numbers(digests[1].pop("train_log.jsonl"))
+    assert first == rerun and len(first) >= 5 and first[-1]["loss"] != first[0]["loss"]
+    assert digests[0] == digests[1]
+
+
+def test_reproducible_env_reaches_torch(tmp_path):
+    """What a stage started in that environment runs with (run_cli applies it before the script's main)."""
+    from aligner.core.determinism import reproducible_env
+
+    out = tmp_path / "o.txt"
+    code = ("import torch; from pathlib import Path; from aligner.core.cli import run_cli\n"
+            "def main():\n"
+            f"    Path({str(out)!r}).write_text(f'{{torch.get_num_threads()}} {{torch.are_deterministic_algorithms_enabled()}}')\n"
+            "run_cli(main)\n")
+    stage = Stage("probe", ["python", "-c", code], outputs=[out])
+    Pipeline(tmp_path / "run", env=reproducible_env(3), log=lambda line: None).run(stage)
+    assert out.read_text() == "3 True"
+    log = (tmp_path / "run" / "logs" / "probe.log").read_text()
+    assert "Traceback" not in log

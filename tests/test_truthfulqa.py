@@ -108,6 +108,28 @@ def test_hf_schema_files_load_like_the_csv(tmp_path, truthfulqa_csv):
         load_truthfulqa(tmp_path / "bad.jsonl")
 
 
+def test_hf_schema_records_of_the_wrong_type_are_named(tmp_path, truthfulqa_csv):
+    data = load_truthfulqa(truthfulqa_csv, limit=3)
+    good = [{"question": it.question, "mc1_targets": {"choices": it.mc1_choices, "labels": it.mc1_labels},
+             "mc2_targets": {"choices": it.mc2_choices, "labels": it.mc2_labels}} for it in data.mc]
+    cases = [
+        ("question", 5, r"line 2: field 'question' must be a string, got int 5$"),
+        ("mc1_targets", [1, 0], r"line 2: field 'mc1_targets' must be an object, got list \[1, 0\]$"),
+        ("mc2_targets", {"choices": "a;b", "labels": [1, 0]}, r"record 2 \(.*\): mc2_targets\.choices must be a list of "
+                                                              r"strings$"),
+        ("mc1_targets", {"choices": ["a", "b"], "labels": ["1", "0"]}, r"record 2 \(.*\): mc1_targets\.labels must be a "
+                                                                     r"list of 0/1 integers$"),
+        ("correct_answers", "one answer", r"record 2 \(.*\): correct_answers must be a list of strings$"),
+    ]
+    for field_name, value, message in cases:
+        recs = [dict(r) for r in good]
+        recs[1][field_name] = value
+        path = tmp_path / "bad.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+        with pytest.raises(DataError, match=message):
+            load_truthfulqa(path)
+
+
 def test_hub_path_reads_both_configs(monkeypatch, truthfulqa_csv):
     """The default data path with `datasets.load_dataset` answered from CSV-built rows (no network here)."""
     import datasets

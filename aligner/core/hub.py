@@ -26,12 +26,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aligner.core.availability import hub_endpoint, hub_silent, offline
 from aligner.core.io import AlignerError, atomic_write_bytes, sha256_file, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
 MANIFEST_NAME = ".download_manifest.json"
-TRUTHY = ("1", "true", "yes", "on")
 
 
 class DownloadError(AlignerError, RuntimeError):
@@ -60,11 +60,10 @@ class DownloadResult:
 # environment
 # ---------------------------------------------------------------------------------------------
 
-def offline() -> bool:
-    return any(os.environ.get(v, "").strip().lower() in TRUTHY for v in ("HF_HUB_OFFLINE", "ALIGNER_OFFLINE"))
-
-
 def offline_error(what: str) -> DownloadError:
+    if hub_silent():  # offline because the hub did not answer (``hub_reachable``), not by the user's choice
+        return DownloadError(f"cannot download {what}: the Hugging Face hub ({hub_endpoint()}) does not answer; "
+                             "run this on a machine with network access, or copy the files in by hand", offline=True)
     return DownloadError(f"cannot download {what}: offline mode is on (HF_HUB_OFFLINE / ALIGNER_OFFLINE is set); "
                          "unset it on a machine with network access, or copy the files in by hand", offline=True)
 

@@ -48,17 +48,60 @@ class ReadStats:
     reasons: list[str] = field(default_factory=list)
 
 
+#: what a reader may expect of a field: a type or a tuple of types (``type(None)`` for null)
+FieldTypes = dict[str, type | tuple[type, ...]]
+
+_TYPE_WORDS = {str: "a string", int: "an integer", float: "a number", bool: "true or false", list: "a list",
+               dict: "an object", type(None): "null"}
+
+
+def _type_words(expected: type | tuple[type, ...]) -> str:
+    kinds = expected if isinstance(expected, tuple) else (expected,)
+    return " or ".join(_TYPE_WORDS.get(k, k.__name__) for k in kinds)
+
+
+def _shown_value(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def check_types(record: dict, types: FieldTypes, path: str | os.PathLike, line: int | None) -> None:
+    """Each field of ``types`` that the record holds has one of its types (an int is no string; a bool no int); a
+    ``DataError`` names the file, the line and the field otherwise."""
+    for key, expected in types.items():
+        if key not in record:
+            continue
+        value = record[key]
+        kinds = expected if isinstance(expected, tuple) else (expected,)
+        ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
+        if not ok:
+            raise DataError(path, f"field '{key}' must be {_type_words(expected)}, got {type(value).__name__} "
+                                  f"{_shown_value(value)}", line)
+
+
 def _validate(record: Any, required: Sequence[str], path: str | os.PathLike, line: int,
-              allow_empty: bool) -> None:
+              allow_empty: bool, types: FieldTypes | None = None) -> None:
     if not isinstance(record, dict):
-        raise DataError(path, f"expected a JSON object, got {type(record).__name__}", line)
+        raise DataError(path, f"expected a JSON object, got {_type_words(type(record))}", line)
     missing = [k for k in required if k not in record]
     if missing:
         raise DataError(path, f"missing required field(s) {missing}", line)
+    if types:
+        check_types(record, types, path, line)
     if not allow_empty:
         empty = [k for k in required if record[k] is None or (isinstance(record[k], str) and not record[k].strip())]
         if empty:
             raise DataError(path, f"empty value for required field(s) {empty}", line)
+
+
+def json_error(exc: json.JSONDecodeError, text: str) -> str:
+    """Where and why ``text`` (one line) is not JSON: the column of the error, and whether the line ends there (a
+    line cut short, as a crash or a truncated copy leaves it)."""
+    body = text.rstrip("\r\n")
+    cut = exc.pos >= len(body.rstrip()) or exc.msg.startswith("Unterminated string")
+    what = exc.msg if exc.msg.endswith(" at") else exc.msg + " at"
+    return (f"invalid JSON: {what} column {exc.pos + 1} of {len(body)}"
+            + (f" (the line ends at column {len(body)}: cut short?)" if cut else ""))
 
 
 def open_text(path: str | os.PathLike):
@@ -68,30 +111,42 @@ def open_text(path: str | os.PathLike):
     return path.open("r", encoding="utf-8")
 
 
+def _array_instead(path: Path, lineno: int) -> DataError:
+    return DataError(path, "this file is one JSON array ('[' ...), but JSON lines are expected here: one object per "
+                           "line (convert it with: jq -c '.[]' FILE > FILE.jsonl)", lineno)
+
+
 def iter_json_lines(path: str | os.PathLike, check: Callable[[Any, Path, int], None] | None = None, *,
                     skip_invalid: bool = False, on_skip: Callable[[DataError, int], None] | None = None
                     ) -> Iterator[tuple[int, Any]]:
     """(line number, record) for each non-blank line of a JSON-lines file (``.gz`` too).
 
     A line that is not JSON, or that ``check(record, path, line)`` rejects with a ``DataError``, stops the read
-    with that error (file and line), or with ``skip_invalid`` is passed to ``on_skip`` and left out.
+    with that error (file, line and column), or with ``skip_invalid`` is passed to ``on_skip`` and left out.  A
+    file that is one JSON array is said to be one (it is no malformed line to skip).
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "file not found")
+    first = True
     with open_text(path) as fh:
         for lineno, raw in enumerate(fh, start=1):
             if not raw.strip():
                 continue
+            starts_array, first = first and raw.lstrip().startswith("["), False
             try:
                 try:
-                    record = json.loads(raw)
+                    record = json.loads(raw.rstrip("\r\n"))  # a cut line then fails where it ends, not on line 2
                 except json.JSONDecodeError as exc:
-                    raise DataError(path, f"invalid JSON ({exc.msg} at column {exc.colno})", lineno) from None
+                    if starts_array:
+                        raise _array_instead(path, lineno) from None
+                    raise DataError(path, json_error(exc, raw), lineno) from None
+                if starts_array and isinstance(record, list):
+                    raise _array_instead(path, lineno)
                 if check is not None:
                     check(record, path, lineno)
             except DataError as err:
-                if not skip_invalid:
+                if not skip_invalid or starts_array:
                     raise
                 if on_skip is not None:
                     on_skip(err, lineno)
@@ -100,8 +155,9 @@ def iter_json_lines(path: str | os.PathLike, check: Callable[[Any, Path, int], N
 
 
 def iter_jsonl(path: str | os.PathLike, required: Sequence[str] = (), *, skip_invalid: bool = False,
-               allow_empty: bool = False, stats: ReadStats | None = None) -> Iterator[dict]:
-    """Yield the records of a JSON-lines file, validating each against ``required`` fields.
+               allow_empty: bool = False, stats: ReadStats | None = None,
+               types: FieldTypes | None = None) -> Iterator[dict]:
+    """Yield the records of a JSON-lines file, validating each against ``required`` fields and ``types``.
 
     Blank lines are ignored.  A malformed line raises ``DataError`` with its line number, or is
     skipped and counted in ``stats`` when ``skip_invalid`` is true.
@@ -114,7 +170,7 @@ def iter_jsonl(path: str | os.PathLike, required: Sequence[str] = (), *, skip_in
         stats.reasons.append(str(err))
 
     def check(record, where, lineno):
-        _validate(record, required, where, lineno, allow_empty)
+        _validate(record, required, where, lineno, allow_empty, types)
 
     for _, record in iter_json_lines(path, check, skip_invalid=skip_invalid, on_skip=skipped):
         stats.n_read += 1
@@ -127,12 +183,13 @@ def iter_jsonl(path: str | os.PathLike, required: Sequence[str] = (), *, skip_in
 
 def read_jsonl(path: str | os.PathLike, required: Sequence[str] = (), *, skip_invalid: bool = False,
                allow_empty: bool = False, limit: int | None = None,
-               stats: ReadStats | None = None) -> list[dict]:
+               stats: ReadStats | None = None, types: FieldTypes | None = None) -> list[dict]:
     """Read a JSON-lines file into a list (see ``iter_jsonl``); ``limit`` < 0 or None means all."""
     out: list[dict] = []
     if limit is not None and limit == 0:
         return out
-    for rec in iter_jsonl(path, required, skip_invalid=skip_invalid, allow_empty=allow_empty, stats=stats):
+    for rec in iter_jsonl(path, required, skip_invalid=skip_invalid, allow_empty=allow_empty, stats=stats,
+                          types=types):
         out.append(rec)
         # stop before reading (and validating) the line after the last one wanted
         if limit is not None and limit >= 0 and len(out) >= limit:
@@ -142,7 +199,7 @@ def read_jsonl(path: str | os.PathLike, required: Sequence[str] = (), *, skip_in
 
 def read_records(path: str | os.PathLike, required: Sequence[str] = (), *, skip_invalid: bool = False,
                  allow_empty: bool = False, limit: int | None = None,
-                 stats: ReadStats | None = None) -> list[dict]:
+                 stats: ReadStats | None = None, types: FieldTypes | None = None) -> list[dict]:
     """Read records from .jsonl, .json (a JSON array, or JSON lines as HaluEval ships it), .csv or .parquet."""
     path = Path(path)
     if not path.exists():
@@ -152,26 +209,24 @@ def read_records(path: str | os.PathLike, required: Sequence[str] = (), *, skip_
         with path.open("r", encoding="utf-8") as fh:
             head = fh.read(1 << 16).lstrip()
         if head.startswith("["):
-            try:
-                rows = json.loads(path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as exc:
-                raise DataError(path, f"invalid JSON ({exc.msg})", exc.lineno) from None
-            return _validate_rows(rows, path, required, skip_invalid, allow_empty, limit, stats, "element")
+            rows = read_json(path)
+            return _validate_rows(rows, path, required, skip_invalid, allow_empty, limit, stats, "element", types)
         return read_jsonl(path, required, skip_invalid=skip_invalid, allow_empty=allow_empty, limit=limit,
-                          stats=stats)
+                          stats=stats, types=types)
     if suffix == ".csv":
         return read_csv(path, required, limit=limit)
     if suffix == ".parquet":
         import pandas as pd
 
         rows = pd.read_parquet(path).to_dict(orient="records")
-        return _validate_rows(rows, path, required, skip_invalid, allow_empty, limit, stats, "row")
+        return _validate_rows(rows, path, required, skip_invalid, allow_empty, limit, stats, "row", types)
     return read_jsonl(path, required, skip_invalid=skip_invalid, allow_empty=allow_empty, limit=limit,
-                      stats=stats)
+                      stats=stats, types=types)
 
 
 def _validate_rows(rows: Any, path: Path, required: Sequence[str], skip_invalid: bool, allow_empty: bool,
-                   limit: int | None, stats: ReadStats | None, unit: str) -> list[dict]:
+                   limit: int | None, stats: ReadStats | None, unit: str,
+                   types: FieldTypes | None = None) -> list[dict]:
     if not isinstance(rows, list):
         raise DataError(path, "expected a list of records")
     stats = stats if stats is not None else ReadStats()
@@ -180,7 +235,7 @@ def _validate_rows(rows: Any, path: Path, required: Sequence[str], skip_invalid:
         if limit is not None and limit >= 0 and len(out) >= limit:
             break
         try:
-            _validate(rec, required, path, i, allow_empty)
+            _validate(rec, required, path, i, allow_empty, types)
         except DataError as err:
             if not skip_invalid:
                 raise DataError(path, str(err).split(": ", 1)[-1] + f" ({unit} {i})", i) from None
@@ -270,7 +325,7 @@ def read_json(path: str | os.PathLike) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise DataError(path, f"invalid JSON ({exc.msg})", exc.lineno) from None
+        raise DataError(path, f"invalid JSON at column {exc.colno} ({exc.msg})", exc.lineno) from None
 
 
 def _json_default(obj: Any) -> Any:

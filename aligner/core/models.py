@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from aligner.core.availability import downloaded_copy, looks_local, unavailable_reason
 from aligner.core.io import AlignerError
 
 logger = logging.getLogger(__name__)
@@ -23,7 +24,12 @@ NO_ADAPTER = ("none", "base", "")
 
 
 class ModelLoadError(AlignerError, RuntimeError):
-    pass
+    """A model, tokenizer or adapter that cannot be loaded; ``path`` is the path or hub id as given (``run_cli``
+    names the flag that held it)."""
+
+    def __init__(self, message: str, path: str | os.PathLike | None = None):
+        super().__init__(message)
+        self.path = None if path is None else str(path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -71,29 +77,25 @@ def resolve_dtype(dtype: str | torch.dtype | None = "auto", device: str | torch.
 # paths and hub ids
 # ---------------------------------------------------------------------------------------------
 
-def _looks_local(path: str) -> bool:
-    # Hub ids are "name" or "org/name"; anything else (./x, /abs, models/x, a/b/c) is a folder.
-    return path.startswith((".", "/", "~", "models/", "outputs/")) or path.count("/") > 1 or path.endswith("/")
-
-
 def check_model_path(path: str | os.PathLike, what: str = "model") -> str:
-    """Return the path as a string if it is a local folder or a plausible hub id; raise otherwise."""
+    """Return the path as a string if it is a local folder, or a hub id in the cache or on a hub that answers
+    (one quick check, ``aligner.core.hub.unavailable_reason``); raise a one-line ``ModelLoadError`` otherwise,
+    in seconds rather than after the hub client's retries."""
     path = str(path)
     if Path(path).expanduser().exists():
         return str(Path(path).expanduser())
-    if not _looks_local(path):
-        # A hub id whose download already sits in models/ (where scripts/download_*.py put them) is used
-        # from there, so an offline GPU machine needs no extra flags.
-        from aligner.core.paths import REPO_ROOT
-
-        local = REPO_ROOT / "models" / path.rstrip("/").split("/")[-1]
-        if (local / "config.json").is_file() or (local / "modules.json").is_file():
-            logger.info("using the downloaded copy %s for %s", local, path)
-            return str(local)
-    if _looks_local(path):
+    local = downloaded_copy(path)
+    if local is not None:
+        logger.info("using the downloaded copy %s for %s", local, path)
+        return str(local)
+    if looks_local(path):
         raise ModelLoadError(
-            f"{what} path '{path}' does not exist. Download it first (see scripts/download_model.py) "
-            f"or pass the folder that holds its config.json.")
+            f"{what} folder '{path}' does not exist: pass the folder that holds its config.json, or download it "
+            "first (scripts/download_model.py)", path=path)
+    reason = unavailable_reason(path)
+    if reason is not None:
+        raise ModelLoadError(f"{what} {reason}: pass a local folder, or download it where the hub is reachable "
+                             "(scripts/download_model.py) and copy it over", path=path)
     return path
 
 
@@ -101,7 +103,7 @@ def _hub_error(path: str, what: str, exc: Exception) -> ModelLoadError:
     msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     hint = ("the hub is unreachable or the model is gated (set HF_TOKEN); download it with "
             "scripts/download_model.py on a machine with access and pass the local folder")
-    return ModelLoadError(f"could not load {what} '{path}': {msg} -- {hint}")
+    return ModelLoadError(f"could not load {what} '{path}': {msg} -- {hint}", path=path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -145,8 +147,8 @@ def load_causal_lm(path: str | os.PathLike, dtype: str | torch.dtype = "auto", d
 
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
+    path = check_model_path(path)  # a missing folder is the model's, not "the tokenizer's"
     tok = load_tokenizer(path, padding_side=padding_side, trust_remote_code=trust_remote_code)
-    path = check_model_path(path)
     kwargs = {"dtype": torch_dtype, "trust_remote_code": trust_remote_code}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
@@ -298,7 +300,8 @@ def check_adapter_path(path: str) -> str:
     p = Path(path).expanduser()
     if p.is_dir():
         if not (p / "adapter_config.json").is_file():
-            raise ModelLoadError(f"adapter path '{path}' has no adapter_config.json; is it a LoRA adapter folder?")
+            raise ModelLoadError(f"adapter folder '{path}' has no adapter_config.json; is it a LoRA adapter folder?",
+                                 path=path)
         return str(p)
     return check_model_path(path, "adapter")
 
@@ -372,4 +375,5 @@ def load_sentence_model(model_name_or_path: str, device: str = "auto", what: str
         return SentenceTransformer(path, device=str(resolve_device(device)))
     except OSError as exc:
         raise ModelLoadError(f"could not load the {what} '{model_name_or_path}': {str(exc).splitlines()[0]} -- "
-                             "download it on a machine with hub access and pass the local folder") from None
+                             "download it on a machine with hub access and pass the local folder",
+                             path=model_name_or_path) from None

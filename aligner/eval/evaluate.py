@@ -27,12 +27,13 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from aligner.core.cli import note_saved
 from aligner.core.io import read_json, write_json_atomic
-from aligner.core.models import check_model_path, planned_adapter_names, resolve_dtype
+from aligner.core.models import planned_adapter_names, resolve_dtype
 from aligner.core.paths import run_tag
 from aligner.core.runinfo import PhaseTimer, package_versions, setup_logging, write_run_config
 from aligner.core.runner import data_fingerprint, path_identity, refuse_to_overwrite, run_per_sample
-from aligner.eval.checks import count_empty, require_finite
+from aligner.eval.checks import count_empty, degenerate_outputs, require_finite
 from aligner.eval.task import Phase, Run, Task
 from aligner.lm.interface import load_lm, release_lm, resolve_backend
 from aligner.lm.settings import lm_kwargs
@@ -121,10 +122,16 @@ def _upstream(task: Task, name: str) -> list[str]:
     return chain
 
 
+#: what a phase with generated text adds to the metrics: empty answers, and degenerate outputs (all or most empty or
+#: one and the same answer: ``aligner.eval.checks.degenerate_outputs``, None when fine)
+TEXT_KEYS = ("n_empty", "degenerate")
+
+
 def phase_metrics(phase: Phase, records: list[dict]) -> dict:
     out = dict(phase.metrics(records)) if phase.metrics else {}
     if phase.text:
         out["n_empty"] = count_empty(records, phase.text)
+        out["degenerate"] = degenerate_outputs([r.get(phase.text) for r in records], phase.text)
     return out
 
 
@@ -137,7 +144,7 @@ def assemble_metrics(task: Task, run: Run, done: dict[str, list[dict]], active: 
     metrics = task.run_fields(run)
     computed: dict = {}
     for phase in task.phases():
-        keys = phase.metric_keys + (("n_empty",) if phase.text else ())
+        keys = phase.metric_keys + (TEXT_KEYS if phase.text else ())
         if phase.name in done:
             computed.update(phase_metrics(phase, done[phase.name]))
         elif any(p in active for p in _upstream(task, phase.name)[1:]):
@@ -173,12 +180,16 @@ def _groups(task: Task, active: Sequence[str]) -> list[tuple[tuple[str, str | No
     return groups
 
 
-def _check_models(task: Task, roles: set[str]) -> None:
-    cfg = task.cfg
-    if "policy" in roles:
-        check_model_path(cfg.model_path)
-    if "judge" in roles and getattr(cfg, "judge_model_path", None):
-        check_model_path(cfg.judge_model_path, "judge model")
+def _check_models(task: Task) -> None:
+    """Every model the task's settings name (the policy, a judge, the scorers' models) is a local folder, in the
+    cache or on a hub that answers: one line naming the flag otherwise, before any model loads."""
+    from aligner.core.cli import option_strings
+    from aligner.core.setting_checks import check_model, is_model_field
+
+    for f in dataclasses.fields(task.cfg):
+        value = getattr(task.cfg, f.name)
+        if is_model_field(f.name) and isinstance(value, str) and value:
+            check_model(option_strings(f)[0], value)
 
 
 def _load(task: Task, role: str, backend: str | None):
@@ -250,10 +261,14 @@ class Evaluation:
     def run_phase(self, model, phase: Phase, run: Run, backend: str | None) -> list[dict]:
         path = run.file(self.task.output_dir, phase.file)
         logger.info("%s %s: %s -> %s", self.task.name, phase.name, run.name, path)
+        note_saved(f"the records written so far in {path}")  # what a Ctrl-C keeps; --resume continues
         with self.timers[run.tag](phase.name):
             records = run_phase(self.task, phase, model, self.items(phase, run), path, resume=self.cfg.resume,
                                 progress=self.cfg.progress, fingerprint=fingerprint(self.task, phase, run, backend))
         self.records[run.tag][phase.name] = records
+        degenerate = degenerate_outputs([r.get(phase.text) for r in records], phase.text) if phase.text else None
+        if degenerate:
+            logger.warning("%s %s, %s: %s (%s)", self.task.name, phase.name, run.name, degenerate["note"], path)
         return records
 
     def write_records(self, backends: dict) -> None:
@@ -267,7 +282,7 @@ class Evaluation:
                              extra={"task": self.task.name, "adapter": run.adapter, "tag": run.tag,
                                     "phases": list(self.active), "backends": backends,
                                     "n_documents": {k: len(v) for k, v in self.docs.items()},
-                                    **self.task.data_identity()})
+                                    **self.task.data_identity(), **self.task.fingerprint_extras(first)})
         self.recorded = True
 
     def write_metrics(self) -> dict[str, dict]:
@@ -323,7 +338,7 @@ def evaluate_tasks(tasks: Sequence[Task]) -> list[dict[str, dict]]:
     evaluations = [Evaluation(task) for task in tasks]
     for ev in evaluations:
         ev.check_outputs()
-        _check_models(ev.task, {role for (role, _), _ in _groups(ev.task, ev.active)})
+        _check_models(ev.task)
     held: dict = {}
     try:
         return [ev.execute(held) for ev in evaluations]

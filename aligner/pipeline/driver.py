@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aligner.core.determinism import reproducible_env
 from aligner.core.downloads import STUDY_ADAPTERS
 from aligner.core.io import AlignerError, atomic_write_text, read_json
 from aligner.core.paths import REPO_ROOT, halueval_path, truthfulqa_csv_path
@@ -26,6 +27,7 @@ from aligner.pipeline.profiles import (
 from aligner.pipeline.runner import Pipeline, Stage, path_digest
 
 PROFILES = ("demo", "study", "study_eval")
+DEMO_THREADS = 2  # the same on every machine: a float sum's order depends on how many threads split it
 
 
 def _about(n: int) -> str:
@@ -287,7 +289,9 @@ def run_pipeline(cfg: PipelineConfig) -> Pipeline | list:
     stages = build_stages(profile)
     if cfg.dry_run:
         return dry_run(profile, stages, cfg)
-    pipe = Pipeline(profile.output_dir, force=cfg.force)
+    # the demo's tiny models on fixed threads, deterministic kernels and hash seeds: a rerun gives the same bytes
+    env = reproducible_env(DEMO_THREADS) if profile.name == "demo" else None
+    pipe = Pipeline(profile.output_dir, force=cfg.force, env=env)
     print(f"pipeline: profile {profile.name}, output {profile.output_dir}, {len(stages)} stages")
     t0 = time.perf_counter()
     for stage in stages:

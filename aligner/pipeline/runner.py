@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aligner.core.cli import to_argv
+from aligner.core.cli import note_saved, to_argv
 from aligner.core.io import file_digest, read_json, write_json_atomic
 from aligner.core.paths import REPO_ROOT
 from aligner.core.runinfo import git_commit, now_iso, package_versions
@@ -52,7 +52,8 @@ def path_digest(path: Path) -> str | None:
 
 class Pipeline:
     def __init__(self, output_dir: Path, force: bool = False, log=print, env: dict | None = None,
-                 manifest_name: str = "manifest.json", echo: bool = False, dry_run: bool = False):
+                 manifest_name: str = "manifest.json", echo: bool = False, dry_run: bool = False,
+                 heartbeat: float = 30.0):
         self.output_dir = Path(output_dir)
         if not dry_run:  # a dry run only reads the manifest (``plan``)
             self.output_dir.mkdir(parents=True, exist_ok=True)
@@ -61,6 +62,7 @@ class Pipeline:
         self.log = log
         self.env = env
         self.echo = echo  # also stream each stage's output to stdout (make data), not only to its log file
+        self.heartbeat = heartbeat  # seconds between two progress lines of a running stage (without echo)
         old = read_json(self.manifest_path) if self.manifest_path.is_file() else {}
         self.previous: dict = old.get("stages", {}) if isinstance(old, dict) else {}
         self.manifest = {
@@ -134,21 +136,21 @@ class Pipeline:
         logs = self.output_dir / "logs"
         logs.mkdir(exist_ok=True)
         log_path = logs / f"{stage.name}.log"
+        done = [name for name, entry in self.manifest["stages"].items() if entry.get("status") == "done"]
+        note_saved(f"{len(done)} completed stage(s) kept in {self.output_dir} (manifest {self.manifest_path}); "
+                   f"stage {stage.name} was running (log {log_path}) and is redone")
         t0 = time.perf_counter()
         with log_path.open("w", encoding="utf-8") as fh:
             fh.write("$ " + " ".join(argv) + "\n")
             fh.flush()
             env = dict(os.environ, **(self.env or {}))
-            if self.echo:
-                proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
-                                        bufsize=1)
-                for line in proc.stdout:
-                    fh.write(line)
-                    sys.stdout.write(line)
-                sys.stdout.flush()
-                proc.wait()
-            else:
-                proc = subprocess.run(argv, stdout=fh, stderr=subprocess.STDOUT, env=env)
+            try:
+                proc = self._execute(stage, argv, env, fh, log_path, t0)
+            except KeyboardInterrupt:
+                self.manifest["stages"][stage.name] = {"command": argv, "inputs": inputs, "status": "interrupted",
+                                                       "log": str(log_path), "finished": now_iso()}
+                self.write_manifest()
+                raise
         wall = time.perf_counter() - t0
         entry = {"command": argv, "inputs": inputs, "wall_seconds": round(wall, 2), "log": str(log_path),
                  "finished": now_iso()}
@@ -175,9 +177,70 @@ class Pipeline:
         self.timings.append((stage.name, wall, "done"))
         return "done"
 
+    def _execute(self, stage: Stage, argv: list[str], env: dict, fh, log_path: Path, t0: float):
+        """Run the stage's command, its output into ``fh`` (and to stdout with ``echo``); without ``echo`` a line
+        every ``heartbeat`` seconds says how long it has run, how far it got (the last line of its log: a tqdm
+        bar, a log line) and where the log is, so a long stage is never a silent console."""
+        if self.echo:
+            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
+                                    bufsize=1)
+            try:
+                for line in proc.stdout:
+                    fh.write(line)
+                    sys.stdout.write(line)
+                sys.stdout.flush()
+                proc.wait()
+            except KeyboardInterrupt:
+                _stop(proc)
+                raise
+            return proc
+        proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, env=env)
+        self.log(f"[{stage.name:<24}] running; log {log_path}")
+        try:
+            while True:
+                try:
+                    proc.wait(timeout=self.heartbeat)
+                    return proc
+                except subprocess.TimeoutExpired:
+                    fh.flush()
+                    self.log(f"[{stage.name:<24}] {_minutes(time.perf_counter() - t0)}: {last_progress(log_path)}")
+        except KeyboardInterrupt:
+            _stop(proc)
+            raise
+
     def write_manifest(self) -> None:
         self.manifest["updated"] = now_iso()
         write_json_atomic(self.manifest_path, self.manifest)
+
+
+def _stop(proc: subprocess.Popen, grace: float = 10.0) -> None:
+    """After Ctrl-C (which the stage received too, and answers by saving and exiting): wait for it briefly, then
+    end it."""
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.terminate()
+        proc.wait()
+
+
+def _minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+
+
+def last_progress(log_path: Path, width: int = 110) -> str:
+    """The last thing a stage wrote to its log: the latest state of a tqdm bar (which rewrites its line with
+    carriage returns) or the last log line, cut to ``width`` characters."""
+    try:
+        with open(log_path, "rb") as fh:
+            fh.seek(max(0, fh.seek(0, os.SEEK_END) - 8192))
+            tail = fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        return "(no log yet)"
+    pieces = [p.strip() for p in tail.replace("\r", "\n").split("\n") if p.strip()]
+    if not pieces:
+        return "(nothing written yet)"
+    last = " ".join(pieces[-1].split())
+    return last if len(last) <= width else last[:width - 3] + "..."
 
 
 def script_command(path: str, config, **values) -> list[str]:

@@ -9,19 +9,21 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aligner.core.io import atomic_write_text
+from aligner.core.io import AlignerError, atomic_write_text
 from aligner.core.paths import REPO_ROOT
 from aligner.report.plots import plot_results, plot_tradeoff, plot_training_curves
 from aligner.report.published import compare_published, render_published
 from aligner.report.scoreboard import build_scoreboard, render_scoreboard
-from aligner.report.tables import Report, collect_results, compare, render
+from aligner.report.tables import Benchmark, Report, RunMetrics, collect_results, compare, render
 
 
 @dataclass(kw_only=True)
 class TablesConfig:
     results_dir: str = field(default="evaluation/results", metadata={
         "help": "folder of benchmark folders with metrics_<run>.json"})
-    baseline: str = field(default="baseline", metadata={"help": "the run compared against"})
+    baseline: str = field(default="baseline", metadata={
+        "help": "the run compared against; when no run has the default name, the folder's one run without an adapter "
+                "(default: baseline)"})
     runs: list[str] | None = field(default=None, metadata={
         "help": "comma-separated runs to show, in this order (default: every run found)", "sep": ","})
     format: str = field(default="md", metadata={"help": "output format", "choices": ["md", "csv", "latex"]})
@@ -81,12 +83,40 @@ def report_text(cfg: TablesConfig, report: Report) -> str:
     return "\n".join(p for p in parts if p)
 
 
+DEFAULT_BASELINE = "baseline"
+NO_ADAPTER = ("", "none", "null", "base")
+
+
+def _is_base_run(rm: RunMetrics) -> bool:
+    """A run of the model without an adapter: its metrics file says ``lora_path: null``, or its name says base."""
+    lora = rm.info.get("lora_path")
+    return (lora is not None and lora.strip().lower() in NO_ADAPTER) or rm.run == "base" or rm.run.endswith("_base")
+
+
+def choose_baseline(benches: list[Benchmark], baseline: str, results_dir: str) -> str:
+    """``baseline`` when some benchmark has that run.  Without one, and with the default name, the folder's one run
+    without an adapter (said on stderr); else one line naming the runs there is."""
+    if any(baseline in b.runs for b in benches):
+        return baseline
+    runs = sorted({r for b in benches for r in b.runs})
+    base_runs = sorted({rm.run for b in benches for rm in b.runs.values() if _is_base_run(rm)})
+    if baseline == DEFAULT_BASELINE and len(base_runs) == 1:
+        print(f"no run named '{baseline}' under {results_dir}: comparing against '{base_runs[0]}', the run without an "
+              "adapter (--baseline picks another)", file=sys.stderr)
+        return base_runs[0]
+    why = (f"several runs without an adapter ({', '.join(base_runs)})" if len(base_runs) > 1 else
+           "no run without an adapter to take instead" if baseline == DEFAULT_BASELINE else "")
+    raise AlignerError(f"no run named '{baseline}' under {results_dir}" + (f" and {why}" if why else "")
+                       + f"; pass --baseline with one of: {', '.join(runs)}")
+
+
 def make_tables(cfg: TablesConfig) -> Report:
     """Print the tables (and write them, the bar chart and the training curves where asked); returns the report."""
     benches = collect_results(cfg.results_dir)
     if not benches:
         raise FileNotFoundError(f"no metrics_*.json files under {cfg.results_dir}")
-    report = compare(benches, baseline=cfg.baseline, runs=cfg.runs, n_boot=cfg.n_boot, seed=cfg.seed)
+    baseline = choose_baseline(benches, cfg.baseline, cfg.results_dir)
+    report = compare(benches, baseline=baseline, runs=cfg.runs, n_boot=cfg.n_boot, seed=cfg.seed)
     text = report_text(cfg, report)
     sys.stdout.write(text)
     if cfg.output:
@@ -96,6 +126,6 @@ def make_tables(cfg: TablesConfig) -> Report:
         print(f"bar chart written to {plot_results(report, cfg.plot)}", file=sys.stderr)
     for item in cfg.train_log:
         name, _, path = item.partition("=")
-        out = plot_training_curves(path, Path(cfg.train_plot_dir) / f"training_{name}.png")
+        out = plot_training_curves(path, Path(cfg.train_plot_dir) / f"training_{name}.png", name=name)
         print(f"training curves written to {out}", file=sys.stderr)
     return report

@@ -13,7 +13,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from aligner.eval.metrics.registry import declared, display_name, metric_kind
-from aligner.report.tables import Change, Report, Table, _ci_cells, _latex_table, _md_table, fmt_abs, fmt_value
+from aligner.report.degenerate import scored_from_answers
+from aligner.report.tables import (
+    DEGENERATE_MARK,
+    Change,
+    Report,
+    Table,
+    _ci_cells,
+    _latex_table,
+    _md_table,
+    fmt_abs,
+    fmt_interval,
+    fmt_value,
+)
 
 
 @dataclass(frozen=True)
@@ -58,6 +70,7 @@ class Row:
     spec: AxisMetric
     values: dict[str, float]            # run -> value (the base included)
     changes: dict[str, Change]          # adapter run -> change against the base
+    degenerate: dict[str, list[str]] = field(default_factory=dict)  # run -> notes on its answers (this metric's)
 
     @property
     def short_label(self) -> str:
@@ -114,7 +127,9 @@ def build_scoreboard(report: Report, axes: tuple[Axis, ...] = AXES) -> Scoreboar
                 continue
             changes = {c.run: c for run_changes in report.changes.get(spec.benchmark, {}).values()
                        for c in run_changes if declared(c.metric) is not None and declared(c.metric).name == spec.metric}
-            sb.rows.append(Row(axis, spec, values, changes))
+            notes = {run: rm.degenerate for run, rm in bench.runs.items()
+                     if rm.degenerate and scored_from_answers(spec.metric)}
+            sb.rows.append(Row(axis, spec, values, changes, notes))
     return sb
 
 
@@ -125,24 +140,28 @@ def _change_cell(c: Change | None) -> str:
     return f"{fmt_abs(c.abs_change)} {ci} {c.verdict}".replace("  ", " ").strip()
 
 
+def _value_cell(r: Row, run: str) -> str:
+    v = r.values.get(run)
+    return "" if v is None else fmt_value(v) + (DEGENERATE_MARK if r.degenerate.get(run) else "")
+
+
 def scoreboard_table(sb: Scoreboard) -> Table:
     header = ["Axis", "Metric", sb.baseline]
     for run in sb.adapters:
         header += [run, f"Δ {run} [95% CI]"]
     rows = []
     for r in sb.rows:
-        base = r.values.get(sb.baseline)
-        row = [r.axis.title, r.label, "" if base is None else fmt_value(base)]
+        row = [r.axis.title, r.label, _value_cell(r, sb.baseline)]
         for run in sb.adapters:
-            v = r.values.get(run)
-            row += ["" if v is None else fmt_value(v), _change_cell(r.changes.get(run))]
+            row += [_value_cell(r, run), _change_cell(r.changes.get(run))]
         rows.append(row)
     return Table("Scoreboard: hallucination, truthfulness, instruction following", header, rows)
 
 
 SCOREBOARD_LEGEND = ("Per adapter, each axis's metrics with the change against the base: absolute change, the paired "
                      "bootstrap 95% interval of the change (questions matched across runs; * = it excludes 0) and the "
-                     "verdict from the metric's direction (↓: lower is better, ↑: higher is better). Hallucination: "
+                     "verdict from the metric's direction (↓: lower is better, ↑: higher is better), \"no clear "
+                     "change\" when the interval includes 0. Hallucination: "
                      "HaluEval hallucination rates; truthfulness: TruthfulQA MC2 and judged truthfulness; instruction "
                      "following: IFEval prompt-level accuracy, strict and loose (lm-evaluation-harness's checkers).")
 
@@ -157,10 +176,10 @@ def what_changed(sb: Scoreboard) -> list[str]:
             c = r.changes.get(run)
             if c is None:
                 continue
-            if c.ci is None or not c.ci.excludes_zero:
-                groups["unclear"].append(r.label)
+            if c.verdict in ("improved", "regressed") and c.ci is not None:
+                groups[c.verdict].append(f"{r.label} {fmt_abs(c.abs_change)} {fmt_interval(c.ci.low, c.ci.high)}")
             else:
-                groups[c.verdict].append(f"{r.label} {fmt_abs(c.abs_change)} [{c.ci.low:+.5f}, {c.ci.high:+.5f}]")
+                groups["unclear"].append(r.label)
         parts = [f"{k}: {'; '.join(v)}" for k, v in (("improved", groups["improved"]),
                                                      ("regressed", groups["regressed"])) if v]
         if groups["unclear"]:
@@ -170,12 +189,25 @@ def what_changed(sb: Scoreboard) -> list[str]:
     return out
 
 
+def degenerate_lines(sb: Scoreboard) -> list[str]:
+    """One line per benchmark and run whose answers are degenerate: what the ⚠ beside its numbers means."""
+    seen: dict[tuple[str, str], str] = {}
+    for r in sb.rows:
+        for run in [sb.baseline, *sb.adapters]:
+            for note in r.degenerate.get(run, []):
+                seen.setdefault((r.spec.source, run), note)
+    return [f"{source}, {run}: {note}" for (source, run), note in seen.items()]
+
+
 def render_scoreboard(sb: Scoreboard, fmt: str = "md", figure: str | None = None) -> str:
     """The scoreboard section (markdown or LaTeX); empty when no axis has data."""
     if not sb.rows:
         return ""
     table = scoreboard_table(sb)
     notes = [f"{b}: no metrics files, so that axis row is missing" for b in sb.missing]
+    degenerate = degenerate_lines(sb)
+    if degenerate:
+        notes.insert(0, "⚠ degenerate answers (the numbers marked ⚠ score them): " + "; ".join(degenerate))
     if fmt == "latex":
         return "\n\n".join(["% Scoreboard", _latex_table("Scoreboard", table), "% " + SCOREBOARD_LEGEND,
                             *(f"% Note: {n}" for n in notes)]) + "\n"

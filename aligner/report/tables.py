@@ -24,6 +24,8 @@ from aligner.core.io import DataError, read_json
 from aligner.core.paths import RESULT_FILES, tag_from_file
 from aligner.eval.metrics.registry import NOT_RESULTS, declared, display_name, metric_kind
 from aligner.report.bootstrap import BootstrapCI, _stable_seed, bootstrap_ci, paired_values
+from aligner.report.degenerate import KEY as DEGENERATE_KEY
+from aligner.report.degenerate import run_notes, scored_from_answers
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +43,7 @@ class RunMetrics:
     values: dict[str, float]          # declared metrics and counts, flattened ("gen.mc1" for nested dicts)
     info: dict[str, str]              # model, lora path, method ...
     undeclared: list[str] = field(default_factory=list)  # other numbers in the file (not tabulated)
+    degenerate: list[str] = field(default_factory=list)  # notes on degenerate answers (aligner.report.degenerate)
 
 
 @dataclass
@@ -65,7 +68,7 @@ def _flatten(obj: dict, prefix: str = "") -> tuple[dict[str, float], dict[str, s
     undeclared: list[str] = []
     for k, v in obj.items():
         key = f"{prefix}{k}"
-        if str(k) in NOT_RESULTS:
+        if str(k) in NOT_RESULTS or k == DEGENERATE_KEY:
             continue
         if isinstance(v, dict):
             sub_v, sub_i, sub_u = _flatten(v, key + ".")
@@ -90,8 +93,9 @@ def read_metrics_file(path: str | os.PathLike) -> RunMetrics:
     if not isinstance(obj, dict):
         raise DataError(path, "expected a JSON object of metrics")
     values, info, undeclared = _flatten(obj)
-    return RunMetrics(run=tag_from_file(path, "metrics"), path=path, values=values, info=info,
-                      undeclared=undeclared)
+    run = tag_from_file(path, "metrics")
+    return RunMetrics(run=run, path=path, values=values, info=info, undeclared=undeclared,
+                      degenerate=run_notes(obj, path.parent, run))
 
 
 def collect_results(results_dir: str | os.PathLike) -> list[Benchmark]:
@@ -151,11 +155,23 @@ class Change:
 
     @property
     def verdict(self) -> str:
-        d = self.abs_change
-        if d == 0:
-            return "unchanged"
-        better = d < 0 if self.direction == "lower" else d > 0
-        return "improved" if better else "regressed"
+        """``improved`` / ``regressed`` by the metric's direction; ``no clear change`` when the change's 95% interval
+        holds 0 (a point estimate on the wrong side of an interval that includes 0 is no verdict); ``unchanged``
+        when the values are equal.  Without an interval (no per-sample files) the sign of the change decides."""
+        return change_verdict(self.abs_change, self.direction, self.ci)
+
+
+NO_CLEAR_CHANGE = "no clear change"
+
+
+def change_verdict(change: float, direction: str, ci: BootstrapCI | None = None) -> str:
+    """The one verdict rule of every report (tables, scoreboard, figures): see ``Change.verdict``."""
+    if change == 0:
+        return "unchanged"
+    if ci is not None and not ci.excludes_zero:
+        return NO_CLEAR_CHANGE
+    better = change < 0 if direction == "lower" else change > 0
+    return "improved" if better else "regressed"
 
 
 @dataclass
@@ -218,18 +234,28 @@ def _change_ci(bench: Benchmark, metric: str, baseline: str, run: str, ch: Chang
 # rendering
 # ---------------------------------------------------------------------------------------------
 
+def _no_negative_zero(text: str) -> str:
+    """"-0.00000" and "+0.00000" (a value that rounds to zero) print as "0.00000": a sign there says nothing."""
+    digits = text.lstrip("+-").rstrip("%")
+    return text.lstrip("+-") if digits.replace("0", "").replace(".", "") == "" else text
+
+
 def fmt_value(v: float) -> str:
     if isinstance(v, int):
         return f"{v}"
-    return f"{v:.5f}"
+    return _no_negative_zero(f"{v:.5f}")
 
 
 def fmt_abs(d: float) -> str:
-    return f"{d:+.5f}"
+    return _no_negative_zero(f"{d:+.5f}")
 
 
 def fmt_rel(r: float | None) -> str:
-    return "n/a" if r is None else f"{r:+.2f}%"
+    return "n/a" if r is None else _no_negative_zero(f"{r:+.2f}%")
+
+
+def fmt_interval(low: float, high: float, fmt=fmt_abs) -> str:
+    return f"[{fmt(low)}, {fmt(high)}]"
 
 
 def _direction_tag(kind: str) -> str:
@@ -241,8 +267,17 @@ def _ci_cells(ci: BootstrapCI | None) -> tuple[str, str]:
         return "", ""
     mark = " *" if ci.excludes_zero else ""
     dagger = "" if ci.consistent else " †"
-    rel = "n/a" if ci.rel_low is None else f"[{ci.rel_low:+.2f}%, {ci.rel_high:+.2f}%]"
-    return f"[{ci.low:+.5f}, {ci.high:+.5f}]{mark}{dagger}", rel
+    rel = "n/a" if ci.rel_low is None else fmt_interval(ci.rel_low, ci.rel_high, fmt_rel)
+    return f"{fmt_interval(ci.low, ci.high)}{mark}{dagger}", rel
+
+
+DEGENERATE_MARK = " ⚠"
+DEGENERATE_ROW = "⚠ Degenerate answers"
+
+
+def degenerate_mark(rm: RunMetrics, metric: str) -> str:
+    """" ⚠" beside a number scored from degenerate answers (the note is in the table's ⚠ row)."""
+    return DEGENERATE_MARK if rm.degenerate and scored_from_answers(metric) else ""
 
 
 @dataclass
@@ -265,8 +300,10 @@ def report_tables(report: Report) -> list[tuple[str, list[Table]]]:
             row = [display_name(metric) + _direction_tag(metric_kind(metric))]
             for run in order:
                 v = bench.runs[run].values.get(metric)
-                row.append("" if v is None else fmt_value(v))
+                row.append("" if v is None else fmt_value(v) + degenerate_mark(bench.runs[run], metric))
             rows.append(row)
+        if any(bench.runs[run].degenerate for run in order):
+            rows.append([DEGENERATE_ROW] + ["; ".join(bench.runs[run].degenerate) for run in order])
         tables.append(Table("Summary", header, rows))
         for run, changes in report.changes[bench.name].items():
             has_ci = any(c.ci is not None for c in changes)
@@ -316,8 +353,10 @@ def _csv_rows(report: Report) -> list[dict]:
     for bench in report.benchmarks:
         for run in report.runs[bench.name]:
             for metric, v in bench.runs[run].values.items():
+                rm = bench.runs[run]
                 rows.append({"benchmark": bench.name, "table": "summary", "run": run, "metric": metric,
-                             "kind": metric_kind(metric), "value": v})
+                             "kind": metric_kind(metric), "value": v,
+                             "degenerate": "; ".join(rm.degenerate) if degenerate_mark(rm, metric) else ""})
         for run, changes in report.changes[bench.name].items():
             for c in changes:
                 row = {"benchmark": bench.name, "table": "change", "run": run, "baseline": c.baseline,
@@ -333,7 +372,7 @@ def _csv_rows(report: Report) -> list[dict]:
 
 CSV_COLUMNS = ["benchmark", "table", "run", "baseline", "metric", "kind", "value", "baseline_value", "abs_change",
                "rel_change_pct", "verdict", "ci_low", "ci_high", "rel_ci_low", "rel_ci_high", "ci_excludes_zero",
-               "n_pairs", "n_boot"]
+               "n_pairs", "n_boot", "degenerate"]
 
 
 def render(report: Report, fmt: str = "md") -> str:
@@ -355,8 +394,9 @@ def render(report: Report, fmt: str = "md") -> str:
         else:
             raise ValueError(f"unknown format {fmt!r}; use md, csv or latex")
     legend = ("Relative change = (run - baseline) / baseline x 100. Verdict follows the metric's direction "
-              "(hallucination rate: lower is better). 95% CI: paired bootstrap over the per-sample files, "
-              "questions matched across runs; * = the interval excludes zero.")
+              "(hallucination rate: lower is better), and is \"no clear change\" when the 95% interval includes "
+              "zero. 95% CI: paired bootstrap over the per-sample files, questions matched across runs; * = the "
+              "interval excludes zero.")
     if fmt == "md":
         parts.append(legend)
         parts.extend(f"Note: {n}" for n in report.notes)

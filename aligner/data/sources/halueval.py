@@ -21,6 +21,12 @@ STEP1_FIELDS = ("knowledge", "question", "right_answer")
 PREDICTION_FIELDS = ("question", "knowledge", "right_answer", "generated_text")
 
 
+#: every field of a row is text; a number or a list there is a broken file, found while reading (not after a model
+#: has loaded and the first generate call chokes on it)
+ROW_TYPES = {name: str for name in HALUEVAL_FIELDS}
+PREDICTION_TYPES = {**{name: str for name in PREDICTION_FIELDS}, "generated_text": (str, type(None))}
+
+
 def resolve_data_path(path: str | os.PathLike | None) -> Path:
     """The data file as given, else relative to the repository root; a clear error when neither exists."""
     p = Path(path or DEFAULT_DATA_PATH).expanduser()
@@ -35,12 +41,12 @@ def resolve_data_path(path: str | os.PathLike | None) -> Path:
 def load_halueval(path: str | os.PathLike | None = None, limit: int = -1,
                   required: Sequence[str] = HALUEVAL_FIELDS) -> list[dict]:
     """HaluEval QA rows (JSON lines); a row without a required field is a ``DataError`` naming its line."""
-    return read_jsonl(resolve_data_path(path), required=required, limit=limit)
+    return read_jsonl(resolve_data_path(path), required=required, limit=limit, types=ROW_TYPES)
 
 
 def load_predictions(path: str | os.PathLike) -> list[dict]:
     """Step-1 predictions; an empty ``generated_text`` is allowed (it is a legitimate, if poor, answer)."""
-    return read_jsonl(path, required=PREDICTION_FIELDS, allow_empty=True)
+    return read_jsonl(path, required=PREDICTION_FIELDS, allow_empty=True, types=PREDICTION_TYPES)
 
 
 # --- the hallucination-detection benchmark's three splits ------------------------------------------------
@@ -68,4 +74,5 @@ def split_file(data_dir: str | os.PathLike | None, split: str) -> Path:
 
 def load_detection_split(data_dir: str | os.PathLike | None, split: str, limit: int = -1) -> list[dict]:
     """A split's rows (JSON lines) with the fields the detection benchmark reads."""
-    return read_jsonl(split_file(data_dir, split), required=DETECTION_FIELDS[split], limit=limit)
+    return read_jsonl(split_file(data_dir, split), required=DETECTION_FIELDS[split], limit=limit,
+                      types={name: str for name in DETECTION_FIELDS[split]})

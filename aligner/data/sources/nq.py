@@ -11,12 +11,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
-from aligner.core.io import DataError, iter_json_lines
+from aligner.core.io import DataError, check_types, iter_json_lines
 
 logger = logging.getLogger(__name__)
 
 # An NQ HTML token: <P>, </Td>, <Table border="1"> (the simplified format keeps attributes out, but be lenient).
 _HTML_TOKEN = re.compile(r"^</?[A-Za-z][A-Za-z0-9]*(\s[^<>]*)?/?>$")
+
+
+#: the fields the readers use, as they must be typed (original NQ: document_tokens; simplified: document_text)
+_OPT = type(None)
+NQ_TYPES = {"question_text": str, "document_text": str, "document_tokens": list, "document_title": (str, _OPT),
+            "document_url": (str, _OPT), "example_id": (int, str), "annotations": (list, _OPT)}
 
 
 def iter_nq_records(path: str | os.PathLike, skip_invalid: bool = False, stats: dict | None = None
@@ -35,6 +41,7 @@ def iter_nq_records(path: str | os.PathLike, skip_invalid: bool = False, stats: 
                                    "present", lineno)
         if "question_text" not in rec:
             raise DataError(where, "missing 'question_text'", lineno)
+        check_types(rec, NQ_TYPES, where, lineno)
 
     def skipped(err: DataError, lineno: int) -> None:
         logger.warning("skipping: %s", err)

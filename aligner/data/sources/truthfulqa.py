@@ -10,6 +10,7 @@ scored MC on ``multiple_choice`` and generated from ``generation`` (README: Diff
 from __future__ import annotations
 
 import logging
+import numbers
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,11 @@ CSV_COLUMNS = ("Question", "Best Answer", "Correct Answers", "Incorrect Answers"
 
 
 ANSWER_SEP = ";"
+
+#: the HF schema's fields as they must be typed (mc*_targets are checked by ``_check_targets``)
+RECORD_TYPES = {"question": str, "mc1_targets": dict, "mc2_targets": dict, "best_answer": (str, type(None)),
+                "category": (str, type(None))}
+GENERATION_TYPES = {"question": str, "generated": (str, type(None)), "index": int}
 
 
 class DatasetUnavailableError(AlignerError, RuntimeError):
@@ -71,11 +77,22 @@ def _limited(limit: int | None) -> int | None:
     return None if limit is None or limit < 0 else limit
 
 
+def _sequence(value) -> list | None:
+    """A JSON list, or the array a parquet column holds, as a list; None for anything else (a string, a number)."""
+    if isinstance(value, (str, bytes, dict)) or not hasattr(value, "__iter__"):
+        return None
+    return list(value)
+
+
 def _check_targets(path, row_desc: str, name: str, targets, exactly_one: bool) -> tuple[list[str], list[int]]:
     if not isinstance(targets, dict) or "choices" not in targets or "labels" not in targets:
         raise DataError(path, f"{row_desc}: {name} must be an object with 'choices' and 'labels'")
-    choices = [str(c) for c in list(targets["choices"])]
-    labels = [int(v) for v in list(targets["labels"])]
+    choices, labels = _sequence(targets["choices"]), _sequence(targets["labels"])
+    if choices is None or not all(isinstance(c, str) for c in choices):
+        raise DataError(path, f"{row_desc}: {name}.choices must be a list of strings")
+    if labels is None or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in labels):
+        raise DataError(path, f"{row_desc}: {name}.labels must be a list of 0/1 integers")
+    labels = [int(v) for v in labels]
     if len(choices) != len(labels) or not choices:
         raise DataError(path, f"{row_desc}: {name} has {len(choices)} choices and {len(labels)} labels")
     if any(v not in (0, 1) for v in labels):
@@ -121,7 +138,7 @@ def data_from_records(path: str | os.PathLike, limit: int | None = None, need_mc
     """JSON / JSONL / parquet rows in the HF schema.  Without ``need_mc`` rows of the HF ``generation``
     config (question, best_answer, ...) are enough."""
     required = ["question", "mc1_targets", "mc2_targets"] if need_mc else ["question"]
-    rows = read_records(path, required, limit=_limited(limit))
+    rows = read_records(path, required, limit=_limited(limit), types=RECORD_TYPES)
     mc, gen = [], []
     for i, row in enumerate(rows):
         desc = f"record {i + 1} ({str(row['question'])[:60]!r})"
@@ -132,6 +149,10 @@ def data_from_records(path: str | os.PathLike, limit: int | None = None, need_mc
             mc.append(MCItem(i, question, c1, l1, c2, l2))
         elif need_mc:
             raise DataError(path, f"{desc}: no mc1_targets/mc2_targets")
+        for name in ("correct_answers", "incorrect_answers"):
+            answers = row.get(name)
+            if answers is not None and (_sequence(answers) is None or not all(isinstance(x, str) for x in answers)):
+                raise DataError(path, f"{desc}: {name} must be a list of strings")
         gen.append(_gen_item(i, question, row))
     return TruthfulQAData(mc=mc, gen=gen, source=str(path))
 
@@ -244,7 +265,7 @@ def load_truthfulqa(data_path: str | os.PathLike | None = None, limit: int | Non
 
 def read_generations(path: str | os.PathLike) -> list[dict]:
     """Answers to judge: JSONL records with ``question`` and ``generated`` (``index`` = position if absent)."""
-    recs = read_jsonl(path, required=["question", "generated"], allow_empty=True)
+    recs = read_jsonl(path, required=["question", "generated"], allow_empty=True, types=GENERATION_TYPES)
     out, seen = [], set()
     for i, r in enumerate(recs):
         idx = r.get("index", i)

@@ -238,8 +238,16 @@ class HaluEvalSimilarity(HaluEvalGeneration):
 
     def __init__(self, cfg):
         super().__init__(cfg)
-        self.sampling = resolve_sampling(cfg, cfg.model_path)
-        self._scorers = None
+        self._scorers = self._sampling = None
+
+    @property
+    def sampling(self) -> dict:
+        """The decoding settings (the model's generation_config read once, after the data is checked)."""
+        if self._sampling is None:
+            self._sampling = resolve_sampling(self.cfg, self.cfg.model_path)
+            logger.info("decoding: %s", "greedy" if self._sampling["temperature"] == 0 else
+                        f"sampling {self._sampling}, seed {self.cfg.seed}")
+        return self._sampling
 
     def scorers(self):
         if self._scorers is None:  # once, after the generator loaded (the order the study's memory use assumed)
@@ -313,7 +321,4 @@ def run_halueval_similarity(cfg: HaluEvalSimilarityConfig) -> dict:
     setup_logging()
     if cfg.from_detailed:
         return rescore_to_files(cfg)
-    task = HaluEvalSimilarity(cfg)
-    logger.info("decoding: %s", "greedy" if task.sampling["temperature"] == 0 else
-                f"sampling {task.sampling}, seed {cfg.seed}")
-    return evaluate(task)
+    return evaluate(HaluEvalSimilarity(cfg))

@@ -115,7 +115,8 @@ class HaluEvalDetection(Task):
             return [{"shown": it["shown"], "label": it["label"], **v, "correct": v["judgement"] == it["label"]}
                     for it, v in zip(items, verdicts)]
 
-        return [Phase("detect", "detailed", make, exact=loglik, check=_same_shown, text=None if loglik else "response",
+        # degenerate outputs: the raw answers, or with log-likelihoods the verdicts (all "No" is as telling)
+        return [Phase("detect", "detailed", make, exact=loglik, check=_same_shown, text="judgement" if loglik else "response",
                       chunk=max(cfg.batch_size * 8, 32), finite=("logp_yes", "logp_no"), metrics=detection_metrics,
                       metric_keys=(*DETECTION_METRICS, "n_invalid", "n_samples"))]
 
