@@ -60,8 +60,9 @@ def model_identity(model_path: str, dtype: torch.dtype, mixed_precision: str) ->
 def reference_identity(model_path: str, dtype: torch.dtype, mixed_precision: str, layout: str,
                        attention: str) -> dict:
     """The cache file's identity: ``model_identity`` plus the layout and attention kernel of the computation."""
-    return {"version": CACHE_VERSION, **model_identity(model_path, dtype, mixed_precision), "layout": layout,
-            "attention": attention}
+    ident = {"version": CACHE_VERSION, **model_identity(model_path, dtype, mixed_precision), "layout": layout,
+             "attention": attention}
+    return json.loads(json.dumps(ident))  # as the file holds it (lists, not tuples), so the two compare equal
 
 
 def pair_key(pair: TokenizedPair) -> str:
