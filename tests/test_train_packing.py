@@ -292,11 +292,11 @@ def test_packed_run_logs_what_the_padded_run_logs(compat, llama32_policy_dir, le
 @pytest.mark.slow
 def test_two_process_packed_run_matches_one_process(llama32_policy_dir, level_files, tmp_path):
     """2 DDP processes (gloo) x 2 pairs against one process x 4 pairs per micro-batch, packed with
-    --max_tokens_per_batch 500: the processes' pairs pack into different numbers of forwards, which are evened out
+    --max_tokens_per_batch 400: the processes' pairs pack into different numbers of forwards, which are evened out
     (else the gradient reduction would hang); the adapters agree to 1e-5 of their scale."""
     args = ["--model_path", str(llama32_policy_dir), "--data_files", ",".join(map(str, level_files)), "--epochs", "2",
             "--lr", "1e-3", "--warmup_steps", "0", "--grad_accum_steps", "2", "--lora_dropout", "0", "--prompt_format",
-            "chat", "--max_tokens_per_batch", "500", "--layout", "packed", "--device", "cpu", "--no_progress"]
+            "chat", "--max_tokens_per_batch", "400", "--layout", "packed", "--device", "cpu", "--no_progress"]
     with __import__("socket").socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -307,7 +307,8 @@ def test_two_process_packed_run_matches_one_process(llama32_policy_dir, level_fi
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert json.loads((tmp_path / "ddp" / "run_config.json").read_text())["world_size"] == 2
+    run_cfg = json.loads((tmp_path / "ddp" / "run_config.json").read_text())
+    assert run_cfg["world_size"] == 2 and run_cfg["final"]["packed"]["steps_evened_out"] >= 1
     from conftest import load_script
 
     load_script("first_improvement/training/train_dpop_improved.py").main(
@@ -317,3 +318,54 @@ def test_two_process_packed_run_matches_one_process(llama32_policy_dir, level_fi
     assert scale > 1e-4 and max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-5 * max(1.0, scale)
     logs = [[json.loads(x) for x in (tmp_path / n / "train_log.jsonl").read_text().splitlines()] for n in ("ddp", "one")]
     assert [r["loss"] for r in logs[0]] == pytest.approx([r["loss"] for r in logs[1]], rel=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------
+# the study's defaults unchanged
+# ---------------------------------------------------------------------------------------------
+
+#: the last commit before the packed layout and the loss registry: its trainer is the yardstick of --layout padded
+EARLIER_TRAINER_COMMIT = "205935f"
+
+_EARLIER_RUN = """
+import json, sys, torch
+torch.set_num_threads(1)
+from aligner.train.config import DPOPTrainingConfig
+from aligner.train.dpop_trainer import train_dpop
+from aligner.train.preference import load_levels
+kw = json.loads(sys.argv[1])
+train_dpop(DPOPTrainingConfig(**kw), load_levels(json.loads(sys.argv[2])))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("prompt_format,extra", [("plain", {}), ("chat", {"rpo_alpha": 0.5, "study_compat": True,
+                                                                          "max_length": 300})])
+def test_padded_dpop_run_logs_what_the_earlier_trainer_logged(prompt_format, extra, llama32_policy_dir, level_files,
+                                                               tmp_path):
+    """The trainer as it was (``git archive`` of the commit before this change) and ``--layout padded`` now, the same
+    DPOP run: every value the earlier trainer logged is logged again, equal (measured: bitwise), except the curriculum
+    stage's old second name ``epoch``."""
+    earlier = tmp_path / "earlier_src"
+    earlier.mkdir()
+    archive = subprocess.run(["git", "archive", EARLIER_TRAINER_COMMIT, "aligner"], cwd=REPO, capture_output=True)
+    if archive.returncode != 0:
+        pytest.skip(f"commit {EARLIER_TRAINER_COMMIT} not in this checkout's history: {archive.stderr[-200:]!r}")
+    subprocess.run(["tar", "-x", "-C", str(earlier)], input=archive.stdout, check=True)
+    kw = {**dict(model_path=str(llama32_policy_dir), epochs=2, lr=5e-3, warmup_steps=1, max_length=1024,
+                 per_device_batch_size=2, grad_accum_steps=2, logging_steps=1, device="cpu", progress=False,
+                 prompt_format=prompt_format, save_every_steps=0, lora_dropout=0.05, max_grad_norm=1.0), **extra}
+    files = json.dumps([str(f) for f in level_files])
+    proc = subprocess.run([sys.executable, "-c", _EARLIER_RUN, json.dumps({**kw, "output_dir": str(tmp_path / "was")}),
+                           files], cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": str(earlier), "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    now = _run(llama32_policy_dir, tmp_path / "now", level_files, layout="padded",
+               **{k: v for k, v in kw.items() if k != "model_path"})
+    was = [json.loads(x) for x in (tmp_path / "was" / "train_log.jsonl").read_text().splitlines()]
+    assert len(was) == len(now) >= 5
+    for a, b in zip(was, now):
+        assert set(a) - set(b) == {"epoch"} and set(b) <= set(a)
+        for k, v in a.items():
+            if k not in ("epoch", "pairs_per_s"):
+                assert b[k] == pytest.approx(v, rel=1e-6, abs=1e-9), (a["step"], k)

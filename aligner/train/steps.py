@@ -45,9 +45,10 @@ class PackedForward:
 
 
 def packed_forwards(groups_by_process: Sequence[Sequence[Sequence[tuple[int, int]]]], rank: int, tokenized,
-                    max_tokens: int, row_tokens: int) -> list[PackedForward]:
-    """Process ``rank``'s forwards of one optimizer step.  ``groups_by_process[p]`` are process p's padded
-    micro-batches (lists of (level, index)); every process's plan is computed so that all run as many forwards."""
+                    max_tokens: int, row_tokens: int) -> tuple[list[PackedForward], bool]:
+    """Process ``rank``'s forwards of one optimizer step, and whether the processes' plans had to be evened out.
+    ``groups_by_process[p]`` are process p's padded micro-batches (lists of (level, index)); every process's plan
+    is computed here, so that all run as many forwards without exchanging a message."""
     plans = []
     for groups in groups_by_process:
         refs = [ref for g in groups for ref in g]
@@ -66,7 +67,7 @@ def packed_forwards(groups_by_process: Sequence[Sequence[Sequence[tuple[int, int
         where = {i: k for k, i in enumerate(idx)}
         out.append(PackedForward([refs[i] for i in idx], [[where[i] for i in row] for row in rows],
                                  [size[i] for i in idx], [tokens[i] for i in idx]))
-    return out
+    return out, len({len(p) for p in plans}) > 1
 
 
 def keep_graph(policy: torch.Tensor, model) -> torch.Tensor:
@@ -140,7 +141,10 @@ def run_packed_step(trainer, stage: int):
     step = trainer.state.step_in_stage
     groups = [[trainer.micro_batch(stage, step, m, process=p) for m in range(cfg.grad_accum_steps)]
               for p in range(acc.num_processes)]
-    forwards = packed_forwards(groups, acc.process_index, trainer.tokenized, trainer.max_tokens, trainer.row_tokens)
+    forwards, evened = packed_forwards(groups, acc.process_index, trainer.tokenized, trainer.max_tokens,
+                                       trainer.row_tokens)
+    trainer.packing_counts["forwards"] += len(forwards)
+    trainer.packing_counts["steps_evened_out"] += int(evened)
     for k, fwd in enumerate(forwards):
         last = k == len(forwards) - 1
         acc.sync_gradients = last

@@ -123,6 +123,7 @@ class PreferenceTrainer:
         self.max_tokens = cfg.max_tokens_per_batch or 2 * cfg.per_device_batch_size * cfg.max_length
         self.row_tokens = cfg.max_length
         self.tokens_computed = 0
+        self.packing_counts = {"forwards": 0, "steps_evened_out": 0}
         self.ref_values: dict[str, tuple[float, float]] | None = None
         self.ref_record: dict = {}
 
@@ -426,7 +427,8 @@ class PreferenceTrainer:
                 pairs = self.steps_this_run * self.plan.pairs_per_step / self.acc.num_processes
                 final = {"global_step": self.state.global_step, "last_log": self.last_log,
                          "seconds": time.perf_counter() - self.t0,
-                         "policy_tokens_per_pair": self.tokens_computed / max(1.0, pairs)}
+                         "policy_tokens_per_pair": self.tokens_computed / max(1.0, pairs),
+                         **({"packed": self.packing_counts} if self.cfg.layout == "packed" else {})}
                 write_run_config(self.out, self.run_args, extra={**self._run_extra(), "final": final})
                 print(f"training finished after {self.state.global_step} optimizer steps; adapter in {self.out}")
         else:
