@@ -97,7 +97,7 @@ def test_simpo_runs_no_reference_forward(layout, tiny_model_dir, levels_files, t
         trainer._setup()
         trainer.window, trainer.steps_this_run = LogWindow(), 0
         calls = []
-        hook = trainer.model.get_base_model().register_forward_pre_hook(lambda *a: calls.append(1))
+        hook = trainer.model.get_base_model().register_forward_pre_hook(lambda *a, calls=calls: calls.append(1))
         trainer._optimizer_step(1)
         hook.remove()
         counts[name] = len(calls)
