@@ -34,6 +34,27 @@ from aligner.train.packing import (
 )
 
 
+class LogWindow:
+    """The loss values and per-pair metrics since the last logging step, whatever keys the loss reports (the same
+    on every process, so they gather in one order)."""
+
+    def __init__(self):
+        self.take()
+
+    def add(self, loss: torch.Tensor, metrics: dict[str, torch.Tensor]) -> None:
+        """``loss``: (k,) values averaged with equal weight (a padded micro-batch's loss, or a packed forward's
+        per-pair shares of theirs); ``metrics``: (B,) per-pair values."""
+        self.losses.append(loss.reshape(-1))
+        for k, v in metrics.items():
+            self.metrics.setdefault(k, []).append(v)
+
+    def take(self) -> tuple[list[torch.Tensor], dict[str, list[torch.Tensor]]]:
+        out = (getattr(self, "losses", []), getattr(self, "metrics", {}))
+        self.losses: list[torch.Tensor] = []
+        self.metrics: dict[str, list[torch.Tensor]] = {}
+        return out
+
+
 @dataclass
 class PackedForward:
     """One packed forward of a step: its pairs (level, index), their rows (indices into ``refs``), and per pair the

@@ -67,33 +67,12 @@ from aligner.train.preference import (
 )
 from aligner.train.reference import cached_reference, pair_key, reference_identity
 from aligner.train.schedule import build_optimizer, reset_optimizer_state
-from aligner.train.steps import run_packed_step, run_padded_step
+from aligner.train.steps import LogWindow, run_packed_step, run_padded_step
 from aligner.train.tracking import log_record, start_tracker
 
 logger = logging.getLogger(__name__)
 
 TRAIN_LOG = "train_log.jsonl"
-
-
-class LogWindow:
-    """The loss values and per-pair metrics since the last logging step, whatever keys the loss reports (the same
-    on every process, so they gather in one order)."""
-
-    def __init__(self):
-        self.take()
-
-    def add(self, loss: torch.Tensor, metrics: dict[str, torch.Tensor]) -> None:
-        """``loss``: (k,) values averaged with equal weight (a padded micro-batch's loss, or a packed forward's
-        per-pair shares of theirs); ``metrics``: (B,) per-pair values."""
-        self.losses.append(loss.reshape(-1))
-        for k, v in metrics.items():
-            self.metrics.setdefault(k, []).append(v)
-
-    def take(self) -> tuple[list[torch.Tensor], dict[str, list[torch.Tensor]]]:
-        out = (getattr(self, "losses", []), getattr(self, "metrics", {}))
-        self.losses: list[torch.Tensor] = []
-        self.metrics: dict[str, list[torch.Tensor]] = {}
-        return out
 
 
 @dataclass
@@ -119,6 +98,10 @@ class PreferenceTrainer:
         self.out = Path(cfg.output_dir)
         self.loss_spec = loss_spec(cfg.loss)
         self.loss_settings = LossSettings.from_config(cfg)
+        unused = [f for f, v, used_by in (("--lam", cfg.lam, ("dpop",)), ("--logit_clamp", cfg.logit_clamp, ("dpop", "sigmoid")))
+                  if v and cfg.loss not in used_by]
+        if unused:
+            logger.info("--loss %s does not use %s (set by the recipe or the command line)", cfg.loss, " or ".join(unused))
         # packed: a forward holds at most max_tokens (rows x width), a row at most max_length tokens (or one pair)
         self.max_tokens = cfg.max_tokens_per_batch or 2 * cfg.per_device_batch_size * cfg.max_length
         self.row_tokens = cfg.max_length
