@@ -1,4 +1,6 @@
-"""The DPOP loss: lambda = 0 is TRL's sigmoid DPO loss; the positive term and the metrics by hand."""
+"""The preference losses: each equals TRL 1.16's loss_type of its name (DPOP with lambda = 0 is TRL's sigmoid;
+SimPO is its paper's formula and TRL's CPOTrainer "simpo"), alone and with RPO's NLL; the DPOP positive term and
+the metrics by hand; the pair-by-pair form sums to the micro-batch loss."""
 
 import math
 from collections import defaultdict
@@ -7,7 +9,18 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from aligner.train.losses import METRIC_NAMES, dpop_loss, mean_metrics
+from aligner.train.losses import (
+    LOSS_NAMES,
+    LOSSES,
+    LossSettings,
+    dpop_loss,
+    mean_metrics,
+    preference_loss,
+    weighted_preference_loss,
+)
+
+REWARD_METRICS = {"rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "logps/chosen",
+                  "logps/rejected", "logps/ref_chosen", "logps/ref_rejected"}
 
 
 def _logps(seed: int, n: int = 7):
@@ -82,7 +95,7 @@ def test_positive_term_and_metrics_by_hand():
         assert m["rewards/accuracies"][i].item() == float(d > 0)
         assert m["rewards/margins"][i].item() == pytest.approx(d, rel=1e-12, abs=1e-12)
     assert loss.item() == pytest.approx(sum(per_pair) / 5, rel=1e-12)
-    assert set(m) == set(METRIC_NAMES) - {"loss/nll"}  # no chosen_lengths given: no NLL to report
+    assert set(m) == REWARD_METRICS | {"loss/dpo", "loss/positive"}  # no chosen_lengths given: no NLL to report
     # The data has pairs on both sides of the reference, so both the hinge and its zero branch are exercised.
     assert (m["loss/positive"] > 0).any() and (m["loss/positive"] == 0).any()
 
@@ -147,7 +160,9 @@ def _trl_loss(per_token, mask, rc, rr, beta, loss_type, loss_weights):
 
     inputs = {"input_ids": torch.ones_like(mask), "attention_mask": torch.ones_like(mask), "completion_mask": mask,
               "ref_chosen_logps": rc, "ref_rejected_logps": rr}
-    return DPOTrainer._compute_loss(stub, fake_model, inputs, return_outputs=False)
+    loss = DPOTrainer._compute_loss(stub, fake_model, inputs, return_outputs=False)
+    _trl_loss.metrics = {k: v[-1] for k, v in stub._metrics["train"].items()}
+    return loss
 
 
 @pytest.mark.parametrize("alpha", [0.5, 2.0])
@@ -201,3 +216,117 @@ def test_logit_clamp_changes_the_loss_only_beyond_the_bound():
     assert pc.grad[0].item() == 0.0 and pc.grad[1].item() < 0  # no gradient beyond the clamp
     with pytest.raises(ValueError, match="logit_clamp"):
         dpop_loss(pc, pr, ref, ref, logit_clamp=0.0)
+
+
+# --- the loss registry (issue 22 item 3) ------------------------------------------------------------------------
+
+TRL_NAMED = ("sigmoid", "ipo", "hinge", "apo_zero")  # DPOTrainer loss_types of the same name
+
+
+def _split(per_token, mask, rc):
+    n = rc.shape[0]
+    summed = per_token.sum(1)
+    lengths = mask[:, 1:].sum(1)
+    return summed[:n], summed[n:], lengths[:n], lengths[n:]
+
+
+@pytest.mark.parametrize("name", TRL_NAMED)
+@pytest.mark.parametrize("beta", [0.1, 0.5])
+def test_each_loss_equals_trl_loss_type_of_its_name(name, beta):
+    """On per-token log-probs of varying lengths: TRL sums them per sequence (and IPO divides by the completion
+    length); ours takes the sums and the response token counts."""
+    per_token, mask, rc, rr = _token_batch(11)
+    pc, pr, nc, nr = _split(per_token, mask, rc)
+    ours, metrics = preference_loss(name, pc, pr, rc, rr, nc, nr, LossSettings(beta=beta))
+    theirs = _trl_loss(per_token, mask, rc, rr, beta, [name], [1.0])
+    assert ours.item() == pytest.approx(theirs.item(), rel=1e-12, abs=1e-12)
+    mine = mean_metrics(metrics)
+    for key in ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "logps/chosen",
+                "logps/rejected"):
+        assert mine[key] == pytest.approx(_trl_loss.metrics[key], rel=1e-6, abs=1e-9), key
+    own = {"apo_zero": {"loss/apo_chosen", "loss/apo_rejected"}}.get(name, {f"loss/{name}"})
+    assert set(metrics) == REWARD_METRICS | own | {"loss/nll"}
+
+
+@pytest.mark.parametrize("name", TRL_NAMED)
+def test_rpo_alpha_combines_with_every_loss_as_trl_name_plus_sft(name):
+    per_token, mask, rc, rr = _token_batch(12)
+    pc, pr, nc, nr = _split(per_token, mask, rc)
+    ours, metrics = preference_loss(name, pc, pr, rc, rr, nc, nr, LossSettings(beta=0.2, rpo_alpha=0.7))
+    theirs = _trl_loss(per_token, mask, rc, rr, 0.2, [name, "sft"], [1.0, 0.7])
+    assert ours.item() == pytest.approx(theirs.item(), rel=1e-12)
+    plain, _ = preference_loss(name, pc, pr, rc, rr, nc, nr, LossSettings(beta=0.2))
+    assert ours.item() - plain.item() == pytest.approx(0.7 * metrics["loss/nll"][0].item(), rel=1e-12)
+
+
+def _cpo_simpo(avg_c, avg_r, beta, gamma):
+    """TRL 1.16's ``CPOTrainer.cpo_loss`` (loss_type "simpo", AlphaPO off, no label smoothing) called unchanged on
+    a stand-in for the trainer; it takes the length-normalised log-probs."""
+    from trl.experimental.cpo import CPOTrainer
+
+    stub = SimpleNamespace(alpha=0.0, loss_type="simpo", simpo_gamma=gamma, beta=beta, label_smoothing=0.0,
+                           accelerator=SimpleNamespace(device=torch.device("cpu")))
+    return CPOTrainer.cpo_loss(stub, avg_c, avg_r)
+
+
+@pytest.mark.parametrize("beta,gamma", [(2.0, 0.5), (2.5, 1.4)])
+def test_simpo_is_its_papers_formula_and_trl_cpo_simpo(beta, gamma):
+    per_token, mask, rc, rr = _token_batch(13)
+    pc, pr, nc, nr = _split(per_token, mask, rc)
+    ours, metrics = preference_loss("simpo", pc, pr, None, None, nc, nr, LossSettings(beta=beta, simpo_gamma=gamma))
+    # Meng et al. 2024, eq. 6: -log sigmoid(beta/|y_w| log pi(y_w|x) - beta/|y_l| log pi(y_l|x) - gamma)
+    paper = [math.log1p(math.exp(-(beta * pc[i].item() / nc[i].item() - beta * pr[i].item() / nr[i].item() - gamma)))
+             for i in range(pc.shape[0])]
+    assert ours.item() == pytest.approx(sum(paper) / len(paper), rel=1e-12)
+    losses, chosen_rewards, rejected_rewards = _cpo_simpo(pc / nc, pr / nr, beta, gamma)
+    assert ours.item() == pytest.approx(losses.mean().item(), rel=1e-12)
+    assert torch.allclose(metrics["rewards/chosen"], chosen_rewards) and torch.allclose(metrics["rewards/rejected"],
+                                                                                        rejected_rewards)
+    assert not LOSSES["simpo"].needs_reference and "logps/ref_chosen" not in metrics
+    assert all(LOSSES[n].needs_reference for n in LOSS_NAMES if n != "simpo")
+
+
+@pytest.mark.parametrize("beta", [0.1, 0.3])
+def test_values_at_zero_log_ratios(beta):
+    """Step 1 of a LoRA run (B = 0): the policy is the reference, every log-ratio is 0."""
+    per_token, mask, rc, _ = _token_batch(14)
+    pc, pr, nc, nr = _split(per_token, mask, rc)
+    want = {"dpop": math.log(2), "sigmoid": math.log(2), "ipo": 1 / (4 * beta ** 2), "hinge": 1.0, "apo_zero": 1.0}
+    for name, value in want.items():
+        loss, metrics = preference_loss(name, pc, pr, pc.clone(), pr.clone(), nc, nr, LossSettings(beta=beta))
+        assert loss.item() == pytest.approx(value, rel=1e-12), name
+        assert metrics["rewards/margins"].abs().max().item() == 0.0
+
+
+@pytest.mark.parametrize("name", LOSS_NAMES)
+def test_pair_by_pair_loss_sums_to_the_micro_batch_loss(name):
+    """The packed layout adds each pair with its share of its padded micro-batch: cut two micro-batches (sizes 4
+    and 3) into pieces across them, the sum of the pieces' losses is the sum of the two micro-batch losses, for
+    every loss with RPO on; the logged shares average to each micro-batch's loss."""
+    per_token, mask, rc, rr = _token_batch(15, n=7)
+    pc, pr, nc, nr = _split(per_token, mask, rc)
+    settings = LossSettings(beta=0.3, lam=5.0, rpo_alpha=0.4, simpo_gamma=0.5)
+    groups = [list(range(4)), list(range(4, 7))]
+    want = sum(preference_loss(name, pc[g], pr[g], rc[g], rr[g], nc[g], nr[g], settings)[0] for g in groups)
+    sizes = torch.tensor([4] * 4 + [3] * 3)
+    tokens = torch.cat([nc[g].sum().expand(len(g)) for g in groups])
+    total, shares = 0.0, torch.zeros(7, dtype=torch.float64)
+    for piece in ([0, 5], [1, 2, 3, 4], [6]):
+        loss, share, _ = weighted_preference_loss(name, pc[piece], pr[piece], rc[piece], rr[piece], nc[piece],
+                                                  nr[piece], settings, sizes[piece], tokens[piece])
+        total = total + loss
+        shares[piece] = share
+    assert total.item() == pytest.approx(want.item(), rel=1e-12)
+    for g in groups:
+        mb = preference_loss(name, pc[g], pr[g], rc[g], rr[g], nc[g], nr[g], settings)[0]
+        assert shares[g].mean().item() == pytest.approx(mb.item(), rel=1e-12)
+
+
+def test_unknown_loss_and_missing_inputs_are_one_line_errors():
+    z = torch.zeros(2)
+    with pytest.raises(ValueError, match="--loss must be one of dpop, sigmoid, ipo, hinge, apo_zero, simpo"):
+        preference_loss("orpo", z, z, z, z)
+    with pytest.raises(ValueError, match="needs the reference"):
+        preference_loss("sigmoid", z, z, None, None)
+    with pytest.raises(ValueError, match="response token counts"):
+        preference_loss("ipo", z, z, z, z)

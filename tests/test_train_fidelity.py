@@ -297,22 +297,25 @@ def test_a_pair_without_response_tokens_trains_nothing(tiny_model_dir, tmp_path)
 
 
 @pytest.mark.slow
-def test_bench_train_against_trl_smoke(tmp_path):
-    """``bench_train.py --vs trl`` on the tiny model: the three variants see the same token ids, agree on the first
-    step's log-probs, and the ratios are printed and written."""
+def test_bench_train_packed_padded_and_trl_smoke(tmp_path):
+    """``bench_train.py`` on a narrow model: on both pair sets the three variants see the same token ids and agree on
+    the first step's log-probs; the packed layout computes fewer tokens per pair than the padded one, whose count is
+    TRL's (the same 2B padded rows); the ratios printed are those of the measured values."""
     from conftest import run_script
 
     out = tmp_path / "bench.json"
-    proc = run_script("benchmarks/bench_train.py", "--vs", "trl", "--model_preset", "tiny", "--model_vocab_size",
-                      "2048", "--n_pairs", "4", "--batch_size", "2", "--steps", "1", "--max_length", "192",
-                      "--threads", "1", "--output_json", out)
-    assert "speed ratio (trainer / trl)" in proc.stdout and "speed ratio (trainer / straightforward)" in proc.stdout
+    proc = run_script("benchmarks/bench_train.py", "--mode", "quick", "--hidden_size", "64", "--n_pairs", "2",
+                      "--batch_size", "2", "--steps", "1", "--threads", "1", "--output_json", out)
     summary = json.loads(out.read_text())
-    assert summary["agree"] == {"straightforward": True, "trl": True}
-    res = summary["results"]
-    assert res["trl"]["same_token_ids"] and math.isfinite(summary["trl_speed_ratio"])
-    assert summary["trl_speed_ratio"] == pytest.approx(res["trainer"]["pairs_per_s"] / res["trl"]["pairs_per_s"],
-                                                       rel=1e-12)
-    assert all(r["pairs_per_s"] == pytest.approx(2 / r["seconds"], rel=1e-12) for r in res.values())  # 1 step x 2
-    assert f"speed ratio (trainer / trl): {summary['trl_speed_ratio']:.2f}x" in proc.stdout
-    assert summary["results"]["trl"]["losses"][0] == pytest.approx(0.6931471805599453, rel=1e-6)  # B = 0: log 2
+    assert set(summary["sets"]) == {"halueval", "long"}
+    for name, res in summary["sets"].items():
+        assert res["agree"] == {"padded": True, "trl": True}, name
+        r = res["results"]
+        assert r["trl"]["same_token_ids"] and r["trl"]["losses"][0] == pytest.approx(math.log(2), rel=1e-6)
+        assert r["packed"]["tokens_per_pair"] < 0.7 * r["padded"]["tokens_per_pair"]
+        assert r["trl"]["tokens_per_pair"] == r["padded"]["tokens_per_pair"]
+        for other in ("padded", "trl"):
+            ratio = res["ratios"][other]
+            assert ratio["speed"] == pytest.approx(r["packed"]["pairs_per_s"] / r[other]["pairs_per_s"], rel=1e-12)
+            assert f"packed / {other}: speed {ratio['speed']:.2f}x" in proc.stdout
+    assert "target: packed >= 1.8x padded pairs/s" in proc.stdout

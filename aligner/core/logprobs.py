@@ -192,6 +192,48 @@ def token_logprobs_from_logits(logits: torch.Tensor, targets: torch.Tensor) -> t
     return torch.cat(out)
 
 
+class _ChunkedRowTokenLogprobs(torch.autograd.Function):
+    """``logits[rows[j], targets[j]] - logsumexp(logits[rows[j]])`` for each target j, where one row of logits may
+    serve several targets (a prompt's last position predicts both answers' first token in a prefix-shared row).
+    The logsumexp is computed once per row, ``LOGSUMEXP_CHUNK`` rows at a time in fp32, forward and backward, as
+    ``_ChunkedTokenLogprobs``; a row's gradient is the sum over its targets of (one-hot minus softmax)."""
+
+    @staticmethod
+    def forward(ctx, logits, rows, targets):
+        n = logits.shape[0]
+        lse = torch.empty(n, dtype=torch.float32, device=logits.device)
+        for lo in range(0, n, LOGSUMEXP_CHUNK):
+            lse[lo: lo + LOGSUMEXP_CHUNK] = torch.logsumexp(logits[lo: lo + LOGSUMEXP_CHUNK].float(), dim=-1)
+        out = logits[rows, targets].float() - lse[rows]
+        ctx.save_for_backward(logits, rows, targets, lse)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        logits, rows, targets, lse = ctx.saved_tensors
+        g = grad_out.float()
+        per_row = torch.zeros(logits.shape[0], dtype=torch.float32, device=logits.device).index_add_(0, rows, g)
+        grad = torch.empty_like(logits)
+        for lo in range(0, logits.shape[0], LOGSUMEXP_CHUNK):
+            hi = lo + LOGSUMEXP_CHUNK
+            chunk = -(per_row[lo:hi].unsqueeze(-1) * torch.exp(logits[lo:hi].float() - lse[lo:hi].unsqueeze(-1)))
+            inside = (rows >= lo) & (rows < hi)
+            chunk.index_put_((rows[inside] - lo, targets[inside]), g[inside], accumulate=True)
+            grad[lo:hi] = chunk.to(logits.dtype)
+        return grad, None, None
+
+
+def token_logprobs_at_rows(logits: torch.Tensor, rows: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """log p(targets[j]) under the logits row ``rows[j]``, in fp32, for a (N, V) logits tensor and (M,) ``rows`` and
+    ``targets``; several targets may share a row (its logsumexp is computed once).  Chunked as
+    ``token_logprobs_from_logits``, without a copy of the shared rows."""
+    if rows.shape != targets.shape:
+        raise ValueError(f"rows {tuple(rows.shape)} and targets {tuple(targets.shape)} must have one shape")
+    if rows.numel() == 0:
+        return logits.new_zeros(0, dtype=torch.float32)
+    return _ChunkedRowTokenLogprobs.apply(logits, rows, targets)
+
+
 def batch_response_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                             resp_mask: torch.Tensor, return_token_logprobs: bool = False):
     """Summed response log-probs per row of a right-padded batch; differentiable when grad is enabled.

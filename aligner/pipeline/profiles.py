@@ -87,6 +87,15 @@ class Profile:
     #                                          its hf/ snapshot (the hub's multiple_choice + generation configs)
     detection_limit: int = -1            # HaluEval detection: first N samples of each split (-1: all 10,000)
     detection_scoring: str = "generate"  # ... the paper's scoring; the demo's tiny model: loglik
+    # both training stages: --layout, --loss, --max_tokens_per_batch (None: the trainer's defaults, packed / dpop)
+    train_layout: str | None = None
+    train_loss: str | None = None
+    max_tokens_per_batch: int | None = None
+
+    def training_choices(self) -> dict:
+        """The layout, loss and forward size both training stages get, where the profile sets them."""
+        chosen = dict(layout=self.train_layout, loss=self.train_loss, max_tokens_per_batch=self.max_tokens_per_batch)
+        return {k: v for k, v in chosen.items() if v is not None}
 
 
 def demo_profile(output_dir: Path, halueval: Path, truthfulqa: Path, final_data: Path) -> Profile:
@@ -301,7 +310,7 @@ def training_stages(p: Profile, ws: Workspace) -> list[Stage]:
         Stage("train_best", script_command("first_improvement/training/train_dpop.py", (CurriculumData, DPOPTrainingConfig),
                                     model_path=ws.policy, data_files=",".join(map(str, ws.pair_files)),
                                     output_dir=best, epochs=p.train_epochs, progress=False, overwrite_output_dir=True,
-                                    study_compat=p.study_compat, **p.train_args),
+                                    study_compat=p.study_compat, **p.training_choices(), **p.train_args),
               outputs=[best / "adapter_config.json", best / "train_log.jsonl"], inputs=[*ws.pair_files, ws.policy],
               run_config=best / "run_config.json",
               note=f"({p.train_epochs or 'all four'} curriculum stages, "
@@ -309,7 +318,7 @@ def training_stages(p: Profile, ws: Workspace) -> list[Stage]:
         Stage("train_latest", script_command("further_improvement/training/train_dpop.py", (LatestRecipeData, DPOPTrainingConfig),
                                       model_path=ws.policy, hard_file=ws.teacher_pairs, medium_file=medium,
                                       output_dir=last, progress=False, overwrite_output_dir=True,
-                                      study_compat=p.study_compat, **p.latest_train_args),
+                                      study_compat=p.study_compat, **p.training_choices(), **p.latest_train_args),
               outputs=[last / "adapter_config.json", last / "train_log.jsonl"],
               inputs=[ws.teacher_pairs, medium, ws.policy], run_config=last / "run_config.json"),
         Stage("merge", script_command("scripts/merge_adapter.py", MergeConfig, base_model_path=ws.policy, adapter_path=best,

@@ -1,3 +1,5 @@
-"""Training: the DPOP loss (``losses``), the curriculum (``curriculum``), preference pairs and the reference
-cache (``preference``), the settings (``config``), the trainer (``dpop_trainer``), RAG SFT (``sft``), the
-faithfulness classifier (``classifier``) and adapter merging (``merge``)."""
+"""Training: the preference losses and their registry (``losses``), the curriculum (``curriculum``), preference
+pairs (``preference``, ``pair_tokens``), the batch layouts (``layouts``, ``packing``: padded and prefix-shared
+packed), one optimizer step (``steps``), the per-pair reference cache (``reference``), the settings (``config``),
+the trainer (``trainer``; ``dpop_trainer`` is its earlier name), RAG SFT (``sft``), the faithfulness classifier
+(``classifier``) and adapter merging (``merge``)."""

@@ -25,6 +25,8 @@ CHECKPOINT_DIR = "checkpoints"
 STATE_FILE = "trainer_state.json"
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_model.bin", "adapter_config.json")
 LOG_FILE = "train_log.jsonl"
+#: signature entries a checkpoint written before they existed holds implicitly (DPOP was the only loss)
+SIGNATURE_BEFORE = {"loss": "dpop"}
 
 
 class OutputDirError(AlignerError, RuntimeError):
@@ -162,9 +164,9 @@ class CheckpointManager:
 
         saved = read_json(ckpt / STATE_FILE)
         for k, v in signature.items():
-            if k != "total_steps" and saved.get(k) != v:
+            if k != "total_steps" and saved.get(k, SIGNATURE_BEFORE.get(k)) != v:
                 raise RuntimeError(f"cannot resume from {ckpt}: it was made with {k}={saved.get(k)}, this run has {v} "
-                                   "(same data, batch size, grad accumulation and process count are needed)")
+                                   "(same data, loss, batch size, grad accumulation and process count are needed)")
         self.acc.load_state(str(ckpt), **checkpoint_kwargs(self.acc)[1])
         if self.acc.distributed_type not in (DistributedType.FSDP, DistributedType.DEEPSPEED):
             weights = load_file(str(ckpt / "adapter_model.safetensors"))

@@ -1,5 +1,5 @@
-"""The settings of a DPOP training run: one dataclass, every field declared once with its default, help
-text and command-line spellings (the training scripts' parsers are generated from it by
+"""The settings of a preference training run (DPOP by default): one dataclass, every field declared once with its
+default, help text and command-line spellings (the training scripts' parsers are generated from it by
 ``aligner.core.cli``; each script overrides only the defaults of its recipe).
 
 The dataclass defaults are the study's first recipe (``first_improvement/training/train_dpop.py``);
@@ -16,12 +16,14 @@ from aligner.core.paths import PAIR_FILES, PUBLISHED_TEACHER_PAIRS_FILE, TEACHER
 from aligner.lm.settings import ChatSettings
 from aligner.prompts import DPO_IMPROVED_SYSTEM, DPO_LATEST_SYSTEM, PLAIN_DPO_FORMATS
 from aligner.train.curriculum import DEFAULT_FRACTIONS, LEFTOVER_MODES, parse_fractions
+from aligner.train.losses import LOSS_NAMES, LOSSES
 from aligner.train.pair_tokens import TRUNCATION_MODES as TRUNCATIONS
 
 PROMPT_FORMATS = ("plain", "chat")
 SCHEDULES = ("per_stage", "global")
 RECIPES = ("first", "improved", "latest")
 REPORT_TO = ("none", "tensorboard", "wandb")
+LAYOUTS = ("packed", "padded")
 #: what --truncation study means per recipe: the first and improved scripts cut whole sequences from the right at
 #: max_length; the latest one first cuts the context to a token budget, then cuts from the right
 STUDY_TRUNCATION = {"first": "right", "improved": "right", "latest": "budget"}
@@ -32,21 +34,37 @@ def _g(group: str, help: str, **more) -> dict:
 
 
 @dataclass(kw_only=True)
-class DPOPTrainingConfig(ChatSettings, StudyCompat):
+class PreferenceTrainingConfig(ChatSettings, StudyCompat):
     model_path: str = field(metadata={"help": "base model folder or hub id", "aliases": ["--model-path"]})
     output_dir: str = field(metadata={
         "help": "where epoch_<k>/, checkpoints/, the final adapter and train_log.jsonl go",
         "aliases": ["--out-dir", "--out_dir"]})
     # loss
-    beta: float = field(default=0.3, metadata=_g("DPOP loss", "DPO temperature beta"))
-    lam: float = field(default=50.0, metadata=_g("DPOP loss", "DPOP positive-term weight lambda; 0 = plain DPO",
+    loss: str = field(default="dpop", metadata=_g(
+        "loss", "the preference loss (aligner.train.losses): " + "; ".join(f"{n} = {s.summary}" for n, s in
+                                                                           LOSSES.items()) + " (default: dpop, the study's)",
+        choices=list(LOSS_NAMES)))
+    beta: float = field(default=0.3, metadata=_g("loss", "temperature beta of every loss (ipo: its tau)"))
+    lam: float = field(default=50.0, metadata=_g("loss", "dpop: positive-term weight lambda (0 = plain DPO)",
                                                   aliases=["--lambda"]))
     rpo_alpha: float = field(default=0.0, metadata=_g(
-        "DPOP loss", "add A x the per-token NLL of the chosen answers (pooled over the micro-batch, as TRL) to the "
-                     "loss: RPO / 'DPO + NLL' (Pang et al. 2024); logged as loss/nll; 0 = off, the study"))
+        "loss", "any loss: add A x the per-token NLL of the chosen answers (pooled over the micro-batch, as TRL) to "
+                "the loss: RPO / 'DPO + NLL' (Pang et al. 2024); logged as loss/nll; 0 = off, the study"))
     logit_clamp: float | None = field(default=None, metadata=_g(
-        "DPOP loss", "clamp beta*Delta to [-C, C] inside the DPO log-sigmoid (the study's latest recipe: 50); none = "
-                     "no clamp", aliases=["--clamp_logits"]))
+        "loss", "dpop and sigmoid: clamp beta*Delta to [-C, C] inside the log-sigmoid (the study's latest recipe: "
+                "50); none = no clamp", aliases=["--clamp_logits"]))
+    simpo_gamma: float = field(default=0.5, metadata=_g(
+        "loss", "simpo: target reward margin gamma (TRL's CPOConfig default)"))
+    # batch layout
+    layout: str = field(default="packed", metadata=_g(
+        "batch layout", "packed: each pair's prompt computed once with both answers attending to it, pairs packed into "
+                        "rows without padding (block 4-D attention mask, SDPA or eager); padded: chosen and rejected "
+                        "as 2B right-padded rows (the earlier layout); the log-probs agree to float rounding",
+        choices=list(LAYOUTS)))
+    max_tokens_per_batch: int | None = field(default=None, metadata=_g(
+        "batch layout", "packed: most tokens (rows x width) in one forward; an optimizer step still holds "
+                        "per_device_batch_size x processes x grad_accum_steps pairs, cut into as many forwards as this "
+                        "needs (default: 2 x per_device_batch_size x max_length, the most a padded micro-batch holds)"))
     # optimisation
     lr: float = field(default=2e-4, metadata=_g("optimisation", "peak learning rate", aliases=["--learning_rate"]))
     weight_decay: float = field(default=0.01, metadata=_g(
@@ -68,7 +86,8 @@ class DPOPTrainingConfig(ChatSettings, StudyCompat):
     seed: int = field(default=42, metadata=_g("optimisation", "seed for LoRA init, shuffles and dropout"))
     # curriculum and data
     epochs: int | None = field(default=4, metadata=_g(
-        "curriculum and data", "run the first K curriculum stages (none: every stage)"))
+        "curriculum and data", "run the first K curriculum stages (none: every stage; the study's name, --epochs)",
+        aliases=["--stages"]))
     stage_fractions: Sequence[float] = field(default=DEFAULT_FRACTIONS, metadata=_g(
         "curriculum and data", "fraction of each level used from the stage that introduces it", sep=",",
         parse=float))
@@ -116,7 +135,7 @@ class DPOPTrainingConfig(ChatSettings, StudyCompat):
         "LoRA", "continue training this saved adapter (the reference stays the base model)",
         aliases=["--load-adapter-path"]))
     start_epoch: int = field(default=1, metadata=_g(
-        "LoRA", "curriculum stage to start at, with --load-adapter-path", aliases=["--start-epoch"]))
+        "LoRA", "curriculum stage to start at, with --load-adapter-path", aliases=["--start-epoch", "--start_stage"]))
     resume_step: int = field(default=0, metadata=_g(
         "LoRA", "micro-batches of the start stage already trained (study's unit; rounded down to whole optimizer "
                 "steps)", aliases=["--resume-step"]))
@@ -166,6 +185,11 @@ class DPOPTrainingConfig(ChatSettings, StudyCompat):
         self.lora_target_modules = [m.strip() for m in modules if m.strip()]
         if self.prompt_format not in PROMPT_FORMATS:
             raise ValueError(f"prompt_format must be one of {PROMPT_FORMATS}, not {self.prompt_format!r}")
+        for name, allowed in (("loss", LOSS_NAMES), ("layout", LAYOUTS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"--{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
+        if self.max_tokens_per_batch is not None and self.max_tokens_per_batch < 1:
+            raise ValueError(f"--max_tokens_per_batch must be >= 1, got {self.max_tokens_per_batch}")
         self._resolve_fidelity()
 
     def _resolve_fidelity(self) -> None:
@@ -238,3 +262,7 @@ RECIPE_DEFAULTS = {
                    logging_steps=10, prompt_format="chat", lora_target_modules=("q_proj", "k_proj", "v_proj", "o_proj"),
                    system_prompt=DPO_LATEST_SYSTEM, logit_clamp=50.0, recipe="latest"),
 }
+
+
+#: the earlier name (scripts, the pipeline and other branches import it)
+DPOPTrainingConfig = PreferenceTrainingConfig

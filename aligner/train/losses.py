@@ -1,48 +1,165 @@
-"""DPO-Positive (Pal et al. 2024) as a pure function of summed response log-probabilities.
+"""Preference losses as pure functions of summed response log-probabilities, and their registry (``--loss``).
 
-For a pair (x, y_w, y_l) with s(y) = sum_t log pi(y_t | x, y_<t) over the response tokens:
+Every loss takes (B,) tensors: the policy's summed response log-probs of the chosen and rejected answers ``pc``,
+``pr``, the reference's ``rc``, ``rr`` (None for a reference-free loss) and the answers' response token counts
+``nc``, ``nr``; it returns the per-pair loss (B,) and its own metrics, detached (B,) tensors keyed by TRL's names.
+With s(y) = sum_t log pi(y_t | x, y_<t) over the response tokens, the log-ratios c = s_theta(y_w) - s_ref(y_w) and
+r = s_theta(y_l) - s_ref(y_l):
 
-    d    = beta * [(s_theta(y_w) - s_ref(y_w)) - (s_theta(y_l) - s_ref(y_l))]
-    loss = -log sigmoid(d) + lambda * max(0, s_ref(y_w) - s_theta(y_w))      (mean over the batch)
-           + alpha * NLL
+    dpop      -log sigmoid(beta (c - r)) + lambda max(0, -c)           the study's DPO-Positive (Pal et al. 2024)
+    sigmoid   -log sigmoid(beta (c - r))                               DPO (Rafailov et al. 2023)
+    ipo       (c / nc - r / nr - 1 / (2 beta))^2                       IPO (Azar et al. 2023), per-token as TRL
+    hinge     max(0, 1 - beta (c - r))                                 SLiC-HF hinge (Zhao et al. 2023)
+    apo_zero  (1 - sigmoid(beta c)) + sigmoid(beta r)                  APO-zero (D'Oosterlinck et al. 2024)
+    simpo     -log sigmoid(beta (s_theta(y_w) / nc - s_theta(y_l) / nr) - gamma)   SimPO (Meng et al. 2024), no ref
 
-With ``lam = 0`` this is the sigmoid DPO loss of Rafailov et al. (TRL's ``loss_type="sigmoid"``, no label
-smoothing).  The positive term is what keeps the chosen answer's likelihood from falling below the
-reference's, the failure mode DPOP was introduced to fix.
+Each equals TRL 1.16's ``DPOTrainer`` ``loss_type`` of the same name (SimPO: its paper's formula, which is TRL's
+``CPOTrainer(loss_type="simpo")``); at zero log-ratios (step 1 of a LoRA run: B = 0, the policy is the reference)
+sigmoid and dpop give ln 2, ipo 1 / (4 beta^2), hinge and apo_zero 1.
 
-This is the study's form (its training scripts add the penalty outside the sigmoid, unscaled by beta).  The
-DPOP paper puts ``- lambda * max(0, ...)`` inside the sigmoid's argument, where it is scaled by beta and
-saturates; the additive form here is much stronger at lambda = 50 (its gradient on s_theta(y_w) is lambda,
-against at most beta for the DPO term), so the penalty dominates whenever it is active.
+DPOP here is the study's form: the penalty added outside the sigmoid, unscaled by beta (the DPOP paper puts
+``- lambda max(0, ...)`` inside the sigmoid's argument, where it is scaled by beta and saturates; the additive form
+is much stronger at lambda = 50, whose gradient on s_theta(y_w) is lambda against at most beta for the DPO term).
+``logit_clamp`` C clamps beta (c - r) to [-C, C] inside the log-sigmoid of dpop and sigmoid (the study's latest
+recipe, C = 50; zero gradient outside); the positive term is never clamped.
 
-``rpo_alpha`` (alpha) adds the RPO / "DPO + NLL" regulariser (Pang et al. 2024): the policy's negative
-log-likelihood of the chosen responses per token, pooled over the batch,
-
-    NLL = -sum_i s_theta(y_w,i) / sum_i n_i          (n_i = response tokens of chosen answer i)
-
-which is TRL's definition (TRL 1.16: ``loss_type=["sigmoid", "sft"], loss_weights=[1, alpha]``; its "sft" term is
-``-chosen_per_token_logps[chosen_mask].mean()`` over the micro-batch): the mean over every chosen token of the
-batch, not a mean of per-answer means.  It is added once (not per pair) to the batch-mean loss.
-
-``logit_clamp`` c clamps beta*Delta to [-c, c] before the log-sigmoid (the study's latest recipe, c = 50; the
-gradient of the DPO term is zero outside).  The positive and NLL terms are never clamped.
+``rpo_alpha`` (alpha, any loss) adds the RPO / "DPO + NLL" term (Pang et al. 2024): the policy's per-token NLL of
+the chosen answers pooled over the micro-batch, NLL = -sum_i s_theta(y_w,i) / sum_i nc_i, TRL's "sft" term
+(``loss_type=[name, "sft"], loss_weights=[1, alpha]``: ``-chosen_per_token_logps[chosen_mask].mean()``).  The
+micro-batch loss is ``mean_i loss_i + alpha NLL`` (``preference_loss``); the packed layout, whose micro-batches
+need not be the padded ones, adds the same sum pair by pair with each pair's share of its padded micro-batch
+(``weighted_preference_loss``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
-# TRL's metric names, plus the loss terms.  "loss/nll" is the unweighted pooled NLL of the chosen answers (a
-# diagnostic even at rpo_alpha = 0); the loss adds rpo_alpha times it.
-METRIC_NAMES = (
-    "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies",
-    "logps/chosen", "logps/rejected", "logps/ref_chosen", "logps/ref_rejected",
-    "loss/dpo", "loss/positive", "loss/nll",
-)
+Tensor = torch.Tensor
+LossOut = tuple[Tensor, dict[str, Tensor]]
 
 
-def chosen_nll(policy_chosen_logps: torch.Tensor, chosen_lengths: torch.Tensor) -> torch.Tensor:
+def _reward_metrics(pc: Tensor, pr: Tensor, rc: Tensor, rr: Tensor, beta: float) -> dict[str, Tensor]:
+    """TRL's reward and log-prob metrics: rewards = beta x log-ratio."""
+    chosen, rejected = beta * (pc - rc).detach(), beta * (pr - rr).detach()
+    return {"rewards/chosen": chosen, "rewards/rejected": rejected, "rewards/margins": chosen - rejected,
+            "rewards/accuracies": (chosen > rejected).float(), "logps/chosen": pc.detach(),
+            "logps/rejected": pr.detach(), "logps/ref_chosen": rc.detach(), "logps/ref_rejected": rr.detach()}
+
+
+def _dpo_term(pc, pr, rc, rr, beta, logit_clamp):
+    arg = beta * ((pc - rc) - (pr - rr))
+    if logit_clamp is not None:
+        arg = arg.clamp(min=-logit_clamp, max=logit_clamp)
+    return -F.logsigmoid(arg)
+
+
+def dpop_pair_loss(pc, pr, rc, rr, nc=None, nr=None, *, beta: float, lam: float, logit_clamp: float | None = None,
+                   **_) -> LossOut:
+    dpo = _dpo_term(pc, pr, rc, rr, beta, logit_clamp)
+    # max(0, s_ref(y_w) - s_theta(y_w)): zero while the policy keeps the chosen answer at least as likely.
+    positive = lam * torch.clamp(rc - pc, min=0.0)
+    return dpo + positive, {**_reward_metrics(pc, pr, rc, rr, beta), "loss/dpo": dpo.detach(),
+                            "loss/positive": positive.detach()}
+
+
+def sigmoid_pair_loss(pc, pr, rc, rr, nc=None, nr=None, *, beta: float, logit_clamp: float | None = None,
+                      **_) -> LossOut:
+    dpo = _dpo_term(pc, pr, rc, rr, beta, logit_clamp)
+    return dpo, {**_reward_metrics(pc, pr, rc, rr, beta), "loss/sigmoid": dpo.detach()}
+
+
+def ipo_pair_loss(pc, pr, rc, rr, nc, nr, *, beta: float, **_) -> LossOut:
+    # TRL divides each log-ratio by its answer's token count (IPO's authors' normalisation; at least 1 token).
+    delta = (pc - rc) / nc.to(pc.dtype).clamp(min=1.0) - (pr - rr) / nr.to(pr.dtype).clamp(min=1.0)
+    loss = (delta - 1.0 / (2.0 * beta)) ** 2
+    return loss, {**_reward_metrics(pc, pr, rc, rr, beta), "loss/ipo": loss.detach()}
+
+
+def hinge_pair_loss(pc, pr, rc, rr, nc=None, nr=None, *, beta: float, **_) -> LossOut:
+    loss = torch.relu(1.0 - beta * ((pc - rc) - (pr - rr)))
+    return loss, {**_reward_metrics(pc, pr, rc, rr, beta), "loss/hinge": loss.detach()}
+
+
+def apo_zero_pair_loss(pc, pr, rc, rr, nc=None, nr=None, *, beta: float, **_) -> LossOut:
+    chosen = 1.0 - torch.sigmoid(beta * (pc - rc))  # raise the chosen answer's likelihood
+    rejected = torch.sigmoid(beta * (pr - rr))        # and lower the rejected one's
+    return chosen + rejected, {**_reward_metrics(pc, pr, rc, rr, beta), "loss/apo_chosen": chosen.detach(),
+                               "loss/apo_rejected": rejected.detach()}
+
+
+def simpo_pair_loss(pc, pr, rc, rr, nc, nr, *, beta: float, simpo_gamma: float, **_) -> LossOut:
+    """Reference-free (``rc``, ``rr`` are ignored and may be None), length-normalised; rewards are
+    beta x the mean token log-prob, as SimPO defines them (and TRL's CPOTrainer logs)."""
+    avg_c = pc / nc.to(pc.dtype).clamp(min=1.0)
+    avg_r = pr / nr.to(pr.dtype).clamp(min=1.0)
+    loss = -F.logsigmoid(beta * (avg_c - avg_r) - simpo_gamma)
+    chosen, rejected = beta * avg_c.detach(), beta * avg_r.detach()
+    return loss, {"rewards/chosen": chosen, "rewards/rejected": rejected, "rewards/margins": chosen - rejected,
+                  "rewards/accuracies": (chosen > rejected).float(), "logps/chosen": pc.detach(),
+                  "logps/rejected": pr.detach(), "loss/simpo": loss.detach()}
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    name: str
+    pair_loss: Callable[..., LossOut]
+    needs_reference: bool
+    summary: str
+
+
+LOSSES: dict[str, LossSpec] = {spec.name: spec for spec in (
+    LossSpec("dpop", dpop_pair_loss, True, "DPO-Positive, the study's (--beta, --lam, --logit_clamp)"),
+    LossSpec("sigmoid", sigmoid_pair_loss, True, "DPO (--beta, --logit_clamp)"),
+    LossSpec("ipo", ipo_pair_loss, True, "IPO, per-token log-ratios as TRL (--beta is tau)"),
+    LossSpec("hinge", hinge_pair_loss, True, "SLiC hinge (--beta)"),
+    LossSpec("apo_zero", apo_zero_pair_loss, True, "APO-zero (--beta)"),
+    LossSpec("simpo", simpo_pair_loss, False, "SimPO, reference-free and length-normalised (--beta, --simpo_gamma)"),
+)}
+LOSS_NAMES = tuple(LOSSES)
+
+
+@dataclass(frozen=True)
+class LossSettings:
+    """The loss hyper-parameters; each loss reads the ones it uses."""
+    beta: float = 0.3
+    lam: float = 50.0
+    logit_clamp: float | None = None
+    simpo_gamma: float = 0.5
+    rpo_alpha: float = 0.0
+
+    @classmethod
+    def from_config(cls, cfg) -> LossSettings:
+        return cls(beta=cfg.beta, lam=cfg.lam, logit_clamp=cfg.logit_clamp, simpo_gamma=cfg.simpo_gamma,
+                   rpo_alpha=cfg.rpo_alpha)
+
+
+def loss_spec(name: str) -> LossSpec:
+    if name not in LOSSES:
+        raise ValueError(f"--loss must be one of {', '.join(LOSS_NAMES)}, not {name!r}")
+    return LOSSES[name]
+
+
+def _check(pc, pr, rc, rr, nc, nr, spec: LossSpec, settings: LossSettings) -> None:
+    if spec.needs_reference and (rc is None or rr is None):
+        raise ValueError(f"--loss {spec.name} needs the reference log-probs")
+    tensors = [pc, pr, *((rc, rr) if spec.needs_reference else ()), *(n for n in (nc, nr) if n is not None)]
+    if len({t.shape for t in tensors}) != 1:
+        raise ValueError(f"the log-prob and length tensors must have one shape, got "
+                         f"{sorted({tuple(t.shape) for t in tensors})}")
+    if spec.name in ("ipo", "simpo") and (nc is None or nr is None):
+        raise ValueError(f"--loss {spec.name} needs the response token counts of both answers")
+    if settings.rpo_alpha and nc is None:
+        raise ValueError("rpo_alpha needs chosen_lengths (the chosen answers' response token counts)")
+    if settings.logit_clamp is not None and settings.logit_clamp <= 0:
+        raise ValueError(f"logit_clamp must be > 0 (or None: no clamp), got {settings.logit_clamp}")
+
+
+def chosen_nll(policy_chosen_logps: Tensor, chosen_lengths: Tensor) -> Tensor:
     """Per-token NLL of the chosen responses pooled over the batch: ``-sum(s) / sum(n)`` (a 0-d tensor).
 
     ``policy_chosen_logps``: (B,) summed log-probs; ``chosen_lengths``: (B,) response token counts (an answer cut
@@ -54,59 +171,51 @@ def chosen_nll(policy_chosen_logps: torch.Tensor, chosen_lengths: torch.Tensor) 
     return -policy_chosen_logps.sum() / n_tokens
 
 
-def dpop_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Tensor,
-              ref_chosen_logps: torch.Tensor, ref_rejected_logps: torch.Tensor,
-              beta: float = 0.3, lam: float = 50.0, *, rpo_alpha: float = 0.0,
-              chosen_lengths: torch.Tensor | None = None,
-              logit_clamp: float | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Return (loss, metrics).
-
-    Inputs are (B,) tensors of summed response log-probs; ``chosen_lengths`` (B,) holds the chosen answers'
-    response token counts, needed for the NLL (required when ``rpo_alpha`` != 0; without it ``loss/nll`` is not
-    reported).  The loss is a 0-d tensor: the batch mean of the per-pair DPOP loss, plus ``rpo_alpha`` times the
-    pooled NLL.  Metrics are detached per-pair tensors of shape (B,) keyed by ``METRIC_NAMES`` (``loss/nll``, one
-    value per batch, is repeated B times), so a caller can gather them across processes before averaging."""
-    shapes = {t.shape for t in (policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps)}
-    if len(shapes) != 1:
-        raise ValueError(f"the four log-prob tensors must have one shape, got {sorted(map(tuple, shapes))}")
-    if rpo_alpha and chosen_lengths is None:
-        raise ValueError("rpo_alpha needs chosen_lengths (the chosen answers' response token counts)")
-    if logit_clamp is not None and logit_clamp <= 0:
-        raise ValueError(f"logit_clamp must be > 0 (or None: no clamp), got {logit_clamp}")
-    chosen_logratios = policy_chosen_logps - ref_chosen_logps
-    rejected_logratios = policy_rejected_logps - ref_rejected_logps
-    dpo_arg = beta * (chosen_logratios - rejected_logratios)
-    if logit_clamp is not None:
-        dpo_arg = dpo_arg.clamp(min=-logit_clamp, max=logit_clamp)
-    dpo_term = -F.logsigmoid(dpo_arg)
-    # max(0, s_ref(y_w) - s_theta(y_w)): zero while the policy keeps the chosen answer at least as likely.
-    positive_term = lam * torch.clamp(ref_chosen_logps - policy_chosen_logps, min=0.0)
-    loss = (dpo_term + positive_term).mean()
-    nll = None
-    if chosen_lengths is not None:
-        nll = chosen_nll(policy_chosen_logps, chosen_lengths)
-        if rpo_alpha:
-            loss = loss + rpo_alpha * nll
-
-    chosen_rewards = beta * chosen_logratios.detach()
-    rejected_rewards = beta * rejected_logratios.detach()
-    metrics = {
-        "rewards/chosen": chosen_rewards,
-        "rewards/rejected": rejected_rewards,
-        "rewards/margins": chosen_rewards - rejected_rewards,
-        "rewards/accuracies": (chosen_rewards > rejected_rewards).float(),
-        "logps/chosen": policy_chosen_logps.detach(),
-        "logps/rejected": policy_rejected_logps.detach(),
-        "logps/ref_chosen": ref_chosen_logps.detach(),
-        "logps/ref_rejected": ref_rejected_logps.detach(),
-        "loss/dpo": dpo_term.detach(),
-        "loss/positive": positive_term.detach(),
-    }
-    if nll is not None:
-        metrics["loss/nll"] = nll.detach().expand(policy_chosen_logps.shape[0]).clone()
+def preference_loss(name: str, pc: Tensor, pr: Tensor, rc: Tensor | None, rr: Tensor | None,
+                    nc: Tensor | None = None, nr: Tensor | None = None,
+                    settings: LossSettings = LossSettings()) -> LossOut:
+    """The micro-batch loss (0-d): the batch mean of loss ``name``'s per-pair values, plus ``rpo_alpha`` times the
+    pooled chosen NLL; and the metrics, (B,) each (``loss/nll``, one value per batch, repeated B times; reported
+    whenever ``nc`` is given)."""
+    spec = loss_spec(name)
+    _check(pc, pr, rc, rr, nc, nr, spec, settings)
+    per_pair, metrics = spec.pair_loss(pc, pr, rc, rr, nc, nr, **vars(settings))
+    loss = per_pair.mean()
+    if nc is not None:
+        nll = chosen_nll(pc, nc)
+        if settings.rpo_alpha:
+            loss = loss + settings.rpo_alpha * nll
+        metrics["loss/nll"] = nll.detach().expand(pc.shape[0]).clone()
     return loss, metrics
 
 
-def mean_metrics(metrics: dict[str, torch.Tensor]) -> dict[str, float]:
+def weighted_preference_loss(name: str, pc: Tensor, pr: Tensor, rc: Tensor | None, rr: Tensor | None,
+                             nc: Tensor, nr: Tensor, settings: LossSettings, group_sizes: Tensor,
+                             group_chosen_tokens: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+    """The same loss added pair by pair: pair i belongs to a micro-batch of ``group_sizes[i]`` pairs holding
+    ``group_chosen_tokens[i]`` chosen tokens (all (B,)), so summing this over every pair of that micro-batch, in
+    any number of pieces, gives ``preference_loss`` of it.  Returns (the 0-d sum, each pair's share of its
+    micro-batch's loss x its size (B,), whose mean over the micro-batch is that loss, the metrics; ``loss/nll`` per
+    pair likewise)."""
+    spec = loss_spec(name)
+    _check(pc, pr, rc, rr, nc, nr, spec, settings)
+    per_pair, metrics = spec.pair_loss(pc, pr, rc, rr, nc, nr, **vars(settings))
+    sizes = group_sizes.to(per_pair.dtype)
+    nll_share = -pc * sizes / group_chosen_tokens.to(pc.dtype).clamp(min=1.0)
+    total = per_pair + settings.rpo_alpha * nll_share if settings.rpo_alpha else per_pair
+    metrics["loss/nll"] = nll_share.detach()
+    return (total / sizes).sum(), total.detach(), metrics
+
+
+def dpop_loss(policy_chosen_logps: Tensor, policy_rejected_logps: Tensor, ref_chosen_logps: Tensor,
+              ref_rejected_logps: Tensor, beta: float = 0.3, lam: float = 50.0, *, rpo_alpha: float = 0.0,
+              chosen_lengths: Tensor | None = None, logit_clamp: float | None = None) -> LossOut:
+    """The study's loss with its earlier signature: ``preference_loss("dpop", ...)``."""
+    return preference_loss("dpop", policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps,
+                           chosen_lengths, None, LossSettings(beta=beta, lam=lam, logit_clamp=logit_clamp,
+                                                              rpo_alpha=rpo_alpha))
+
+
+def mean_metrics(metrics: dict[str, Tensor]) -> dict[str, float]:
     """Average per-pair metric tensors into plain floats (what goes into the training log)."""
     return {k: float(v.double().mean().item()) for k, v in metrics.items()}

@@ -1,5 +1,4 @@
-"""Preference pairs for DPOP: loading (both field spellings), the levels of each recipe, and the optional cache
-of reference log-probabilities.
+"""Preference pairs: loading (both field spellings), the levels of each recipe, and held-out implicit rewards.
 
 Field spellings accepted (the study's files use both):
 
@@ -13,7 +12,6 @@ Tokenization (prompt formats, response span, over-long pairs): ``aligner.train.p
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -23,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from aligner.core.io import DataError, read_json, write_json_atomic
+from aligner.core.io import DataError, read_json
 from aligner.core.models import use_adapter
 from aligner.core.paths import LEVELS, PAIR_FILES, PUBLISHED_TEACHER_PAIRS_FILE, TEACHER_PAIRS_FILE, pair_file
 from aligner.train.config import CurriculumData, LatestRecipeData
@@ -168,56 +166,6 @@ def _numbered_records(path: Path):
                 yield lineno, DataError(path, f"invalid JSON ({exc.msg} at column {exc.colno})", lineno)
 
 
-# ---------------------------------------------------------------------------------------------
-# reference log-prob cache
-# ---------------------------------------------------------------------------------------------
-
-CACHE_VERSION = 1
-
-
-def ref_cache_key(model_identity: dict, pairs: Sequence[TokenizedPair]) -> str:
-    """Hash of what the reference log-probs depend on: the reference model (identity dict: path, config and
-    weight-file fingerprints, dtype) and the exact token ids and response spans of every pair."""
-    h = hashlib.sha256()
-    h.update(json.dumps({"v": CACHE_VERSION, "model": model_identity}, sort_keys=True).encode())
-    for p in pairs:
-        for enc in (p.chosen, p.rejected):
-            h.update(json.dumps([enc.response_start, enc.input_ids]).encode())
-    return h.hexdigest()
-
-
-def ref_cache_path(data_file: str | os.PathLike, key: str, fallback_dir: str | os.PathLike | None = None) -> Path:
-    """``<data dir>/<data stem>.ref_logps.<key[:16]>.json``; in ``fallback_dir`` when the data dir is read-only."""
-    data_file = Path(data_file)
-    name = f"{data_file.stem}.ref_logps.{key[:16]}.json"
-    if fallback_dir is not None and not os.access(data_file.parent, os.W_OK):
-        return Path(fallback_dir) / name
-    return data_file.parent / name
-
-
-def load_ref_cache(path: str | os.PathLike, key: str, n: int) -> tuple[list[float], list[float]] | None:
-    """The cached (ref_chosen, ref_rejected) lists, or None when absent or made for other data or model."""
-    path = Path(path)
-    if not path.is_file():
-        return None
-    try:
-        obj = read_json(path)
-    except DataError as err:
-        logger.warning("ignoring unreadable reference cache (%s)", err)
-        return None
-    if obj.get("key") != key or len(obj.get("ref_chosen", [])) != n or len(obj.get("ref_rejected", [])) != n:
-        logger.warning("%s was made for other data or another model; recomputing", path)
-        return None
-    return [float(x) for x in obj["ref_chosen"]], [float(x) for x in obj["ref_rejected"]]
-
-
-def save_ref_cache(path: str | os.PathLike, key: str, ref_chosen: Sequence[float], ref_rejected: Sequence[float],
-                   meta: dict | None = None) -> Path:
-    return write_json_atomic(path, {"key": key, "version": CACHE_VERSION, "meta": meta or {},
-                                    "ref_chosen": [float(x) for x in ref_chosen],
-                                    "ref_rejected": [float(x) for x in ref_rejected]}, indent=None)
-
-
 def stats_dict(obj) -> dict:
     d = asdict(obj)
     d.pop("reasons", None)
@@ -226,7 +174,8 @@ def stats_dict(obj) -> dict:
 
 @dataclass
 class PairLevel:
-    """One difficulty level: its pairs and the file they came from (the reference cache is stored beside it)."""
+    """One difficulty level: its pairs and the file they came from (the per-pair reference cache is stored beside
+    it)."""
     name: str
     pairs: list[PreferencePair]
     data_path: Path

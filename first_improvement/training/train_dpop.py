@@ -21,7 +21,7 @@ Examples:
 
 from aligner.core.cli import parse_config, run_cli
 from aligner.train.config import RECIPE_DEFAULTS, CurriculumData, DPOPTrainingConfig
-from aligner.train.dpop_trainer import train_recipe
+from aligner.train.trainer import train_recipe
 
 
 def parse_args(argv=None):

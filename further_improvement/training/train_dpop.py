@@ -19,7 +19,7 @@ Example:
 
 from aligner.core.cli import parse_config, run_cli
 from aligner.train.config import RECIPE_DEFAULTS, DPOPTrainingConfig, LatestRecipeData
-from aligner.train.dpop_trainer import train_recipe
+from aligner.train.trainer import train_recipe
 
 
 def parse_args(argv=None):
