@@ -198,7 +198,7 @@ def test_ctrl_c_then_the_printed_command_finishes_the_run(tmp_path, tiny_model_d
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "Traceback" not in stderr, stderr[-3000:]
     last = stderr.strip().splitlines()[-1]
-    assert last.startswith("interrupted; what was written to") and "continue with: python " in last
+    assert last.startswith(f"interrupted; {detailed} keeps the records written so far; continue with: python ")
     command = last.split("continue with: ", 1)[1]
     kept = len(detailed.read_text().splitlines())
     assert 2 <= kept < 40 and command.endswith("--resume")

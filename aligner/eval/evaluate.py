@@ -261,7 +261,7 @@ class Evaluation:
     def run_phase(self, model, phase: Phase, run: Run, backend: str | None) -> list[dict]:
         path = run.file(self.task.output_dir, phase.file)
         logger.info("%s %s: %s -> %s", self.task.name, phase.name, run.name, path)
-        note_saved(f"the records written so far in {path}")  # what a Ctrl-C keeps; --resume continues
+        note_saved(f"{path} keeps the records written so far")  # what a Ctrl-C keeps; --resume continues
         with self.timers[run.tag](phase.name):
             records = run_phase(self.task, phase, model, self.items(phase, run), path, resume=self.cfg.resume,
                                 progress=self.cfg.progress, fingerprint=fingerprint(self.task, phase, run, backend))
