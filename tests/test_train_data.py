@@ -1,13 +1,14 @@
-"""Preference pairs: both field spellings, file:line errors, context truncation, plain and chat formats."""
+"""Preference pairs: both field spellings, file:line errors (a cut line's column, a field's type), context truncation,
+plain and chat formats."""
 
 import json
 
 import pytest
 
-from aligner.core.io import DataError
+from aligner.core.io import DataError, read_jsonl
 from aligner.core.models import load_tokenizer
 from aligner.prompts import DPO_IMPROVED_SYSTEM
-from aligner.train.preference import LoadStats, PairTokenizer, PreferencePair, load_pairs
+from aligner.train.preference import LoadStats, PairRules, PairTokenizer, PreferencePair, load_pairs
 
 
 def _write(path, rows):
@@ -62,6 +63,40 @@ def test_errors_name_file_and_line_or_are_counted(tmp_path):
     assert len(load_pairs(_write(tmp_path / "lim.jsonl", [good] * 5), limit=2)) == 2
 
 
+def test_a_cut_line_is_reported_where_it_ends_as_by_every_reader(tmp_path):
+    good = {"prompt": "q", "chosen": "a", "rejected": "b"}
+    cut = '{"prompt": "q", "chosen": "a",'  # what a crash or a truncated copy leaves
+    path = _write(tmp_path / "cut.jsonl", [good, cut])
+    with pytest.raises(DataError) as err:
+        load_pairs(path)
+    assert str(err.value) == (f"{path}, line 2: invalid JSON: Expecting property name enclosed in double quotes at "
+                              "column 31 of 30 (the line ends at column 30: cut short?)")
+    with pytest.raises(DataError) as by_core:
+        read_jsonl(path)
+    assert str(by_core.value) == str(err.value)
+
+
+def test_field_types_are_checked_naming_file_line_and_field(tmp_path):
+    good = {"prompt": "q", "chosen": "a", "rejected": "b"}
+    path = _write(tmp_path / "types.jsonl", [
+        {"prompt": 5, "chosen": "a", "rejected": "b"},
+        {"question": "q", "ideal_answer": ["a"], "fake_answer": "b"},
+        {**good, "knowledge": {"text": "k"}},
+        {**good, "contexts": ["x", 3]},
+        {**good, "prompt": None, "question": "q2"},  # null is an absent spelling: the next one is read
+        good])
+    with pytest.raises(DataError, match=rf"^{path}, line 1: field 'prompt' must be a string or null, got int 5$"):
+        load_pairs(path)
+    stats = LoadStats()
+    pairs = load_pairs(path, skip_invalid=True, stats=stats)
+    assert [(p.line, p.prompt) for p in pairs] == [(5, "q2"), (6, "q")]
+    assert stats.reasons == [
+        f"{path}, line 1: field 'prompt' must be a string or null, got int 5",
+        f"{path}, line 2: field 'ideal_answer' must be a string or null, got list [\"a\"]",
+        f"{path}, line 3: field 'knowledge' must be a string or a list or null, got dict {{\"text\": \"k\"}}",
+        f"{path}, line 4: field 'contexts' must be a string or a list of strings"]
+
+
 def test_truncation_cuts_the_context_never_the_response(tok, halueval_pairs):
     max_length = 96
     ptok = PairTokenizer(tok, max_length=max_length, prompt_format="plain")
@@ -107,10 +142,10 @@ def test_identical_pairs_are_kept_and_counted_with_keep_identical(tmp_path):
             {"prompt": "q", "chosen": "c", "rejected": "d"}]
     path = _write(tmp_path / "same.jsonl", rows)
     stats = LoadStats()
-    kept = load_pairs(path, keep_identical=True, stats=stats)
+    kept = load_pairs(path, rules=PairRules(keep_identical=True), stats=stats)
     assert [p.rejected for p in kept] == ["b", "a ", "d"] and stats.n_identical == 1
     # limit counts lines as the study's raw[:N]: the identical pair takes one of the two places
-    assert [p.rejected for p in load_pairs(path, limit=2, keep_identical=True)] == ["b", "a "]
+    assert [p.rejected for p in load_pairs(path, limit=2, rules=PairRules(keep_identical=True))] == ["b", "a "]
     assert [p.rejected for p in load_pairs(path, limit=2)] == ["b", "d"]
 
 

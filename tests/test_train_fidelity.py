@@ -3,6 +3,10 @@
 * With ``--study_compat`` each recipe tokenizes pairs exactly as the study's script did: a literal copy of the
   study's collate code (script:line named) on the real Llama-3.2 tokenizer gives the same token ids and the same
   first scored position; without it, one BOS, the response span only, responses never cut.
+* The latest recipe's budget-cut context is decoded with the tokenizer's clean-up, as transformers 4.56 (which the
+  study ran) decoded it; pairs with an empty field are kept as the study's readers kept them; the context is read
+  by each recipe's own rule (``--truncation budget``, ``--keep_empty_fields``, ``--context_fields study``): literal
+  copies of the study's readers (script:line named) give the same fields.
 * The latest recipe's system prompt; the plain format's separators; weight decay 0.01.
 * On the tiny model: scoring the last prompt token adds exactly that token's log-prob (plain per-sequence
   log-softmax); a pair whose response is cut away trains nothing; ``--schedule per_stage`` restarts the LR and
@@ -17,10 +21,13 @@ import math
 import pytest
 import torch
 from conftest import load_script
+from test_text_cleanup import DECODED_BY_TRANSFORMERS_4, PASSAGE
 
+from aligner.core.io import DataError
 from aligner.core.models import load_causal_lm, load_tokenizer
+from aligner.core.text import clean_up_tokenization_spaces
 from aligner.prompts import DEFAULT_DATE_STRING, DPO_IMPROVED_SYSTEM, DPO_LATEST_SYSTEM
-from aligner.train.preference import PairLevel, PairTokenizer, PreferencePair
+from aligner.train.preference import LoadStats, PairLevel, PairRules, PairTokenizer, PreferencePair, load_pairs
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -47,6 +54,11 @@ def l3tok(llama32_tokenizer_dir):
 def pairs(halueval_file):
     rows = [json.loads(line) for line, _ in zip(open(halueval_file, encoding="utf-8"), range(24))]
     out = [PreferencePair(r["question"], r["knowledge"], r["right_answer"], r["hallucinated_answer"]) for r in rows]
+    # NQ-style contexts (space-joined tokens), cut and whole; pairs with an empty field (--keep_empty_fields)
+    out.append(PreferencePair("Where is the band from?", PASSAGE, "England.", "The U.S ."))
+    out.append(PreferencePair("Is it American?", "The band , which is n't from the U.S . It 's British .", "No.", "Yes."))
+    out.append(PreferencePair("Which year?", "It was 1999 .", "", "It was 2001."))
+    out.append(PreferencePair("", "The tower is in Paris .", "Paris.", ""))
     # a prompt longer than max_length on its own, and a pair with no context
     out.append(PreferencePair("Who wrote it?", " ".join(r["knowledge"] for r in rows[:6]), "Alice.", "Bob."))
     out.append(PreferencePair(" Which year?", "", "1999", "It was 2001."))
@@ -82,6 +94,13 @@ def _study_improved(tok, p: PreferencePair):
     return out
 
 
+def _decode_on_transformers_4_56(tok, ids, **kw):
+    """``tok.decode`` as the study ran it on transformers 4.56: the tokenizer's clean-up applied when its config asks
+    for it (transformers 5 skips it for BPE); the rule matches 4.56's recorded output (tests/test_text_cleanup.py)."""
+    text = tok.decode(ids, **kw)
+    return clean_up_tokenization_spaces(text) if tok.clean_up_tokenization_spaces else text
+
+
 def _study_latest(tok, p: PreferencePair):
     """further_improvement/training/train_dpop.py:98-135 (DPOProcessor._process_single), :146-161 (collate_fn),
     :198-204 (prompt_lens - 1, position 0 never); None when the processor skips the pair."""
@@ -94,7 +113,7 @@ def _study_latest(tok, p: PreferencePair):
     avail = MAX_LEN - (len(prefix_ids) + answer)
     if avail < 0:
         return None
-    ctx = tok.decode(ctx_ids[:avail] if len(ctx_ids) > avail else ctx_ids, skip_special_tokens=True)
+    ctx = _decode_on_transformers_4_56(tok, ctx_ids[:avail] if len(ctx_ids) > avail else ctx_ids, skip_special_tokens=True)
     prompt = tok.apply_chat_template([system, {"role": "user", "content": f"Context: {ctx}\n\nQuestion: {p.prompt}"}],
                                      tokenize=False, add_generation_prompt=True, date_string=DEFAULT_DATE_STRING)
     prompt_len = len(tok(prompt, truncation=True, max_length=MAX_LEN, add_special_tokens=True)["input_ids"])
@@ -135,7 +154,8 @@ def test_study_compat_tokenizes_as_the_studys_code(recipe, l3tok, pairs):
 def test_defaults_keep_one_bos_score_the_response_only_and_never_cut_it(recipe, l3tok, pairs):
     cfg = _cfg(recipe)
     assert (cfg.truncation, cfg.plain_prompt, cfg.double_bos, cfg.score_last_prompt_token, cfg.leftover,
-            cfg.keep_identical) == ("context", "separated", False, False, "wrap", False)
+            cfg.keep_identical, cfg.keep_empty_fields, cfg.context_fields) == \
+        ("context", "separated", False, False, "wrap", False, False, "any")
     ptok = PairTokenizer.from_config(l3tok, cfg)
     compat = PairTokenizer.from_config(l3tok, _cfg(recipe, "--study_compat"))
     for p in pairs[:6] + pairs[-3:]:
@@ -152,6 +172,117 @@ def test_defaults_keep_one_bos_score_the_response_only_and_never_cut_it(recipe, 
             # the study's span starts one token earlier: the "\n\n" closing the assistant header
             assert l3tok.convert_ids_to_tokens(old.chosen.input_ids[old.chosen.response_start]) == "ĊĊ"
             assert old.chosen.n_response == enc.chosen.n_response + 1
+
+
+def _latest_prompt_context(ptok: PairTokenizer, pair: PreferencePair) -> str:
+    """The context a tokenized latest-recipe pair's chosen sequence holds, read back from its ids."""
+    text = ptok.tokenizer.decode(ptok.encode(pair).chosen.input_ids)
+    head, tail = "<|start_header_id|>user<|end_header_id|>\n\nContext: ", f"\n\nQuestion: {pair.prompt}<|eot_id|>"
+    return text[text.index(head) + len(head): text.index(tail)]
+
+
+def test_latest_budget_context_is_cleaned_up_as_transformers_4_56_decoded_it(l3tok, llama32_tokenizer_dir):
+    """T18: the budget-cut context, decoded on transformers 4.56 by the study (FU:125), held the clean-up of the
+    tokenizer's config; the recorded 4.56 strings (tests/test_text_cleanup.py) come back inside the prompt."""
+    from transformers import AutoTokenizer
+
+    pair = PreferencePair("Where is the band from?", PASSAGE, "England.", "The U.S.")
+    prefix = l3tok.apply_chat_template(
+        [{"role": "system", "content": DPO_LATEST_SYSTEM}, {"role": "user", "content": f"Question: {pair.prompt}\n\nContext: "}],
+        tokenize=True, add_generation_prompt=True, date_string=DEFAULT_DATE_STRING)["input_ids"]
+    base = len(prefix) + max(len(l3tok.encode(r + l3tok.eos_token, add_special_tokens=False))
+                             for r in (pair.chosen, pair.rejected))
+    for budget in (40, 57, 110):  # the context's first 40, 57 tokens, all 110
+        for flags in (("--study_compat",), ("--truncation", "budget")):
+            ptok = PairTokenizer.from_config(l3tok, _cfg("latest", *flags, "--max_length", str(base + budget)))
+            assert _latest_prompt_context(ptok, pair) == DECODED_BY_TRANSFORMERS_4[budget], (budget, flags)
+    spaced = l3tok.decode(l3tok.encode(PASSAGE, add_special_tokens=False)[:57])
+    assert "is n't from the U.S . It 's" in spaced  # what transformers 5 alone would have put in the prompt
+    # the rule follows the tokenizer's own setting; --truncation context never decodes a context that fits
+    plain = AutoTokenizer.from_pretrained(str(llama32_tokenizer_dir), clean_up_tokenization_spaces=False)
+    ptok = PairTokenizer.from_config(plain, _cfg("latest", "--study_compat", "--max_length", str(base + 57)))
+    assert _latest_prompt_context(ptok, pair) == spaced
+    ptok = PairTokenizer.from_config(l3tok, _cfg("latest", "--max_length", "1024"))
+    assert _latest_prompt_context(ptok, pair) == PASSAGE
+
+
+# --- literal copies of the study's readers of a pair line ---------------------------------------------------
+
+def _study_read_first(j: dict) -> dict:
+    """first_improvement/training/train_dpop.py:43-48 (train_dpop_improved.py:43-48, the same)."""
+    return {
+        "context": j.get("context", ""),
+        "prompt": j["prompt"],
+        "chosen": j["chosen"],
+        "rejected": j["rejected"]
+    }
+
+
+def _study_read_latest(e: dict) -> dict:
+    """further_improvement/training/train_dpop.py:44-50 (normalize_entry), then the answers as :109-110 and
+    :148-149 use them: ``(entry.get('chosen') or "")``."""
+    entry = {
+        "context": e.get("context", e.get("knowledge", "")),
+        "prompt": e.get("prompt", e.get("question", "")),
+        "chosen": e.get("chosen", e.get("ideal_answer", "")),
+        "rejected": e.get("rejected", e.get("fake_answer", "")),
+    }
+    return {**entry, "chosen": (entry.get('chosen') or ""), "rejected": (entry.get('rejected') or "")}
+
+
+STUDY_READ = {"first": _study_read_first, "improved": _study_read_first, "latest": _study_read_latest}
+
+
+def _fields(pairs) -> list[dict]:
+    return [{"context": p.context, "prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected} for p in pairs]
+
+
+def _write_rows(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("recipe", ["first", "improved", "latest"])
+def test_study_compat_keeps_pairs_with_an_empty_field_as_the_study_read_them(recipe, l3tok, tmp_path):
+    """T19: the study kept an empty prompt or answer (every recipe: the string as it is), and the latest recipe
+    also a missing or null one (as ""): a chat answer of EOS alone.  By default the line is an error."""
+    rows = [{"prompt": "Which year?", "context": "It was 1999 .", "chosen": "", "rejected": "2001"},
+            {"prompt": "", "context": "c", "chosen": "Alice", "rejected": "Bob"},
+            {"prompt": "Who?", "context": "c", "chosen": "Alice", "rejected": "  "},
+            {"prompt": "Who?", "context": "c", "chosen": "Alice", "rejected": "Bob"}]
+    if recipe == "latest":  # the first and improved scripts stop at a missing key (KeyError)
+        rows += [{"question": "Who?", "knowledge": "k", "ideal_answer": "Alice", "fake_answer": None},
+                 {"question": "Who?", "knowledge": "k", "ideal_answer": "Alice"},
+                 {"knowledge": "k", "chosen": "Alice", "rejected": "Bob"}]
+    path = _write_rows(tmp_path / "pairs.jsonl", rows)
+    for flags in (("--study_compat",), ("--keep_empty_fields",)):
+        stats = LoadStats()
+        pairs = load_pairs(path, stats=stats, rules=PairRules.from_config(_cfg(recipe, *flags)))
+        assert _fields(pairs) == [STUDY_READ[recipe](r) for r in rows]
+        assert stats.n_empty == len(rows) - 1 and stats.n_read == len(rows)
+    for flags in ((), ("--study_compat", "--no-keep_empty_fields")):
+        with pytest.raises(DataError, match=r"pairs\.jsonl, line 1: empty field 'chosen'"):
+            load_pairs(path, rules=PairRules.from_config(_cfg(recipe, *flags)))
+    if recipe != "first":  # chat: the empty answer is trained as EOS alone
+        enc = PairTokenizer.from_config(l3tok, _cfg(recipe, "--keep_empty_fields")).encode(pairs[0])
+        assert enc.chosen.input_ids[enc.chosen.response_start:] == [l3tok.eos_token_id]
+
+
+@pytest.mark.parametrize("recipe", ["first", "improved", "latest"])
+def test_study_compat_reads_the_context_by_the_recipes_rule(recipe, tmp_path):
+    """T20: the first and improved scripts read only ``context``, the latest ``knowledge`` only when the record has
+    no ``context`` key; by default the first non-empty of context, knowledge, contexts."""
+    answers = {"prompt": "q", "chosen": "a", "rejected": "b"}
+    rows = [{**answers, "context": "", "knowledge": "K1"}, {**answers, "knowledge": "K2"},
+            {**answers, "contexts": ["x", "y"]}, {**answers, "context": "C", "knowledge": "K3"}, answers]
+    path = _write_rows(tmp_path / "pairs.jsonl", rows)
+    for flags in (("--study_compat",), ("--context_fields", "study")):
+        pairs = load_pairs(path, rules=PairRules.from_config(_cfg(recipe, *flags)))
+        assert [p.context for p in pairs] == [STUDY_READ[recipe](r)["context"] for r in rows]
+    assert [p.context for p in load_pairs(path, rules=PairRules.from_config(_cfg(recipe)))] == \
+        ["K1", "K2", "x\n\ny", "C", ""]
+    assert [STUDY_READ[recipe](r)["context"] for r in rows] == \
+        (["", "", "", "C", ""] if recipe != "latest" else ["", "K2", "", "C", ""])
 
 
 def test_recipe_system_prompts_and_the_plain_separators(l3tok):

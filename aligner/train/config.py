@@ -24,6 +24,8 @@ SCHEDULES = ("per_stage", "global")
 RECIPES = ("first", "improved", "latest")
 REPORT_TO = ("none", "tensorboard", "wandb")
 LAYOUTS = ("packed", "padded")
+#: --context_fields: any spelling (the first non-empty), or the rule of the recipe's study script
+CONTEXT_FIELDS = ("any", "study")
 #: what --truncation study means per recipe: the first and improved scripts cut whole sequences from the right at
 #: max_length; the latest one first cuts the context to a token budget, then cuts from the right
 STUDY_TRUNCATION = {"first": "right", "improved": "right", "latest": "budget"}
@@ -120,11 +122,21 @@ class PreferenceTrainingConfig(ChatSettings, StudyCompat):
     truncation: str | None = field(default=None, metadata=_g(
         "fidelity", "over-long pairs: context = cut the context, never a response; right = cut the whole sequence "
                     "at --max_length from the right (the study's first and improved recipes: responses and EOS are "
-                    "lost); budget = the latest recipe's context budget then right cut (default: context; the "
-                    "recipe's with --study_compat)", choices=list(TRUNCATIONS)))
+                    "lost); budget = the latest recipe's context budget (the cut context decoded and cleaned up "
+                    "as transformers 4 did) then right cut (default: context; the recipe's with --study_compat)",
+        choices=list(TRUNCATIONS)))
     keep_identical: bool | None = field(default=None, metadata=_g(
         "fidelity", "keep pairs whose chosen and rejected answers are identical, as the study; unset: kept with "
                     "--study_compat, else dropped and counted", boolean_optional=True))
+    keep_empty_fields: bool | None = field(default=None, metadata=_g(
+        "fidelity", "keep pairs with an empty or missing prompt, chosen or rejected answer (missing = \"\"; an empty "
+                    "answer of the chat format is its EOS alone), counted, as the study; unset: kept with "
+                    "--study_compat, else a one-line error naming the file and line", boolean_optional=True))
+    context_fields: str | None = field(default=None, metadata=_g(
+        "fidelity", "where a pair's context is read: any = the first non-empty of context, knowledge, contexts; "
+                    "study = the recipe's script's rule: first and improved read only 'context', the latest reads "
+                    "'knowledge' only when the record has no 'context' key (default: any; study with "
+                    "--study_compat)", choices=list(CONTEXT_FIELDS)))
     # LoRA
     lora_r: int = field(default=16, metadata=_g("LoRA", "LoRA rank"))
     lora_alpha: int = field(default=32, metadata=_g("LoRA", "LoRA scaling alpha"))
@@ -203,13 +215,15 @@ class PreferenceTrainingConfig(ChatSettings, StudyCompat):
             self.leftover = "drop" if compat else "wrap"
         if self.plain_prompt is None:
             self.plain_prompt = "raw" if compat else "separated"
-        for name in ("score_last_prompt_token", "double_bos", "keep_identical"):
+        for name in ("score_last_prompt_token", "double_bos", "keep_identical", "keep_empty_fields"):
             if getattr(self, name) is None:
                 setattr(self, name, compat)
+        if self.context_fields is None:
+            self.context_fields = "study" if compat else "any"
         if self.truncation is None:
             self.truncation = STUDY_TRUNCATION[self.recipe] if compat else "context"
         for name, allowed in (("leftover", LEFTOVER_MODES), ("plain_prompt", PLAIN_DPO_FORMATS),
-                              ("truncation", TRUNCATIONS)):
+                              ("truncation", TRUNCATIONS), ("context_fields", CONTEXT_FIELDS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, not {getattr(self, name)!r}")
         if self.logit_clamp is not None and self.logit_clamp <= 0:

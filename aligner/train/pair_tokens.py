@@ -20,6 +20,9 @@ Over-long pairs (``truncation``):
   ``max_length - len(prefix) - len(longer answer + EOS)`` tokens, with the prefix measured on the budget user turn
   "Question: ...\\n\\nContext: " (one BOS), then decoded and the pair built; the sequence is then cut from the
   right at ``max_length`` (with two BOS, the longer answer loses its EOS); a pair with a negative budget is skipped.
+  The decoded context gets the tokenizer's ``clean_up_tokenization_spaces`` rule when its config asks for it
+  (Llama-3.2's does): transformers 4.56, which the study ran, applied it on every decode ("U.S ." -> "U.S.",
+  "is n't" -> "isn't"), transformers 5 skips it for BPE tokenizers (``aligner.core.text``).
 
 All are counted in ``TokenizeStats`` and logged.  Two of the study's off-by-ones are available for side-by-side
 runs: ``double_bos`` (the chat text tokenized with special tokens although it starts with BOS) and
@@ -35,6 +38,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from aligner.core.logprobs import EncodedPair, encode_prompt_response, wants_special_tokens
+from aligner.core.text import clean_up_tokenization_spaces
 from aligner.prompts import (
     DEFAULT_DATE_STRING,
     DPO_IMPROVED_SYSTEM,
@@ -170,7 +174,13 @@ class PairTokenizer:
         if avail < 0:
             return None
         ctx_ids = tok(pair.context, add_special_tokens=False)["input_ids"]
-        return tok.decode(ctx_ids[:avail], skip_special_tokens=True), len(ctx_ids) > avail
+        # The study decoded every context, cut or not (FU:120-125), on transformers 4.56, which cleaned it up when
+        # the tokenizer's config says so; decoded here without transformers' own clean-up, which version 5 runs for
+        # some tokenizers and not for BPE, so that the rule is applied once whatever the tokenizer.
+        text = tok.decode(ctx_ids[:avail], skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        if getattr(tok, "clean_up_tokenization_spaces", False):
+            text = clean_up_tokenization_spaces(text)
+        return text, len(ctx_ids) > avail
 
     def encode(self, pair: PreferencePair) -> TokenizedPair | None:
         """Token ids for the pair, cut to ``max_length`` as ``truncation`` says; None when it is skipped."""

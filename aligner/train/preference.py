@@ -7,6 +7,10 @@ Field spellings accepted (the study's files use both):
     chosen   <- chosen | ideal_answer | right_answer
     rejected <- rejected | fake_answer | hallucinated_answer
 
+Each field is the first spelling the record holds (the context: the first non-empty one).  ``PairRules`` holds the
+study's other readings: the context by its recipe's rule (``--context_fields study``), empty or missing fields kept
+as "" (``--keep_empty_fields``), identical answers kept (``--keep_identical``).
+
 Tokenization (prompt formats, response span, over-long pairs): ``aligner.train.pair_tokens``.
 """
 
@@ -21,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from aligner.core.io import DataError, read_json
+from aligner.core.io import DataError, check_types, json_error, read_json
 from aligner.core.models import use_adapter
 from aligner.core.paths import LEVELS, PAIR_FILES, PUBLISHED_TEACHER_PAIRS_FILE, TEACHER_PAIRS_FILE, pair_file
 from aligner.train.config import CurriculumData, LatestRecipeData
@@ -42,6 +46,13 @@ FIELD_SPELLINGS: dict[str, tuple[str, ...]] = {
     "chosen": ("chosen", "ideal_answer", "right_answer"),
     "rejected": ("rejected", "fake_answer", "hallucinated_answer"),
 }
+#: the types a pair record's fields may have (null = absent); checked for every spelling the record holds
+PAIR_FIELD_TYPES = {key: ((str, list, type(None)) if name == "context" else (str, type(None)))
+                    for name, keys in FIELD_SPELLINGS.items() for key in keys}
+#: --context_fields study: the keys each recipe's script read the context from, the first the record holds winning
+#: even when empty: the first and improved scripts ``j.get("context", "")`` (FI:44, FII:44), the latest
+#: ``e.get("context", e.get("knowledge", ""))`` (FU:46)
+STUDY_CONTEXT_KEYS = {"first": ("context",), "improved": ("context",), "latest": ("context", "knowledge")}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -63,52 +74,77 @@ class LoadStats:
     n_read: int = 0
     n_skipped: int = 0          # invalid lines skipped (skip_invalid=True)
     n_identical: int = 0        # chosen == rejected: no preference to learn; skipped unless keep_identical
+    n_empty: int = 0            # kept with an empty or missing prompt or answer (keep_empty)
     reasons: list[str] = field(default_factory=list)
 
 
-def _pick(record: dict, name: str):
+@dataclass(frozen=True)
+class PairRules:
+    """How records become pairs where the study read them otherwise (README, Differences from the study: T11, T19,
+    T20).  ``context_keys``: None = the first non-empty context spelling; else the keys read, the first one the
+    record holds giving the context (``STUDY_CONTEXT_KEYS``)."""
+    keep_identical: bool = False
+    keep_empty: bool = False
+    context_keys: tuple[str, ...] | None = None
+
+    @classmethod
+    def from_config(cls, cfg) -> PairRules:
+        keys = STUDY_CONTEXT_KEYS[cfg.recipe] if cfg.context_fields == "study" else None
+        return cls(keep_identical=bool(cfg.keep_identical), keep_empty=bool(cfg.keep_empty_fields),
+                   context_keys=keys)
+
+
+def _pick(record: dict, name: str) -> tuple[str | None, object]:
+    """(key, value) of the first spelling of ``name`` the record holds, (None, None) when none."""
     for key in FIELD_SPELLINGS[name]:
         value = record.get(key)
         # an empty context under one spelling must not hide a filled one under another ("context": "" + knowledge)
         if value is not None and not (name == "context" and value in ("", [])):
-            return value
-    return None
+            return key, value
+    return None, None
 
 
-def normalize_pair(record, path: str | os.PathLike, line: int) -> PreferencePair:
-    """Map one record in either spelling to a ``PreferencePair``; ``DataError`` (file, line) when invalid."""
+def _context(record: dict, keys: tuple[str, ...] | None) -> tuple[str | None, object]:
+    if keys is None:
+        return _pick(record, "context")
+    return next(((k, record[k]) for k in keys if k in record), (None, None))
+
+
+def normalize_pair(record, path: str | os.PathLike, line: int, rules: PairRules = PairRules()) -> PreferencePair:
+    """Map one record in either spelling to a ``PreferencePair``; ``DataError`` (file, line, field) when invalid."""
     if not isinstance(record, dict):
         raise DataError(path, f"expected a JSON object, got {type(record).__name__}", line)
+    check_types(record, PAIR_FIELD_TYPES, path, line)
     values = {}
     for name in ("prompt", "chosen", "rejected"):
-        v = _pick(record, name)
-        if v is None:
+        _, v = _pick(record, name)
+        if v is None and not rules.keep_empty:
             raise DataError(path, f"missing field '{name}' (accepted spellings: {', '.join(FIELD_SPELLINGS[name])})",
                             line)
-        if not isinstance(v, str):
-            raise DataError(path, f"field '{name}' must be a string, got {type(v).__name__}", line)
-        if not v.strip():
+        if not (v or "").strip() and not rules.keep_empty:
             raise DataError(path, f"empty field '{name}'", line)
-        values[name] = v
-    ctx = _pick(record, "context")
+        values[name] = v or ""  # keep_empty: the study's ``(entry.get('chosen') or "")`` (FU:109-110,148-149)
+    key, ctx = _context(record, rules.context_keys)
     if isinstance(ctx, list):
-        ctx = "\n\n".join(str(c) for c in ctx)
-    elif ctx is not None and not isinstance(ctx, str):
-        raise DataError(path, f"field 'context' must be a string or a list of strings, got {type(ctx).__name__}", line)
+        if not all(isinstance(c, str) for c in ctx):
+            raise DataError(path, f"field '{key}' must be a string or a list of strings", line)
+        ctx = "\n\n".join(ctx)
     return PreferencePair(prompt=values["prompt"], context=ctx or "", chosen=values["chosen"],
                           rejected=values["rejected"], source=str(path), line=line)
 
 
 def load_pairs(path: str | os.PathLike, limit: int | None = None, skip_invalid: bool = False,
                stats: LoadStats | None = None, allow_empty: bool = False,
-               keep_identical: bool = False) -> list[PreferencePair]:
+               rules: PairRules = PairRules()) -> list[PreferencePair]:
     """Read preference pairs from a JSON-lines file (or a .json array).
 
     ``limit`` keeps the first N valid pairs (None or < 0: all).  A malformed line raises ``DataError`` naming
     the file and line, or is counted and skipped with ``skip_invalid``.  Pairs whose chosen and rejected
-    answers are identical carry no preference and are skipped (counted, logged) unless ``keep_identical`` (the
-    study keeps them; they are still counted, and ``limit`` then counts them as the study's ``raw[:N]`` does).
-    A file with no usable pair is a ``DataError`` unless ``allow_empty`` (then a logged warning).
+    answers are identical carry no preference and are skipped (counted, logged) unless ``rules.keep_identical``
+    (the study keeps them; they are still counted, and ``limit`` then counts them as the study's ``raw[:N]``
+    does); pairs with an empty or missing prompt or answer are invalid unless ``rules.keep_empty`` (then kept as
+    "", counted, logged).  A file with no usable pair is a ``DataError`` unless ``allow_empty`` (then a logged
+    warning).
     """
     path = Path(path)
     if not path.is_file():
@@ -121,7 +157,7 @@ def load_pairs(path: str | os.PathLike, limit: int | None = None, skip_invalid: 
         try:
             if isinstance(record, DataError):
                 raise record
-            pair = normalize_pair(record, path, lineno)
+            pair = normalize_pair(record, path, lineno, rules)
         except DataError as err:
             if not skip_invalid:
                 raise
@@ -130,20 +166,28 @@ def load_pairs(path: str | os.PathLike, limit: int | None = None, skip_invalid: 
             continue
         if pair.chosen.strip() == pair.rejected.strip():
             stats.n_identical += 1
-            if not keep_identical:
+            if not rules.keep_identical:
                 continue
+        stats.n_empty += int(not all(v.strip() for v in (pair.prompt, pair.chosen, pair.rejected)))
         stats.n_read += 1
         out.append(pair)
-    if stats.n_skipped:
-        logger.warning("%s: skipped %d invalid line(s), first: %s", path, stats.n_skipped, stats.reasons[0])
-    if stats.n_identical:
-        logger.warning("%s: %s %d pair(s) whose chosen and rejected answers are identical", path,
-                       "kept" if keep_identical else "skipped", stats.n_identical)
+    _log_counts(path, stats, rules)
     if not out:
         if not allow_empty:
             raise DataError(path, "no usable preference pairs in the file")
         logger.warning("%s: no usable preference pairs", path)
     return out
+
+
+def _log_counts(path: Path, stats: LoadStats, rules: PairRules) -> None:
+    if stats.n_skipped:
+        logger.warning("%s: skipped %d invalid line(s), first: %s", path, stats.n_skipped, stats.reasons[0])
+    if stats.n_identical:
+        logger.warning("%s: %s %d pair(s) whose chosen and rejected answers are identical", path,
+                       "kept" if rules.keep_identical else "skipped", stats.n_identical)
+    if stats.n_empty:
+        logger.warning("%s: kept %d pair(s) with an empty or missing prompt or answer (--keep_empty_fields)", path,
+                       stats.n_empty)
 
 
 def _numbered_records(path: Path):
@@ -161,9 +205,9 @@ def _numbered_records(path: Path):
             if not raw.strip():
                 continue
             try:
-                yield lineno, json.loads(raw)
+                yield lineno, json.loads(raw.rstrip("\r\n"))  # a cut line then fails where it ends, not on line 2
             except json.JSONDecodeError as exc:
-                yield lineno, DataError(path, f"invalid JSON ({exc.msg} at column {exc.colno})", lineno)
+                yield lineno, DataError(path, json_error(exc, raw), lineno)
 
 
 def stats_dict(obj) -> dict:
@@ -183,18 +227,17 @@ class PairLevel:
 
 
 def load_level(path: str | os.PathLike, name: str | None = None, limit: int | None = None,
-               skip_invalid: bool = False, allow_empty: bool = False, keep_identical: bool = False) -> PairLevel:
+               skip_invalid: bool = False, allow_empty: bool = False, rules: PairRules = PairRules()) -> PairLevel:
     stats = LoadStats()
     pairs = load_pairs(path, limit=limit, skip_invalid=skip_invalid, stats=stats, allow_empty=allow_empty,
-                       keep_identical=keep_identical)
+                       rules=rules)
     return PairLevel(name or Path(path).stem, pairs, Path(path), stats_dict(stats))
 
 
 def load_levels(paths: Sequence[str | os.PathLike], skip_invalid: bool = False,
-                keep_identical: bool = False) -> list[PairLevel]:
+                rules: PairRules = PairRules()) -> list[PairLevel]:
     names = list(LEVELS) if len(paths) <= len(LEVELS) else [Path(p).stem for p in paths]
-    return [load_level(p, names[i], skip_invalid=skip_invalid, keep_identical=keep_identical)
-            for i, p in enumerate(paths)]
+    return [load_level(p, names[i], skip_invalid=skip_invalid, rules=rules) for i, p in enumerate(paths)]
 
 
 def resolve_data_files(data_files: str | Sequence[str] | None, data_dir: str | None,
@@ -213,13 +256,13 @@ def resolve_data_files(data_files: str | Sequence[str] | None, data_dir: str | N
     return paths
 
 
-def curriculum_levels(data: CurriculumData, keep_identical: bool = False) -> list[PairLevel]:
+def curriculum_levels(data: CurriculumData, rules: PairRules = PairRules()) -> list[PairLevel]:
     """The best-model recipe's levels: ``--data_files`` in order, or the three pair files in ``--data_dir``."""
     files = resolve_data_files(data.data_files, data.data_dir, PAIR_FILES)
-    return load_levels(files, skip_invalid=data.skip_invalid, keep_identical=keep_identical)
+    return load_levels(files, skip_invalid=data.skip_invalid, rules=rules)
 
 
-def latest_recipe_levels(data: LatestRecipeData, keep_identical: bool = False) -> list[PairLevel]:
+def latest_recipe_levels(data: LatestRecipeData, rules: PairRules = PairRules()) -> list[PairLevel]:
     """The latest recipe's data: the first ``hard_limit`` teacher pairs and ``medium_limit`` medium pairs, as one
     level shuffled with ``mix_seed``, or (``curriculum``) as two levels, medium first."""
     data_dir = Path(data.data_dir)
@@ -230,9 +273,9 @@ def latest_recipe_levels(data: LatestRecipeData, keep_identical: bool = False) -
     medium_path = Path(data.medium_file) if data.medium_file else data_dir / pair_file("medium")
     # The teacher may produce no usable pair (a small teacher writing no valid JSON): train on what there is.
     hard = load_level(hard_path, "hard", limit=data.hard_limit, skip_invalid=data.skip_invalid, allow_empty=True,
-                      keep_identical=keep_identical)
+                      rules=rules)
     medium = load_level(medium_path, "medium", limit=data.medium_limit, skip_invalid=data.skip_invalid,
-                        allow_empty=True, keep_identical=keep_identical)
+                        allow_empty=True, rules=rules)
     print(f"selection: {len(hard.pairs)} hard + {len(medium.pairs)} medium pairs")
     if not hard.pairs and not medium.pairs:
         raise DataError(hard_path, f"no usable pairs here or in {medium_path}")

@@ -40,6 +40,7 @@ from pathlib import Path
 
 import torch
 
+from aligner.core.cli import note_saved
 from aligner.core.io import ResumableJsonlWriter, write_jsonl_atomic
 from aligner.core.logprobs import accepts_logits_to_keep
 from aligner.core.models import attach_adapters, load_causal_lm, resolve_device, resolve_dtype, use_adapter
@@ -59,6 +60,7 @@ from aligner.train.losses import LossSettings, loss_spec
 from aligner.train.packing import attention_implementation, check_packable
 from aligner.train.preference import (
     PairLevel,
+    PairRules,
     PairTokenizer,
     TokenizedPair,
     curriculum_levels,
@@ -261,6 +263,11 @@ class PreferenceTrainer:
         return {"world_size": self.acc.num_processes, **self.plan.signature(), "total_steps": self.plan.total_steps,
                 "loss": self.cfg.loss}
 
+    def _note_checkpoint(self, path: Path) -> None:
+        """What a Ctrl-C keeps (``aligner.core.cli.run_cli`` prints it with the command that continues)."""
+        note_saved(f"--resume continues from checkpoint {path} (optimizer step {self.state.global_step} of "
+                   f"{self.plan.total_steps})")
+
     # -- the loop -----------------------------------------------------------------------------
     def _prepare(self):
         """The optimizer and ``accelerate.prepare``.  FSDP1 wraps LoRA Linears as units of their own and gets the
@@ -283,6 +290,7 @@ class PreferenceTrainer:
         ckpts = self.checkpoints.complete() if cfg.resume else []
         if cfg.resume and ckpts:
             self.checkpoints.load(ckpts[-1], self.model, self.state, self._signature())
+            self._note_checkpoint(ckpts[-1])
             return True
         if cfg.resume:
             logger.warning("--resume: no checkpoint in %s; starting from the beginning", self.checkpoints.root)
@@ -383,7 +391,7 @@ class PreferenceTrainer:
                                      acc=f"{self.last_log.get('rewards/accuracies', float('nan')):.2f}", stage=stage)
             self.bar.update(1)
             if cfg.save_every_steps and self.state.global_step % cfg.save_every_steps == 0:
-                self.checkpoints.save(self.model, self.state, self._signature())
+                self._note_checkpoint(self.checkpoints.save(self.model, self.state, self._signature()))
         return True
 
     def _optimizer_step(self, stage: int):
@@ -473,7 +481,7 @@ def train_recipe(data: CurriculumData | LatestRecipeData, cfg: PreferenceTrainin
     """A training script's run: the latest recipe's sampled mix, or the curriculum's level files."""
     setup_logging()
     build = latest_recipe_levels if isinstance(data, LatestRecipeData) else curriculum_levels
-    return train_preference(cfg, build(data, keep_identical=cfg.keep_identical), run_args=(data, cfg))
+    return train_preference(cfg, build(data, PairRules.from_config(cfg)), run_args=(data, cfg))
 
 
 #: the earlier names (scripts, benchmarks and other branches import them)
