@@ -12,6 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from aligner.core.cli import ErrorExit, run_cli
 from aligner.core.models import load_causal_lm
 from aligner.train.config import PreferenceTrainingConfig
 from aligner.train.losses import LOSS_NAMES
@@ -104,16 +105,32 @@ def test_simpo_runs_no_reference_forward(layout, tiny_model_dir, levels_files, t
     assert counts == {"dpop": 2, "simpo": 1}
 
 
+def _interrupted(cfg, levels) -> str:
+    """The line a Ctrl-C prints after the run of ``cfg`` (stopped by ``stop_after_steps``)."""
+    def run():
+        assert not train_preference(cfg, levels).completed
+        raise KeyboardInterrupt
+
+    with pytest.raises(ErrorExit) as exit_:
+        run_cli(run)
+    return str(exit_.value)
+
+
 def test_resume_gives_the_same_adapter_for_another_loss(tiny_model_dir, levels_files, tmp_path):
-    """--loss ipo, packed: interrupted after 4 of 8 steps and resumed from the step-3 checkpoint, the adapter equals
-    an uninterrupted run's; a checkpoint of another loss is refused."""
+    """--loss ipo, packed: interrupted after 4 of 8 steps and resumed from the step-3 checkpoint (twice: the first
+    resumed run is interrupted again before its next checkpoint), the adapter equals an uninterrupted run's; the
+    Ctrl-C line names the checkpoint a --resume continues from; a checkpoint of another loss is refused."""
     levels = load_levels(levels_files)
     common = dict(loss="ipo", save_every_steps=3, lora_dropout=0.05)
     train_preference(_cfg(tiny_model_dir, tmp_path / "full", **common), levels)
-    part = train_preference(_cfg(tiny_model_dir, tmp_path / "cut", stop_after_steps=4, **common), levels)
-    assert not part.completed and part.global_step == 4
+    step_3 = tmp_path / "cut" / "checkpoints" / "step_3"
+    line = f"interrupted; --resume continues from checkpoint {step_3} (optimizer step 3 of 8)"
+    assert _interrupted(_cfg(tiny_model_dir, tmp_path / "cut", stop_after_steps=4, **common), levels) == line
     with pytest.raises(RuntimeError, match="loss=ipo, this run has hinge"):
         train_preference(_cfg(tiny_model_dir, tmp_path / "cut", resume=True, **{**common, "loss": "hinge"}), levels)
+    # resumed, then interrupted after step 4, before the step-6 checkpoint: still step 3's
+    assert _interrupted(_cfg(tiny_model_dir, tmp_path / "cut", resume=True, stop_after_steps=1, **common),
+                        levels) == line
     train_preference(_cfg(tiny_model_dir, tmp_path / "cut", resume=True, **common), levels)
     a, b = (load_file(str(tmp_path / n / "adapter_model.safetensors")) for n in ("full", "cut"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
