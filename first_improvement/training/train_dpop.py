@@ -9,7 +9,7 @@ run.  As the study's script: a new AdamW (weight decay 0.01) and a new 100-step-
 stage (--schedule per_stage; --schedule global for one over the run).  --study_compat reproduces the study's code
 where it has a plain bug (README, "Differences from the study"): context, question and answer glued, the last
 prompt token scored, whole sequences cut from the right at --max_length, each stage's last partial optimizer
-step dropped, identical pairs kept.
+step dropped, identical pairs and pairs with an empty field kept, the context read from 'context' only.
 
 Examples:
     python first_improvement/training/train_dpop.py \\

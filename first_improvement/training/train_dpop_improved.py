@@ -7,7 +7,8 @@ user turn "Context: {context}\\n\\nQuestion: {prompt}", and the tokenizer's EOS 
 responses.  The study's script for this recipe cannot run as committed; it was written for one AdamW and one
 100-step-warmup linear schedule over the whole run, which is this script's default (--schedule global).
 --study_compat reproduces its tokenization: two BOS, the last prompt token scored, whole sequences cut from the
-right at --max_length (EOS first), identical pairs kept, each stage's last partial optimizer step dropped.
+right at --max_length (EOS first), identical pairs and pairs with an empty field kept, the context read from
+'context' only, each stage's last partial optimizer step dropped.
 
 Example:
     python first_improvement/training/train_dpop_improved.py --model_path models/llama3-2-3b-instruct \\

@@ -8,9 +8,10 @@ first (the study's stated next step).  Chat-template prompts with the study's sy
 are a careful and honest assistant. ...") and EOS-terminated responses, beta 0.1, lambda 1, lr 2e-5, grad-accum
 16, cosine schedule with 50 warmup steps, AdamW weight decay 0.01, beta*Delta clamped to +-50 in the DPO term,
 LoRA on q,k,v,o (the study's script).  --study_compat reproduces its tokenization: two BOS, the last prompt token
-scored, the context cut to the study's token budget and then whole sequences cut from the right at --max_length
-(the longer answer's EOS is lost), identical pairs kept, the last partial optimizer step dropped (the study steps
-it at lr 0).
+scored, the context cut to the study's token budget (and decoded with the tokenizer's clean-up, as transformers
+4.56 did) and then whole sequences cut from the right at --max_length (the longer answer's EOS is lost),
+identical pairs and pairs with an empty field kept ('' for a missing one), 'knowledge' read only when there is no
+'context' key, the last partial optimizer step dropped (the study steps it at lr 0).
 
 Example:
     python further_improvement/training/train_dpop.py --model_path models/llama3-2-3b-instruct \\
