@@ -12,9 +12,11 @@ Every step is a real stage script run as a subprocess on the world's files (``al
    with another value, hard = the memory answer), or with ``--pairs stages`` the project's own stages 3-5 and 7-8
    on ``squad.csv`` (SQuAD set, easy fakes, NER medium fakes, context restore, pairs) with the memory answers as the
    hard fakes;
-5. ``train_dpop_improved.py`` three times: curriculum DPOP, plain DPO (``--lam 0``), and DPOP on one shuffled stage
-   holding exactly the pairs the curriculum visits (same pairs, same steps, only the order differs);
-6. ``evaluation/eval_halueval.py`` (greedy) on the held-out rows: the base and the three adapters in one process.
+5. ``train_dpop_improved.py`` on the ideal-vs-fake pairs (ideal > easy, medium, hard fake): curriculum DPOP, plain
+   DPO (``--lam 0``) and DPOP on one shuffled stage holding exactly the pairs the curriculum visits (same pairs, same
+   steps, only the order differs); and curriculum DPOP on every pair ``create_dataset.py`` writes, whose
+   fake-vs-fake pairs (hard > easy, hard > medium) prefer the memory answer to the other fakes;
+6. ``evaluation/eval_halueval.py`` (greedy) on the held-out rows: the base and the adapters in one process.
 
 The chat template of the world's tokenizer has no system turn, so the warm start, the trainer (which send a system
 prompt) and the HaluEval similarity flow (which sends none) all render the same prompt text.
@@ -65,7 +67,9 @@ from aligner.train.config import CurriculumData, DPOPTrainingConfig
 from aligner.train.curriculum import CurriculumSchedule
 from aligner.train.sft import RagSFTConfig
 
-RUNS = ("base", "dpop", "dpo", "shuffled")
+#: the trainings: curriculum DPOP, plain DPO (lambda 0), DPOP on one shuffled stage of the same pairs, and curriculum
+#: DPOP on every pair create_dataset.py writes (its fake-vs-fake pairs too); the base model is evaluated beside them
+TRAININGS = ("dpop", "dpo", "shuffled", "dpop_study_pairs")
 _NEG = "first_improvement/data_prep/negative_sampling/scripts"
 
 
@@ -79,16 +83,21 @@ class WorldExperimentConfig:
     pairs: str = field(default="world", metadata={
         "help": "world: pairs from the world's own fakes; stages: easy and medium fakes by the project's data stages "
                 "on squad.csv", "choices": ["world", "stages"]})
+    trainings: list[str] = field(default_factory=lambda: list(TRAININGS), metadata={
+        "help": "which trainings run: dpop, dpo and shuffled on the ideal-vs-fake pairs of the curriculum files "
+                "(ideal>easy, ideal>medium, ideal>hard), dpop_study_pairs on every pair create_dataset.py writes (also "
+                "hard>easy, hard>medium, medium>easy, which prefer the memory answer to the other fakes)",
+                "sep": ","})
     # the world
     n_people: int = field(default=60, metadata={"help": "known people"})
     n_sft: int = field(default=12000, metadata={"help": "warm-start rows"})
-    n_pair_items: int = field(default=200, metadata={"help": "items the preference pairs are made from"})
+    n_pair_items: int = field(default=400, metadata={"help": "items the preference pairs are made from"})
     n_heldout: str = field(default="300,50,50", metadata={"help": "held-out conflict, agree, novel items"})
     # the model and its warm start
     num_layers: int = field(default=2, metadata={"help": "decoder layers of the tiny policy"})
     hidden_size: int = field(default=128, metadata={"help": "width of the tiny policy"})
     initializer_range: float = field(default=0.06, metadata={"help": "init standard deviation"})
-    warm_steps: int = field(default=1200, metadata={"help": "warm-start optimizer steps"})
+    warm_steps: int = field(default=1500, metadata={"help": "warm-start optimizer steps"})
     warm_batch: int = field(default=16, metadata={"help": "warm-start batch size"})
     warm_lr: float = field(default=3e-3, metadata={"help": "warm-start peak learning rate"})
     # DPOP
@@ -102,6 +111,11 @@ class WorldExperimentConfig:
     max_new_tokens: int = field(default=24, metadata={"help": "answer length limit"})
     eval_batch: int = field(default=64, metadata={"help": "generation batch"})
     n_boot: int = field(default=2000, metadata={"help": "bootstrap resamples"})
+
+    def __post_init__(self):
+        unknown = [t for t in self.trainings if t not in TRAININGS]
+        if unknown or not self.trainings:
+            raise ValueError(f"--trainings: unknown {unknown}; choose from {list(TRAININGS)}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -177,6 +191,17 @@ def pair_stages_project(cfg: WorldExperimentConfig, d: Layout, pipe: Pipeline) -
     ]
 
 
+def ideal_pair_files(pair_files: list[Path], out_dir: Path) -> dict:
+    """The ideal-vs-fake pairs of each curriculum file (``pair_type`` ideal>...), in their order; returns counts."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    counts = {}
+    for path in pair_files:
+        rows = [r for r in read_jsonl(path) if str(r.get("pair_type", "")).startswith("ideal>")]
+        write_jsonl_atomic(out_dir / path.name, rows)
+        counts[path.stem] = len(rows)
+    return counts
+
+
 def shuffled_stage_file(pair_files: list[Path], out: Path, seed: int, epochs: int = 4) -> int:
     """One file holding every pair the curriculum's ``epochs`` stages visit (the same pairs, as often), shuffled:
     the curriculum ablation differs from the curriculum in the order alone."""
@@ -188,33 +213,33 @@ def shuffled_stage_file(pair_files: list[Path], out: Path, seed: int, epochs: in
     return len(visited)
 
 
-def training_stages(cfg: WorldExperimentConfig, d: Layout, shuffled: Path) -> list[Stage]:
-    pair_files = [d.prep / n for n in PAIR_FILES]
+def training_stages(cfg: WorldExperimentConfig, d: Layout, ideal: list[Path], study: list[Path],
+                    shuffled: Path) -> list[Stage]:
     common = dict(model_path=d.warm, beta=cfg.beta, lr=cfg.lr, per_device_batch_size=cfg.batch, grad_accum_steps=1,
                   warmup_steps=cfg.warmup_steps, max_length=160, lora_r=cfg.lora_r, lora_alpha=2 * cfg.lora_r,
                   logging_steps=5, save_every_steps=0, seed=cfg.seed, progress=False, overwrite_output_dir=True)
-    runs = {"dpop": dict(data_files=",".join(map(str, pair_files)), lam=cfg.lam, epochs=4),
-            "dpo": dict(data_files=",".join(map(str, pair_files)), lam=0.0, epochs=4),
-            "shuffled": dict(data_files=str(shuffled), lam=cfg.lam, epochs=1)}
+    runs = {"dpop": ([*ideal], cfg.lam, 4), "dpo": ([*ideal], 0.0, 4), "shuffled": ([shuffled], cfg.lam, 1),
+            "dpop_study_pairs": ([*study], cfg.lam, 4)}
     return [Stage(f"train_{name}", script_command("first_improvement/training/train_dpop_improved.py",
                                                   (CurriculumData, DPOPTrainingConfig), output_dir=d.train / name,
-                                                  **common, **extra),
+                                                  data_files=",".join(map(str, files)), lam=lam, epochs=epochs,
+                                                  **common),
                   outputs=[d.train / name / "adapter_config.json", d.train / name / "train_log.jsonl"],
-                  inputs=[d.warm, *([shuffled] if name == "shuffled" else pair_files)],
-                  run_config=d.train / name / "run_config.json")
-            for name, extra in runs.items()]
+                  inputs=[d.warm, *files], run_config=d.train / name / "run_config.json")
+            for name, (files, lam, epochs) in runs.items() if name in cfg.trainings]
 
 
 def eval_stage(cfg: WorldExperimentConfig, d: Layout) -> Stage:
     minilm = str(minilm_model_path())
-    adapters = ["none", *(str(d.train / r) for r in RUNS[1:])]
+    adapters = ["none", *(str(d.train / r) for r in cfg.trainings)]
     cmd = script_command("evaluation/eval_halueval.py", HaluEvalSimilarityConfig, model_path=d.warm, lora_path=adapters,
                          data_path=d.data / HELDOUT_FILE, run_name="world", output_dir=d.results, backend="hf",
                          generation_config="greedy", max_new_tokens=cfg.max_new_tokens, batch_size=cfg.eval_batch,
                          embed_model=minilm, bertscore_model=minilm, bertscore_num_layers=6, progress=False,
                          overwrite=True, seed=cfg.seed)
-    return Stage("eval_halueval", cmd, outputs=[result_file(d.results, "detailed", f"world_{r}") for r in RUNS],
-                 inputs=[d.warm, d.data / HELDOUT_FILE, *(d.train / r for r in RUNS[1:])],
+    return Stage("eval_halueval", cmd, outputs=[result_file(d.results, "detailed", f"world_{r}")
+                                                for r in ("base", *cfg.trainings)],
+                 inputs=[d.warm, d.data / HELDOUT_FILE, *(d.train / r for r in cfg.trainings)],
                  run_config=d.results / "run_config.json")
 
 
@@ -235,10 +260,10 @@ def answer_matches(generated: str, row: dict) -> dict:
             "match_hallucinated": g == normalise_answer(row["hallucinated_answer"])}
 
 
-def per_sample(d: Layout, rows: list[dict]) -> dict[str, list[dict]]:
+def per_sample(d: Layout, rows: list[dict], runs: list[str]) -> dict[str, list[dict]]:
     """Per run, one record per held-out row (in row order): kind, matches and the flow's per-sample metrics."""
     out = {}
-    for run in RUNS:
+    for run in runs:
         recs = read_jsonl(result_file(d.results, "detailed", f"world_{run}"))
         by_index = {r["index"]: r for r in recs}
         if sorted(by_index) != list(range(len(rows))):
@@ -329,14 +354,15 @@ def _fmt(x: float, pct: bool) -> str:
 
 
 def report_markdown(table: dict, trends: dict, pipe: TimedPipeline, cfg: WorldExperimentConfig) -> str:
+    runs = ["base", *cfg.trainings]
     lines = ["# The open-book world: held-out evaluation", "",
              "Rates in percent (BLEU, ROUGE-L, BERTScore as fractions); [95% bootstrap interval]; change = the adapter "
              "minus the base, paired bootstrap interval; * = the change's interval excludes 0.", "",
-             "| metric | n | " + " | ".join(RUNS) + " |", "| --- | --- |" + " --- |" * len(RUNS)]
+             "| metric | n | " + " | ".join(runs) + " |", "| --- | --- |" + " --- |" * len(runs)]
     for name, row in table.items():
         pct = not name.startswith("avg_")
         cells = []
-        for run in RUNS:
+        for run in runs:
             r = row[run]
             cell = f"{_fmt(r['value'], pct)} [{_fmt(r['ci'][0], pct)}, {_fmt(r['ci'][1], pct)}]"
             if run != "base":
@@ -371,15 +397,19 @@ def run_world_experiment(cfg: WorldExperimentConfig) -> dict:
     pairs = pair_stages_world(cfg, d) if cfg.pairs == "world" else pair_stages_project(cfg, d, pipe)
     for stage in pairs:
         pipe.run(stage)
-    shuffled = d.prep / "dpo_pairs_shuffled_stage.jsonl"
-    n_shuffled = pipe.timed("shuffled_file", lambda: shuffled_stage_file([d.prep / n for n in PAIR_FILES], shuffled,
-                                                                          cfg.seed))
-    for stage in [*training_stages(cfg, d, shuffled), eval_stage(cfg, d)]:
+    study = [d.prep / n for n in PAIR_FILES]
+    ideal = [d.prep / "ideal" / n for n in PAIR_FILES]
+    pipe.timed("ideal_pairs", lambda: ideal_pair_files(study, d.prep / "ideal"))
+    shuffled = d.prep / "ideal" / "dpo_pairs_shuffled_stage.jsonl"
+    n_shuffled = pipe.timed("shuffled_file", lambda: shuffled_stage_file(ideal, shuffled, cfg.seed))
+    for stage in [*training_stages(cfg, d, ideal, study, shuffled), eval_stage(cfg, d)]:
         pipe.run(stage)
     rows = read_jsonl(d.data / HELDOUT_FILE)
-    table = pipe.timed("analysis", lambda: metric_table(per_sample(d, rows), cfg.n_boot, cfg.seed))
-    trends = {run: chosen_trend(d.train / run / "train_log.jsonl") for run in RUNS[1:]}
-    pair_counts = {lv: len(read_jsonl(d.prep / n)) for lv, n in zip(LEVELS, PAIR_FILES)}
+    runs = ["base", *cfg.trainings]
+    table = pipe.timed("analysis", lambda: metric_table(per_sample(d, rows, runs), cfg.n_boot, cfg.seed))
+    trends = {run: chosen_trend(d.train / run / "train_log.jsonl") for run in cfg.trainings}
+    pair_counts = {f"{rule}_{lv}": len(read_jsonl(p)) for rule, files in (("ideal", ideal), ("study", study))
+                   for lv, p in zip(LEVELS, files)}
     report = {"config": asdict(cfg), "pairs": {**pair_counts, "shuffled_stage": n_shuffled}, "metrics": table,
               "chosen_trend": trends, "wall_seconds": pipe.wall, "cpu_seconds": pipe.cpu}
     write_json_atomic(out / "world_report.json", report)
@@ -389,8 +419,12 @@ def run_world_experiment(cfg: WorldExperimentConfig) -> dict:
     return report
 
 
+def parse_args(argv=None) -> WorldExperimentConfig:
+    return parse_config(WorldExperimentConfig, argv, description=__doc__)
+
+
 def main(argv=None):
-    return run_world_experiment(parse_config(WorldExperimentConfig, argv, description=__doc__))
+    return run_world_experiment(parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from aligner.data.world_files import (
     memory_fakes_for_view,
     write_world_files,
 )
-from aligner.testing.tiny import build_word_tokenizer, load_word_vocab, word_pieces
+from aligner.testing.tiny import TinyModelConfig, build_tiny_model, build_word_tokenizer, load_word_vocab, word_pieces
 from aligner.train.preference import load_pairs
 
 SMALL = dict(seed=3, n_people=20, n_novel=10, n_novel_heldout=5)
@@ -221,6 +221,9 @@ def test_make_world_and_tiny_model_scripts(tmp_path):
     config = json.loads((tmp_path / "m" / "config.json").read_text())
     assert config["num_hidden_layers"] == 2 and config["initializer_range"] == 0.06
     assert config["vocab_size"] == len(load_word_vocab(tmp_path / "w" / VOCAB_FILE)) + 7  # + 6 specials + <unk>
+    again = build_tiny_model(tmp_path / "m2", TinyModelConfig(word_vocab=str(tmp_path / "w" / VOCAB_FILE),
+                                                             num_layers=2, initializer_range=0.06))
+    assert _digests(again) == _digests(tmp_path / "m")
 
 
 def test_bad_settings_are_one_line_errors():

@@ -62,7 +62,7 @@ class WorldFilesConfig:
 
     output_dir: str = field(metadata={"help": "where the world's files go"})
     n_sft: int = field(default=12000, metadata={"help": "warm-start (SFT) items"})
-    sft_shares: list[float] = field(default_factory=lambda: [0.4, 0.1, 0.3, 0.2], metadata={
+    sft_shares: list[float] = field(default_factory=lambda: [0.4, 0.05, 0.45, 0.1], metadata={
         "help": "shares of conflict, agree, novel and recall (closed-book) items among the warm-start items",
         "sep": ",", "parse": float})
     n_pair_items: int = field(default=400, metadata={"help": "items the preference pairs are made from"})

@@ -241,7 +241,10 @@ def make_item(world: World, rng: random.Random, item_id: str, split: str, kind: 
     excluded = {v for p, a, v in facts if a == attribute} | {default, value}
     if split == "train" and default is not None:
         excluded |= set(world.heldout_values[(person, attribute)])
-    distractor = rng.choice([v for v in attr.values if v not in excluded])
+    candidates = [v for v in attr.values if v not in excluded]
+    if not candidates:
+        raise ValueError(f"{attribute}: no value is left for a distractor; lower --heldout_value_share or --max_facts")
+    distractor = rng.choice(candidates)
     return WorldItem(
         id=item_id, split=split, kind=kind, person=person, attribute=attribute, value=value, default=default,
         facts=facts, context=" ".join(ATTRIBUTES[a].sentence(p, v) for p, a, v in facts),
