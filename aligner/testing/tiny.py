@@ -4,14 +4,17 @@ By default a tiny Llama-architecture causal LM (or 2-label classifier) with a by
 real benchmark text, carrying the Llama-3 special tokens and a Llama-3 style chat template.  With ``tokenizer`` a
 real tokenizer folder is used instead (its vocabulary size and special-token ids shape the model), and with
 ``config_preset`` the real configuration of one of the study's models (hidden size, heads, KV heads, rope
-settings, tied embeddings), narrowed for a CPU with ``num_layers`` / ``hidden_size``.  Building is
-deterministic: the same settings and seed give the same bytes."""
+settings, tied embeddings), narrowed for a CPU with ``num_layers`` / ``hidden_size``.  With ``word_vocab`` a
+word-level tokenizer over a closed vocabulary (the open-book world's, ``scripts/make_world.py``): every piece of
+that text is one token, so a small model learns whole words from the first step.  Building is deterministic: the
+same settings and seed give the same bytes."""
 
 from __future__ import annotations
 
 import csv
 import json
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +37,32 @@ LLAMA3_CHAT_TEMPLATE = (
     "{{- '<|start_header_id|>assistant<|end_header_id|>\n\n' }}"
     "{%- endif %}"
 )
+
+#: the word-level tokenizer's pieces: a run of letters and digits, or a run of other non-space characters.  Spaces
+#: belong to no piece, so a word is the same token wherever it stands (after a space, a newline or a chat header);
+#: decoding puts one space between pieces and none before . , ? ! (the WordPiece decoder's clean-up).
+WORD_PIECE_PATTERN = r"\w+|[^\w\s]+"
+UNK = "<unk>"
+
+# The world's vocabulary has no words for a system prompt, so this template leaves system turns out: a prompt
+# rendered with or without one is the same text (the warm start and the DPOP trainer send the recipe's system
+# prompt, the HaluEval similarity flow sends none).
+WORD_CHAT_TEMPLATE = (
+    "{{- bos_token }}"
+    "{%- for message in messages %}"
+    "{%- if message['role'] != 'system' %}"
+    "{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' + message['content'] | trim + '<|eot_id|>' }}"
+    "{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}"
+    "{{- '<|start_header_id|>assistant<|end_header_id|>\n\n' }}"
+    "{%- endif %}"
+)
+
+
+def word_pieces(text: str) -> list[str]:
+    """The pieces the word-level tokenizer cuts ``text`` into (each becomes one token, or ``<unk>``)."""
+    return re.findall(WORD_PIECE_PATTERN, text)
 
 
 #: the study's model shapes (from their config.json); vocab_size and special ids come from the tokenizer
@@ -78,9 +107,16 @@ class TinyModelConfig:
     intermediate_size: int | None = field(default=None, metadata={
         "help": "MLP width (default: 256, or the preset's, scaled with --hidden_size)"})
     num_layers: int | None = field(default=None, metadata={"help": "decoder layers (default: 4, or the preset's)"})
+    initializer_range: float = field(default=0.02, metadata={
+        "help": "standard deviation of the random init (transformers' default 0.02; the open-book world's 2-layer "
+                "policy learns to copy from the context several times sooner at 0.06)"})
     num_heads: int | None = field(default=None, metadata={"cli": False})
     num_kv_heads: int | None = field(default=None, metadata={"cli": False})
     max_position_embeddings: int = field(default=4096, metadata={"cli": False})
+    word_vocab: str | None = field(default=None, metadata={
+        "help": "a JSON list of word pieces (scripts/make_world.py writes vocab.json): a word-level tokenizer with one "
+                "token per piece, the special tokens and a chat template without a system turn, instead of the BPE "
+                "one (default: none)"})
     n_text_rows: int = field(default=3000, metadata={"cli": False})  # rows of benchmark text for the tokenizer
 
 
@@ -141,6 +177,43 @@ def build_tokenizer(cfg: TinyModelConfig):
     return hf_tok
 
 
+def build_word_tokenizer(pieces: list[str], max_length: int):
+    """A word-level tokenizer over ``pieces`` (cut as ``word_pieces`` cuts text; anything else is ``<unk>``), with
+    the Llama-3 special tokens, BOS added in front, and ``WORD_CHAT_TEMPLATE``."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    specials = SPECIAL_TOKENS + [UNK]
+    bad = [p for p in pieces if word_pieces(p) != [p]]
+    if bad:
+        raise ValueError(f"--word_vocab: {len(bad)} entries are not single pieces, e.g. {bad[0]!r}")
+    vocab = {t: i for i, t in enumerate(specials + sorted(set(pieces) - set(specials)))}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()  # the pieces of WORD_PIECE_PATTERN
+    tok.decoder = decoders.WordPiece(prefix="##", cleanup=True)
+    tok.add_special_tokens(specials)
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{BOS}:0 $A:0", pair=f"{BOS}:0 $A:0 {BOS}:1 $B:1", special_tokens=[(BOS, vocab[BOS])],
+    )
+    hf_tok = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token=BOS, eos_token=EOT, unk_token=UNK, model_max_length=max_length,
+        clean_up_tokenization_spaces=False,
+    )
+    hf_tok.chat_template = WORD_CHAT_TEMPLATE
+    return hf_tok
+
+
+def load_word_vocab(path: str) -> list[str]:
+    """The pieces of a ``--word_vocab`` file: a JSON list of strings."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"--word_vocab {path}: no such file")
+    pieces = json.loads(p.read_text(encoding="utf-8"))
+    if not isinstance(pieces, list) or not pieces or not all(isinstance(x, str) and x for x in pieces):
+        raise ValueError(f"--word_vocab {path}: expected a non-empty JSON list of non-empty strings")
+    return pieces
+
+
 def shape_from_preset(cfg: TinyModelConfig) -> dict:
     """The LlamaConfig shape: the tiny default, or a preset narrowed by ``hidden_size`` / ``num_layers`` (the heads
     and the MLP width scale with the width, keeping the preset's grouping of query heads per KV head)."""
@@ -190,9 +263,17 @@ def build_tiny_model(output_dir: str | os.PathLike, cfg: TinyModelConfig) -> Pat
         raise ValueError(f"--kind must be causal or seq_cls, not {cfg.kind!r}")
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = load_given_tokenizer(cfg.tokenizer) if cfg.tokenizer else build_tokenizer(cfg)
+    if cfg.tokenizer and cfg.word_vocab:
+        raise ValueError("give at most one of --tokenizer and --word_vocab")
+    if cfg.tokenizer:
+        tokenizer = load_given_tokenizer(cfg.tokenizer)
+    elif cfg.word_vocab:
+        tokenizer = build_word_tokenizer(load_word_vocab(cfg.word_vocab), cfg.max_position_embeddings)
+    else:
+        tokenizer = build_tokenizer(cfg)
     vocab = max(len(tokenizer), cfg.model_vocab_size or 0)
-    config = LlamaConfig(vocab_size=vocab, **shape_from_preset(cfg), **_special_ids(tokenizer), torch_dtype="float32")
+    config = LlamaConfig(vocab_size=vocab, **shape_from_preset(cfg), **_special_ids(tokenizer), torch_dtype="float32",
+                         initializer_range=cfg.initializer_range)
     torch.manual_seed(cfg.seed)
     if cfg.kind == "causal":
         model = LlamaForCausalLM(config)
