@@ -59,7 +59,7 @@ from aligner.data.world_files import (
     WorldFilesConfig,
     memory_fakes_for_view,
 )
-from aligner.eval.tasks.halueval_config import HaluEvalSimilarityConfig
+from aligner.eval.tasks.halueval import HaluEvalSimilarityConfig
 from aligner.pipeline.runner import Pipeline, Stage, script_command
 from aligner.report.bootstrap import bootstrap_ci, mean_ci
 from aligner.testing.tiny import TinyModelConfig, TinyModelOutput
