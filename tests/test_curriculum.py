@@ -140,3 +140,25 @@ def test_per_stage_schedule_survives_a_state_dict_round_trip_and_resets_adam():
     opt.step()
     fresh.step()
     assert torch.equal(p.detach(), fresh_p.detach())
+
+
+def test_shuffled_curriculum_order_visits_the_same_pairs_in_one_stage():
+    """--curriculum_order shuffled: the ablation of the curriculum: every pair visit of the staged plan, as often,
+    in one seeded order (one stage), with the same leftover rule."""
+    from collections import Counter
+
+    from aligner.train.curriculum import CurriculumSchedule, plan_stages
+
+    schedule = CurriculumSchedule([40, 30, 20], seed=3)
+    staged = plan_stages(schedule, 4, 8, leftover="drop")
+    visits = Counter(ref for s in schedule.stages(4) for ref in schedule.stage_items(s))
+    flat = plan_stages(schedule, 4, 8, leftover="drop", curriculum_order="shuffled")
+    assert flat.stages == [1] and len(staged.stages) == 4
+    assert flat.description[0]["n_pairs"] == sum(visits.values()) == sum(d["n_pairs"] for d in staged.description)
+    assert flat.steps[1] == sum(visits.values()) // 8
+    wrapped = plan_stages(schedule, 4, 8, curriculum_order="shuffled")
+    assert Counter(wrapped.orders[1][:sum(visits.values())]) == visits  # the same pairs, as often
+    levels_in_a_row = [lv for lv, _ in wrapped.orders[1][:30]]
+    assert len(set(levels_in_a_row)) == 3  # not level by level: the hard pairs come early too
+    assert wrapped.orders[1] == plan_stages(schedule, 4, 8, curriculum_order="shuffled").orders[1]  # seeded
+    assert flat.description[0]["per_level"] == {"easy": 40 * 4, "medium": 15 + 15 + 30, "hard": 12 + 20}

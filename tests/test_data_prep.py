@@ -215,6 +215,11 @@ def test_curriculum_pairs_follow_phase_rules(tmp_path):
         write_jsonl_atomic(wc / f"{kind}_fakes_with_context.jsonl", recs)
     load_script(f"{NEG}/create_dataset.py").main(["--input_dir", str(wc), "--output_dir", str(out)])
     assert check_phase_rules(out, wc) == {"easy": 4, "medium": 4, "hard": 9}
+    # --pair_types ideal: only the pairs whose chosen side is the ideal answer, the same ones, in the same order
+    ideal, ideal_counts = build_curriculum_pairs(easy, medium, hard, pair_types="ideal")
+    for phase in pairs:
+        assert ideal[phase] == [x for x in pairs[phase] if x["pair_type"].startswith("ideal>")]
+    assert ideal_counts["left_out_hard>easy"] == 3 and ideal_counts["left_out_medium>easy"] == 2
 
 
 # --- teacher ----------------------------------------------------------------------------------

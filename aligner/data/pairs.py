@@ -46,6 +46,8 @@ PHASE_RULES: dict[str, tuple[str, ...]] = {
 
 
 ORDERS = ("shuffled", "index")
+#: which pairs of the phase rules are written: all of them (the study), or those whose chosen side is the ideal answer
+PAIR_TYPE_SETS = ("all", "ideal")
 
 
 @dataclass(kw_only=True)
@@ -65,6 +67,11 @@ class CurriculumPairsConfig(StudyCompat):
         "help": "item order in the pair files: shuffled (seeded; each item's pairs adjacent, like the study's "
                 "hash order) or index (data_index order, NQ first)", "choices": list(ORDERS)})
     seed: int = field(default=42, metadata={"help": "seed of --order shuffled"})
+    pair_types: str = field(default="all", metadata={
+        "help": "all: every pair of the phase rules (the study's: ideal > fake, and hard > easy, hard > medium, "
+                "medium > easy); ideal: only the ideal-answer pairs (ideal > easy, medium, hard). A fake-vs-fake pair "
+                "prefers one hallucination to another: where the hard fake is the very answer to unlearn, it teaches "
+                "it", "choices": list(PAIR_TYPE_SETS)})
 
     def fake_file(self, level: str) -> str:
         given = {"easy": self.easy_file, "medium": self.medium_file, "hard": self.hard_file}[level]
@@ -120,7 +127,8 @@ def _item_pairs(g: dict, add) -> None:
 
 
 def build_curriculum_pairs(easy: Sequence[dict], medium: Sequence[dict], hard: Sequence[dict], order: str = "index",
-                           seed: int = 42, study_compat: bool = False) -> tuple[dict[str, list[dict]], Counter]:
+                           seed: int = 42, study_compat: bool = False,
+                           pair_types: str = "all") -> tuple[dict[str, list[dict]], Counter]:
     """Pairs per phase (see the module docstring), items in ``order``, and counts: pairs per phase and per pair
     type, and pairs skipped because both sides were the same answer.  ``study_compat``: items keyed by question
     text, sides compared exactly."""
@@ -135,6 +143,9 @@ def build_curriculum_pairs(easy: Sequence[dict], medium: Sequence[dict], hard: S
             continue
 
         def add(phase: str, pair_type: str, chosen: str, rejected: str, g=g) -> None:
+            if pair_types == "ideal" and not pair_type.startswith("ideal>"):
+                counts[f"left_out_{pair_type}"] += 1
+                return
             if identical(chosen, rejected):
                 counts[f"skipped_identical_{pair_type}"] += 1
                 return
@@ -156,7 +167,7 @@ def write_curriculum_pairs(cfg: CurriculumPairsConfig) -> dict:
     out_dir = start_stage(cfg.output_dir, cfg)
     fakes = {level: read_jsonl(cfg.fake_file(level), required=FAKE_FIELDS, allow_empty=True) for level in LEVELS}
     pairs, counts = build_curriculum_pairs(fakes["easy"], fakes["medium"], fakes["hard"], order=cfg.order,
-                                           seed=cfg.seed, study_compat=cfg.study_compat)
+                                           seed=cfg.seed, study_compat=cfg.study_compat, pair_types=cfg.pair_types)
     for phase in LEVELS:
         rows = pairs[phase][:cfg.limit] if cfg.limit >= 0 else pairs[phase]
         write_jsonl_atomic(out_dir / pair_file(phase), rows)

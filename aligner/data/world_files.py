@@ -8,6 +8,7 @@ run on it unchanged (``scripts/make_world.py`` writes them all into one folder):
 | ``fakes/{easy,medium,hard}_fakes_with_context.jsonl`` | stage 7's records; easy = another item's answer, medium = the answer with another value, hard = the memory answer | ``create_dataset.py`` (curriculum pairs) |
 | ``hard_fakes_vllm.jsonl`` | teacher pairs: right answer > memory answer | ``further_improvement/training/train_dpop.py`` |
 | ``heldout.jsonl`` | HaluEval QA rows ``{knowledge, question, right_answer, hallucinated_answer}`` (+ ``kind``, ``id``) | ``evaluation/eval_halueval.py`` and the two-step flow |
+| ``heldout_conflict.jsonl``, ``heldout_control.jsonl`` | the same rows split: the conflicts (hallucinated = the memory answer), the agree and novel controls | the demo's ``World`` and ``World/control`` evaluations |
 | ``items.jsonl`` | every item with all its labels (``WorldItem``) | ``check_item``, the analysis |
 | ``vocab.json`` | the word pieces of every text above and of the prompt scaffolding | ``make_tiny_model.py --word_vocab`` |
 | ``world.json`` | the people, their defaults, the entrenched people, the held-out values, the settings and counts | the checker, readers |
@@ -46,6 +47,7 @@ from aligner.testing.tiny import word_pieces
 
 MEDIUM_TYPE, HARD_TYPE = "medium_value_swap", "hard_memory"
 SFT_FILE, SQUAD_FILE, HELDOUT_FILE, ITEMS_FILE = "sft.jsonl", "squad.csv", "heldout.jsonl", "items.jsonl"
+CONFLICT_FILE, CONTROL_FILE = "heldout_conflict.jsonl", "heldout_control.jsonl"
 VOCAB_FILE, WORLD_FILE, TEACHER_FILE, FAKES_DIR = "vocab.json", "world.json", "hard_fakes_vllm.jsonl", "fakes"
 
 
@@ -158,6 +160,23 @@ def memory_fakes_for_view(view: Sequence[dict], items: Sequence[dict]) -> list[d
     return out
 
 
+@dataclass(kw_only=True)
+class MemoryFakesConfig:
+    """``scripts/world_memory_fakes.py``: the memory answers as the hard fakes of a view the project's stages built."""
+
+    view_file: str = field(metadata={"help": "the SFT view generate_easy_fakes.py wrote (--view_file)"})
+    items_file: str = field(metadata={"help": f"the world's {ITEMS_FILE}"})
+    output_file: str = field(metadata={"help": "the hard fakes (cleaned format) for fix_fakes.py --hard_file"})
+
+
+def write_memory_fakes(cfg: MemoryFakesConfig) -> dict:
+    fakes = memory_fakes_for_view(read_jsonl(cfg.view_file), read_jsonl(cfg.items_file))
+    write_jsonl_atomic(cfg.output_file, fakes)
+    counts = {"hard_fakes": len(fakes)}
+    write_run_config(Path(cfg.output_file).parent, cfg, extra={"counts": counts})
+    return counts
+
+
 def world_vocab(texts: Sequence[str]) -> list[str]:
     """Every word piece of ``texts`` and of the chat prompts around them (sorted)."""
     pieces = {p for p in word_pieces(context_question("", "")) if p.strip()}
@@ -198,6 +217,8 @@ def write_world_files(wcfg: WorldConfig, fcfg: WorldFilesConfig) -> dict:
     write_jsonl_atomic(out / ITEMS_FILE, [item_record(it) for it in everything])
     write_jsonl_atomic(out / SFT_FILE, [sft_row(it) for it in data.sft])
     write_jsonl_atomic(out / HELDOUT_FILE, [halueval_row(it) for it in data.heldout])
+    write_jsonl_atomic(out / CONFLICT_FILE, [halueval_row(it) for it in data.heldout if it.kind == "conflict"])
+    write_jsonl_atomic(out / CONTROL_FILE, [halueval_row(it) for it in data.heldout if it.kind != "conflict"])
     halueval_to_squad_csv([halueval_row(it) for it in data.pairs], out / SQUAD_FILE, id_prefix="p")
     fakes = world_fakes(data.pairs, wcfg.seed)
     for level in LEVELS:

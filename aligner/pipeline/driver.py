@@ -23,10 +23,11 @@ from aligner.pipeline.profiles import (
     model_stages,
     study_eval_profile,
     study_profile,
+    world_profile,
 )
 from aligner.pipeline.runner import Pipeline, Stage, path_digest
 
-PROFILES = ("demo", "study", "study_eval")
+PROFILES = ("demo", "study", "study_eval", "world")
 DEMO_THREADS = 2  # the same on every machine: a float sum's order depends on how many threads split it
 
 
@@ -134,21 +135,46 @@ def _study_eval_intro(p: Profile) -> list[str]:
     ]
 
 
+def _world_section(p: Profile) -> list[str]:
+    w = p.world
+    report = p.output_dir / "world.md"
+    return [
+        "## The method at work: an open-book world where hallucination is known", "",
+        f"A seeded world of {w.n_people} fictional people, each with a default value for six attributes (town, job, "
+        "colour, year, pet, instrument): the model's \"memory\". Contexts state 3-6 facts; a knowledge conflict "
+        "is an item whose context states another value than the default, so its right answer is the context's and "
+        "the typical hallucination, the answer from memory, is known. A tiny word-level Llama "
+        f"({w.num_layers} layers, width {w.hidden_size}) is warm-started on {w.n_sft} rows where a fixed 30% of the "
+        "people's conflicts are answered from memory, so the base answers from memory a measurable part of the time. "
+        "Curriculum DPOP (LoRA) then trains on pairs made by the project's own data stages (easy and NER-medium fakes "
+        "from the world's SQuAD-style rows, the memory answers as the hard fakes; ideal-answer pairs), beside two "
+        "ablations: plain DPO (λ 0) and the same pair visits in one shuffled stage. Held-out items: conflicts about "
+        "known people with values no training text states, and controls (context agrees with memory; people never "
+        "seen).", "",
+        report.read_text(encoding="utf-8") if report.is_file() else "(the world report was not written)", "",
+        "## The plumbing check: every stage on real benchmarks, at toy scale", "",
+    ]
+
+
 def write_results_md(p: Profile, pipe: Pipeline, tables_path: Path) -> Path:
-    """RESULTS.md: what ran (profile, data provenance, stage times), the scoreboard and tables, and the plots."""
+    """RESULTS.md: the open-book world's effect first (demo, world profiles), then what ran on the real benchmarks
+    (profile, data provenance), the scoreboard and tables, the plots, and the stage times."""
     lines = [f"# Results: {p.name} profile", ""]
+    if p.world is not None:
+        lines += _world_section(p)
     if p.name == "demo":
         lines += _demo_intro(p)
     elif p.study_adapters:
         lines += _study_eval_intro(p)
+    if p.plumbing:
+        lines += ["## Tables", "", tables_path.read_text(encoding="utf-8") if tables_path.is_file() else "(no tables)",
+                  "", "## Plots", "", "![metrics per run](metrics.png)", ""]
+        if not p.study_adapters:
+            lines += ["![training curves, best recipe](training_best.png)", "",
+                      "![training curves, latest recipe](training_latest.png)", ""]
     lines += ["## Stage times", "", "| stage | status | wall (s) |", "| --- | --- | ---: |"]
     lines += [f"| {n} | {s} | {w:.1f} |" for n, w, s in pipe.timings]
-    lines += [f"| total | | {sum(w for _, w, _ in pipe.timings):.1f} |"]
-    lines += ["", "## Tables", "", tables_path.read_text(encoding="utf-8") if tables_path.is_file() else "(no tables)", ""]
-    lines += ["## Plots", "", "![metrics per run](metrics.png)", ""]
-    if not p.study_adapters:
-        lines += ["![training curves, best recipe](training_best.png)", "",
-                  "![training curves, latest recipe](training_latest.png)", ""]
+    lines += [f"| total | | {sum(w for _, w, _ in pipe.timings):.1f} |", ""]
     path = p.output_dir / "RESULTS.md"
     atomic_write_text(path, "\n".join(lines))
     return path
@@ -172,7 +198,8 @@ def summary_sections(tables_md: str) -> str:
 @dataclass(kw_only=True)
 class PipelineConfig:
     profile: str = field(default="demo", metadata={
-        "help": "which profile: demo (tiny models, CPU), study (train and evaluate, GPU), study_eval (the study's "
+        "help": "which profile: demo (the open-book world, then every stage on real data with tiny models, CPU), "
+                "world (the open-book world alone, CPU), study (train and evaluate, GPU), study_eval (the study's "
                 "published adapters evaluated against its numbers, GPU)", "choices": list(PROFILES)})
     output_dir: str | None = field(default=None, metadata={
         "help": "where everything goes (default: outputs/<profile>)"})
@@ -214,6 +241,8 @@ def profile_from_config(cfg: PipelineConfig) -> Profile:
     for path in (halu, truthfulqa):
         if path is not None and not path.exists() and not cfg.dry_run:  # a dry run lists what is missing
             raise FileNotFoundError(f"{path} not found; run scripts/download_data.py or pass its path")
+    if cfg.profile == "world":
+        return world_profile(out)
     if cfg.profile == "demo":
         profile = demo_profile(out, halu, truthfulqa, Path(cfg.final_data_dir))
     elif cfg.profile == "study_eval":
@@ -290,7 +319,7 @@ def run_pipeline(cfg: PipelineConfig) -> Pipeline | list:
     if cfg.dry_run:
         return dry_run(profile, stages, cfg)
     # the demo's tiny models on fixed threads, deterministic kernels and hash seeds: a rerun gives the same bytes
-    env = reproducible_env(DEMO_THREADS) if profile.name == "demo" else None
+    env = reproducible_env(DEMO_THREADS) if profile.name in ("demo", "world") else None
     pipe = Pipeline(profile.output_dir, force=cfg.force, env=env)
     print(f"pipeline: profile {profile.name}, output {profile.output_dir}, {len(stages)} stages")
     t0 = time.perf_counter()

@@ -32,6 +32,7 @@ from aligner.eval.tasks.ifeval import IFEvalConfig
 from aligner.eval.tasks.truthfulqa import TruthfulQAEvalConfig
 from aligner.pipeline.data_stages import MakeDataConfig
 from aligner.pipeline.runner import Stage, script_command
+from aligner.pipeline.world import WorldSettings, world_stages
 from aligner.report.make_tables import TablesConfig
 from aligner.testing.tiny import TinyModelConfig, TinyModelOutput
 from aligner.train.config import CurriculumData, DPOPTrainingConfig, LatestRecipeData
@@ -87,6 +88,8 @@ class Profile:
     #                                          its hf/ snapshot (the hub's multiple_choice + generation configs)
     detection_limit: int = -1            # HaluEval detection: first N samples of each split (-1: all 10,000)
     detection_scoring: str = "generate"  # ... the paper's scoring; the demo's tiny model: loglik
+    world: WorldSettings | None = None   # demo, world: the open-book world section (aligner.pipeline.world)
+    plumbing: bool = True                # False: the world section alone (--profile world)
     # both training stages: --layout, --loss, --max_tokens_per_batch (None: the trainer's defaults, packed / dpop)
     train_layout: str | None = None
     train_loss: str | None = None
@@ -111,12 +114,19 @@ def demo_profile(output_dir: Path, halueval: Path, truthfulqa: Path, final_data:
                         lr=5e-3, warmup_ratio=0.05, logging_steps=10, save_steps=100000),
         warm_rows=(2000, 1500), ifeval_path=ifeval_path(), ifeval_limit=20, ifeval_max_new_tokens=48,
         detection_limit=5, detection_scoring="loglik",  # a few samples per split; Yes/No log-probs, no parsing
+        world=WorldSettings(),
         policy_vocab_size=8192,  # whole words as single tokens: a minute of SFT then gives word-level answers
         train_args=dict(max_length=256, per_device_batch_size=4, grad_accum_steps=1, lr=1e-3, warmup_steps=10,
                         logging_steps=5, save_every_steps=1000),
         latest_train_args=dict(max_length=256, per_device_batch_size=4, grad_accum_steps=1, lr=1e-3, warmup_steps=5,
                                logging_steps=5, save_every_steps=1000),
     )
+
+
+def world_profile(output_dir: Path) -> Profile:
+    """``--profile world``: the open-book world alone (``aligner.pipeline.world``), a few minutes on a CPU."""
+    return Profile(name="world", output_dir=output_dir, halueval_path=Path(), truthfulqa_path=Path(),
+                   final_data_dir=Path(), world=WorldSettings(), plumbing=False)
 
 
 #: where ``scripts/download_data.py --what truthfulqa`` puts TruthfulQA (its --truthfulqa_dir default)
@@ -450,7 +460,7 @@ def tables_stage(p: Profile, ws: Workspace) -> Stage:
         "tables", script_command("scripts/make_tables.py", TablesConfig, results_dir=ws.results, baseline=runs[0], runs=runs,
                           output=tables, plot=out / "metrics.png", tradeoff_plot=out / "tradeoff.png",
                           train_log=[f"{n}={log}" for n, log in zip(("best", "latest"), logs)], train_plot_dir=out,
-                          **extra),
+                          exclude=["World"] if p.world is not None else None, **extra),
         outputs=[tables, out / "metrics.png", *(out / f"training_{n}.png" for n in ("best", "latest")[:len(logs)])],
         inputs=[ws.results, *logs, *([p.published_dir] if p.published_dir else [])])
 
@@ -461,7 +471,11 @@ def build_stages(p: Profile) -> list[Stage]:
     A stage's inputs are everything its outcome depends on (data files, model and adapter folders), so a
     change anywhere upstream (new weights, new data) re-runs it and the stages after it.
     """
+    world = world_stages(p.world, p.output_dir) if p.world is not None else []
+    if not p.plumbing:
+        return world
     stages, ws = model_stages(p)
+    stages = world + stages
     if p.study_adapters:
         stages += study_adapter_stages(p, ws)
     else:

@@ -24,6 +24,9 @@ class TablesConfig:
     baseline: str = field(default="baseline", metadata={
         "help": "the run compared against; when no run has the default name, the folder's one run without an adapter "
                 "(default: baseline)"})
+    exclude: list[str] = field(default_factory=list, metadata={
+        "help": "comma-separated benchmark folders to leave out, with their subfolders (e.g. World: the demo's world "
+                "has a report of its own)", "sep": ","})
     runs: list[str] | None = field(default=None, metadata={
         "help": "comma-separated runs to show, in this order (default: every run found)", "sep": ","})
     format: str = field(default="md", metadata={"help": "output format", "choices": ["md", "csv", "latex"]})
@@ -112,7 +115,8 @@ def choose_baseline(benches: list[Benchmark], baseline: str, results_dir: str) -
 
 def make_tables(cfg: TablesConfig) -> Report:
     """Print the tables (and write them, the bar chart and the training curves where asked); returns the report."""
-    benches = collect_results(cfg.results_dir)
+    benches = [b for b in collect_results(cfg.results_dir)
+               if not any(b.name == x or b.name.startswith(f"{x}/") for x in cfg.exclude)]
     if not benches:
         raise FileNotFoundError(f"no metrics_*.json files under {cfg.results_dir}")
     baseline = choose_baseline(benches, cfg.baseline, cfg.results_dir)

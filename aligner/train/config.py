@@ -15,7 +15,7 @@ from aligner.core.fidelity import StudyCompat
 from aligner.core.paths import PAIR_FILES, PUBLISHED_TEACHER_PAIRS_FILE, TEACHER_PAIRS_FILE, pair_file
 from aligner.lm.settings import ChatSettings
 from aligner.prompts import DPO_IMPROVED_SYSTEM, DPO_LATEST_SYSTEM, PLAIN_DPO_FORMATS
-from aligner.train.curriculum import DEFAULT_FRACTIONS, LEFTOVER_MODES, parse_fractions
+from aligner.train.curriculum import CURRICULUM_ORDERS, DEFAULT_FRACTIONS, LEFTOVER_MODES, parse_fractions
 from aligner.train.losses import LOSS_NAMES, LOSSES
 from aligner.train.pair_tokens import TRUNCATION_MODES as TRUNCATIONS
 
@@ -90,6 +90,10 @@ class PreferenceTrainingConfig(ChatSettings, StudyCompat):
     epochs: int | None = field(default=4, metadata=_g(
         "curriculum and data", "run the first K curriculum stages (none: every stage; the study's name, --epochs)",
         aliases=["--stages"]))
+    curriculum_order: str = field(default="staged", metadata=_g(
+        "curriculum and data", "staged: the curriculum, stage after stage (the study's); shuffled: the ablation, one "
+                               "stage holding every pair visit of the --epochs stages (the same pairs, as often) in "
+                               "one seeded shuffled order", choices=list(CURRICULUM_ORDERS)))
     stage_fractions: Sequence[float] = field(default=DEFAULT_FRACTIONS, metadata=_g(
         "curriculum and data", "fraction of each level used from the stage that introduces it", sep=",",
         parse=float))

@@ -157,8 +157,19 @@ class StagePlan:
         return {"pairs_per_step": self.pairs_per_step, "stage_steps": {str(k): v for k, v in self.steps.items()}}
 
 
+CURRICULUM_ORDERS = ("staged", "shuffled")
+
+
+def flattened_order(schedule: CurriculumSchedule, n_stages: int) -> list[PairRef]:
+    """Every pair visit of the first ``n_stages`` curriculum stages (the same pairs, as often), in one order shuffled
+    with the schedule's seed: the curriculum ablation, which differs from the curriculum in the order alone."""
+    visits = [ref for s in schedule.stages(n_stages) for ref in schedule.stage_items(s)]
+    random.Random(schedule.seed).shuffle(visits)
+    return visits
+
+
 def plan_stages(schedule: CurriculumSchedule, n_stages: int, pairs_per_step: int,
-                leftover: str = "wrap") -> StagePlan:
+                leftover: str = "wrap", curriculum_order: str = "staged") -> StagePlan:
     """Cut each stage's shuffled order into optimizer steps of ``pairs_per_step`` pairs.
 
     The last, partial step of a stage (``N mod pairs_per_step`` pairs): ``wrap`` fills it by wrapping round to the
@@ -171,10 +182,13 @@ def plan_stages(schedule: CurriculumSchedule, n_stages: int, pairs_per_step: int
         raise ValueError(f"pairs per optimizer step must be >= 1, got {pairs_per_step}")
     if leftover not in LEFTOVER_MODES:
         raise ValueError(f"leftover must be one of {LEFTOVER_MODES}, not {leftover!r}")
-    stages = schedule.stages(n_stages)
+    if curriculum_order not in CURRICULUM_ORDERS:
+        raise ValueError(f"curriculum order must be one of {CURRICULUM_ORDERS}, not {curriculum_order!r}")
+    flat = curriculum_order == "shuffled"  # one stage holding every stage's visits, shuffled
+    stages = [1] if flat else schedule.stages(n_stages)
     orders, steps = {}, {}
     for s in stages:
-        order = schedule.stage_order(s)
+        order = flattened_order(schedule, n_stages) if flat else schedule.stage_order(s)
         if not order:
             logger.warning("stage %d has no pairs (its levels are empty); it is skipped", s)
         if leftover == "drop":
@@ -188,10 +202,18 @@ def plan_stages(schedule: CurriculumSchedule, n_stages: int, pairs_per_step: int
             pad = n_steps * pairs_per_step - len(order)
             orders[s] = order + [order[i % len(order)] for i in range(pad)]
         steps[s] = n_steps
-    description = schedule.describe(n_stages)
+    description = [_flat_description(schedule, n_stages)] if flat else schedule.describe(n_stages)
     for d in description:
         d["optimizer_steps"] = steps[d["stage"]]
         trained = d["optimizer_steps"] * pairs_per_step
         d["wrapped_pairs"] = max(0, trained - d["n_pairs"])
         d["dropped_pairs"] = max(0, d["n_pairs"] - trained)
     return StagePlan(stages, pairs_per_step, orders, steps, description)
+
+
+def _flat_description(schedule: CurriculumSchedule, n_stages: int) -> dict:
+    """The one stage of ``--curriculum_order shuffled``: the visits of every curriculum stage, per level."""
+    per_stage = schedule.describe(n_stages)
+    per_level = {name: sum(d["per_level"][name] for d in per_stage) for name in schedule.level_names}
+    return {"stage": 1, "n_pairs": sum(per_level.values()), "per_level": per_level,
+            "flattened_stages": len(per_stage)}

@@ -220,7 +220,7 @@ class PreferenceTrainer:
             raise ValueError("every pair was skipped (responses longer than --max_length?)")
         schedule = CurriculumSchedule(sizes, cfg.stage_fractions, cfg.seed, [lv.name for lv in self.levels])
         self.plan = plan_stages(schedule, cfg.epochs, cfg.per_device_batch_size * acc.num_processes *
-                                cfg.grad_accum_steps, leftover=cfg.leftover)
+                                cfg.grad_accum_steps, leftover=cfg.leftover, curriculum_order=cfg.curriculum_order)
         if acc.is_main_process:
             for d in self.plan.description:
                 rest = (f"{d['dropped_pairs']} left out" if cfg.leftover == "drop"
