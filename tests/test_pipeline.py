@@ -382,6 +382,8 @@ def test_reproducible_env_reaches_torch(tmp_path):
             "run_cli(main)\n")
     stage = Stage("probe", ["python", "-c", code], outputs=[out])
     Pipeline(tmp_path / "run", env=reproducible_env(3), log=lambda line: None).run(stage)
+    assert out.read_text() == "3 False"  # fixed threads; torch's deterministic kernels only when asked (CUDA)
+    Pipeline(tmp_path / "run2", env=reproducible_env(3, deterministic_kernels=True), log=lambda line: None).run(stage)
     assert out.read_text() == "3 True"
     log = (tmp_path / "run" / "logs" / "probe.log").read_text()
     assert "Traceback" not in log
