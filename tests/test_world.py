@@ -238,31 +238,14 @@ def test_bad_settings_are_one_line_errors():
         make_world.main(["--output_dir", "x", "--memory_unit", "nobody"])
 
 
-def test_world_experiment_answer_matching():
-    """The prototype driver's match rule: lower case, punctuation and extra spaces removed, then equal."""
-    bench = load_script("benchmarks/world_experiment.py")
-    row = {"right_answer": "Arlo Venn lives in the town of Marlow.",
-           "hallucinated_answer": "Arlo Venn lives in the town of Kessel."}
-    assert bench.answer_matches("arlo venn  lives in the town of MARLOW", row) == \
+def test_the_answer_match_rule_on_world_answers():
+    """The similarity flow's match fields on the world's sentences: lower case, punctuation and extra spaces
+    removed, then equal (the world's right and memory answers differ in one word)."""
+    from aligner.eval.tasks.halueval import answer_matches
+
+    right, memory = "Arlo Venn lives in the town of Marlow.", "Arlo Venn lives in the town of Kessel."
+    assert answer_matches("arlo venn  lives in the town of MARLOW", right, memory) == \
         {"match_right": True, "match_hallucinated": False}
-    assert bench.answer_matches("Arlo Venn lives in the town of Kessel.", row)["match_hallucinated"]
-    assert bench.answer_matches("Arlo Venn lives in Marlow.", row) == {"match_right": False,
-                                                                       "match_hallucinated": False}
-
-
-def test_shuffled_stage_holds_exactly_the_curriculum_visits(tmp_path):
-    from aligner.train.curriculum import CurriculumSchedule
-
-    bench = load_script("benchmarks/world_experiment.py")
-    files = []
-    for lv, n in zip(LEVELS, (5, 8, 6)):
-        files.append(tmp_path / f"{lv}.jsonl")
-        files[-1].write_text("".join(json.dumps({"prompt": f"{lv}{i}", "chosen": "a", "rejected": "b"}) + "\n"
-                                     for i in range(n)))
-    n = bench.shuffled_stage_file(files, tmp_path / "mix.jsonl", seed=1)
-    schedule = CurriculumSchedule([5, 8, 6])
-    expected = Counter(f"{LEVELS[lv]}{i}" for s in range(1, 5) for lv, i in schedule.stage_items(s))
-    mixed = [r["prompt"] for r in read_jsonl(tmp_path / "mix.jsonl")]
-    assert n == len(mixed) == sum(expected.values()) and Counter(mixed) == expected
-    in_curriculum_order = [f"{LEVELS[lv]}{i}" for s in range(1, 5) for lv, i in schedule.stage_items(s)]
-    assert mixed != in_curriculum_order
+    assert answer_matches("Arlo Venn lives in the town of Kessel.", right, memory)["match_hallucinated"]
+    assert answer_matches("Arlo Venn lives in Marlow.", right, memory) == {"match_right": False,
+                                                                          "match_hallucinated": False}

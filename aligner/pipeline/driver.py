@@ -223,6 +223,10 @@ class PipelineConfig:
         "help": "generation backend (default: hf for demo, auto for the study profiles)",
         "choices": ["auto", "hf", "vllm"]})
     tensor_parallel_size: int = field(default=1, metadata={"help": "vLLM tensor parallelism"})
+    world_pair_types: str = field(default="ideal", metadata={
+        "help": "demo and world profiles: the world's curriculum pairs, ideal (the ideal-answer pairs) or all (the "
+                "study's rules, whose fake-vs-fake pairs prefer the memory answer to the other fakes)",
+        "choices": ["ideal", "all"]})
     stages: list[str] | None = field(default=None, metadata={
         "help": "comma-separated stage names to run (default: all)", "sep": ","})
     force: bool = field(default=False, metadata={"help": "redo every stage even when complete"})
@@ -242,7 +246,9 @@ def profile_from_config(cfg: PipelineConfig) -> Profile:
         if path is not None and not path.exists() and not cfg.dry_run:  # a dry run lists what is missing
             raise FileNotFoundError(f"{path} not found; run scripts/download_data.py or pass its path")
     if cfg.profile == "world":
-        return world_profile(out)
+        profile = world_profile(out)
+        profile.world.pair_types = cfg.world_pair_types
+        return profile
     if cfg.profile == "demo":
         profile = demo_profile(out, halu, truthfulqa, Path(cfg.final_data_dir))
     elif cfg.profile == "study_eval":
@@ -255,6 +261,8 @@ def profile_from_config(cfg: PipelineConfig) -> Profile:
     if cfg.backend is not None:  # a backend asked for applies to every stage
         profile.backend, profile.truthfulqa_backend = cfg.backend, None
     profile.tensor_parallel_size = cfg.tensor_parallel_size
+    if profile.world is not None:
+        profile.world.pair_types = cfg.world_pair_types
     return profile
 
 

@@ -77,6 +77,7 @@ class WorldSettings:
     lora_r: int = 16
     max_new_tokens: int = 24
     eval_batch: int = 64
+    pair_types: str = "ideal"   # create_dataset.py --pair_types: the study's "all" cancels the effect (README)
 
 
 @dataclass
@@ -155,8 +156,8 @@ def world_pair_stages(w: WorldSettings, d: WorldLayout) -> list[Stage]:
                                                 output_dir=restored, seed=w.seed),
               outputs=[restored], inputs=[easy, medium, hard]),
         Stage("world_pairs", script_command(f"{_NEG}/create_dataset.py", CurriculumPairsConfig, input_dir=restored,
-                                            output_dir=d.prep, seed=w.seed, pair_types="ideal"),
-              outputs=[d.prep / n for n in PAIR_FILES], inputs=[restored], note="(the ideal-answer pairs)"),
+                                            output_dir=d.prep, seed=w.seed, pair_types=w.pair_types),
+              outputs=[d.prep / n for n in PAIR_FILES], inputs=[restored], note=f"({w.pair_types} pair types)"),
     ]
 
 
