@@ -31,6 +31,11 @@ BENCHMARK_TITLES = {"Halueval": "HaluEval, similarity flow", "HaluevalLLM": "Hal
 
 
 def benchmark_title(folder: str) -> str:
+    """A folder's title; a benchmark of several parts is titled by both ("HaluEval detection, dialogue")."""
+    if folder.startswith("HaluEvalDetection/"):
+        return f"HaluEval detection, {folder.split('/', 1)[1]}"
+    if folder.startswith("World"):
+        return "Open-book world" + (", controls" if folder.endswith("/control") else ", knowledge conflicts")
     return BENCHMARK_TITLES.get(folder, folder)
 
 
