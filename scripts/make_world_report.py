@@ -13,8 +13,12 @@ from aligner.core.cli import parse_config, run_cli
 from aligner.report.world import WorldReportConfig, make_world_report
 
 
+def parse_args(argv=None) -> WorldReportConfig:
+    return parse_config(WorldReportConfig, argv, description=__doc__)
+
+
 def main(argv=None):
-    text = make_world_report(parse_config(WorldReportConfig, argv, description=__doc__))
+    text = make_world_report(parse_args(argv))
     print(text)
     return text
 

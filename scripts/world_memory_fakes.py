@@ -12,8 +12,12 @@ from aligner.core.cli import parse_config, run_cli
 from aligner.data.world_files import MemoryFakesConfig, write_memory_fakes
 
 
+def parse_args(argv=None) -> MemoryFakesConfig:
+    return parse_config(MemoryFakesConfig, argv, description=__doc__)
+
+
 def main(argv=None):
-    counts = write_memory_fakes(parse_config(MemoryFakesConfig, argv, description=__doc__))
+    counts = write_memory_fakes(parse_args(argv))
     print(counts)
     return counts
 

@@ -387,3 +387,30 @@ def test_reproducible_env_reaches_torch(tmp_path):
     assert out.read_text() == "3 True"
     log = (tmp_path / "run" / "logs" / "probe.log").read_text()
     assert "Traceback" not in log
+
+
+def test_the_world_section_comes_first_in_the_demo_and_alone_in_its_profile(tmp_path):
+    """The demo runs the open-book world before the plumbing check; --profile world runs it alone; the plumbing
+    tables leave the world's folder to its own report; --world_pair_types reaches the pair stage."""
+    from aligner.pipeline.driver import PipelineConfig, profile_from_config
+    from aligner.pipeline.world import WORLD_MODELS
+
+    demo = build_stages(demo_profile(tmp_path / "out", tmp_path / "qa.json", tmp_path / "tqa.csv", tmp_path / "fd"))
+    names = [s.name for s in demo]
+    world = [n for n in names if n.startswith("world_")]
+    assert names[:len(world)] == world and len(world) == 15 and "tiny_policy" in names[len(world):]
+    assert [n for n in world if n.startswith("world_train_")] == [f"world_train_{m}" for m, _, _ in WORLD_MODELS]
+    by = {s.name: s for s in demo}
+    assert _flag(_args(by["world_pairs"]), "--pair_types") == "ideal"
+    assert _flag(_args(by["world_train_dpo"]), "--lam") == "0.0"
+    assert _flag(_args(by["world_train_shuffled"]), "--curriculum_order") == "shuffled"
+    assert "--curriculum_order" not in _args(by["world_train_dpop"])
+    assert _flag(_args(by["tables"]), "--exclude") == "World"
+    conflicts = _args(by["world_eval_conflicts"])
+    assert _flag(conflicts, "--generation_config") == "greedy"
+    assert conflicts[conflicts.index("--lora_path") + 1] == "none"
+    alone = profile_from_config(PipelineConfig(profile="world", output_dir=str(tmp_path / "w"),
+                                               world_pair_types="all"))
+    stages = build_stages(alone)
+    assert [s.name for s in stages] == world
+    assert _flag(_args(next(s for s in stages if s.name == "world_pairs")), "--pair_types") == "all"

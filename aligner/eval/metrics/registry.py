@@ -149,8 +149,9 @@ DECLARED: tuple[Metric, ...] = (
     _count("n_empty", "Empty Generations"),
 )
 METRICS: dict[str, Metric] = {m.name: m for m in DECLARED}
-#: fields of a metrics file that are not results (run times), left out of every table
-NOT_RESULTS = ("seconds",)
+#: fields of a metrics file that are not results (run times, the seed a run drew its samples with), left out of every
+#: table
+NOT_RESULTS = ("seconds", "seed")
 
 
 def declared(name: str) -> Metric | None:
