@@ -60,3 +60,12 @@ def test_rates_verdicts_ablations_and_figure(world_results, tmp_path):
     assert "| dpo | -1.10 | -3.00 | -3.00 | -0.600 | -0.600 |" in text
     assert "-0.0" not in text
     assert (tmp_path / "w.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "![the open-book world](w.png)" in text
+
+
+def test_a_run_without_the_ablation_models_says_so(world_results, tmp_path):
+    root, _, _ = world_results
+    cfg = WorldReportConfig(results_dir=str(root), models=["base", "dpop"], output=str(tmp_path / "world.md"),
+                            n_boot=200)
+    text = make_world_report(cfg)
+    assert "No ablation: its models (dpo, shuffled) were not evaluated." in text
+    assert "| comparison |" not in text

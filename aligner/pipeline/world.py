@@ -78,6 +78,17 @@ class WorldSettings:
     max_new_tokens: int = 24
     eval_batch: int = 64
     pair_types: str = "ideal"   # create_dataset.py --pair_types: the study's "all" cancels the effect (README)
+    adapters: tuple[str, ...] = tuple(name for name, _, _ in WORLD_MODELS)   # which of WORLD_MODELS to train
+
+    def __post_init__(self):
+        names = [name for name, _, _ in WORLD_MODELS]
+        unknown = [a for a in self.adapters if a not in names]
+        if unknown or not self.adapters:
+            raise ValueError(f"WorldSettings.adapters: unknown {unknown} or none; choose from {names}")
+
+    def models(self) -> list[tuple[str, str, dict]]:
+        """The adapters to train: (folder, what it is, the trainer settings that differ), in WORLD_MODELS' order."""
+        return [m for m in WORLD_MODELS if m[0] in self.adapters]
 
 
 @dataclass
@@ -172,13 +183,14 @@ def world_training_stages(w: WorldSettings, d: WorldLayout) -> list[Stage]:
                                                         **{**common, **extra, "output_dir": d.train / name}),
                   outputs=[d.train / name / "adapter_config.json", d.train / name / "train_log.jsonl"],
                   inputs=[d.warm, *pairs], run_config=d.train / name / "run_config.json", note=f"({what})")
-            for name, what, extra in WORLD_MODELS]
+            for name, what, extra in w.models()]
 
 
 def world_eval_stages(w: WorldSettings, d: WorldLayout, output_root: Path) -> list[Stage]:
     minilm = str(minilm_model_path())
-    models = ["base", *(name for name, _, _ in WORLD_MODELS)]
-    adapters = ["none", *(str(d.train / name) for name, _, _ in WORLD_MODELS)]
+    trained = w.models()
+    models = ["base", *(name for name, _, _ in trained)]
+    adapters = ["none", *(str(d.train / name) for name, _, _ in trained)]
     stages = []
     for part, data, out in (("conflicts", CONFLICT_FILE, d.results), ("controls", CONTROL_FILE, d.results / "control")):
         cmd = script_command("evaluation/eval_halueval.py", HaluEvalSimilarityConfig, model_path=d.warm,
@@ -192,11 +204,11 @@ def world_eval_stages(w: WorldSettings, d: WorldLayout, output_root: Path) -> li
                             run_config=out / f"run_config_{RUN_NAME}_base.json"))
     report = script_command("scripts/make_world_report.py", WorldReportConfig, results_dir=d.results,
                             run_name=RUN_NAME, models=models,
-                            labels=["base=warm-started base"] + [f"{n}={what}" for n, what, _ in WORLD_MODELS],
-                            train_log=[f"{n}={d.train / n / 'train_log.jsonl'}" for n, _, _ in WORLD_MODELS],
+                            labels=["base=warm-started base"] + [f"{n}={what}" for n, what, _ in trained],
+                            train_log=[f"{n}={d.train / n / 'train_log.jsonl'}" for n, _, _ in trained],
                             output=output_root / "world.md", plot=output_root / "world.png")
     stages.append(Stage("world_report", report, outputs=[output_root / "world.md", output_root / "world.png"],
-                        inputs=[d.results, *(d.train / n / "train_log.jsonl" for n, _, _ in WORLD_MODELS)]))
+                        inputs=[d.results, *(d.train / n / "train_log.jsonl" for n, _, _ in trained)]))
     return stages
 
 

@@ -149,13 +149,16 @@ def render(cfg: WorldReportConfig, values: dict, table: dict, trends: dict) -> s
     for model in models:
         cells = [_cell_text(name, table[name][model], up) for name, _, _, _, up in QUANTITIES]
         lines.append(f"| {labels[model]} | " + " | ".join(cells) + " |")
-    lines += ["", "Ablations: the difference between two adapters on the same items (A minus B), paired bootstrap "
-              "95% interval:", "", "| comparison | " + " | ".join(s for _, s, *_ in QUANTITIES[:3]) + " |",
-              "| --- |" + " --- |" * 3]
-    for pair in cfg.ablations:
-        a, b = pair.split("-", 1)
-        if a not in values or b not in values:
-            continue
+    pairs = [pair.split("-", 1) for pair in cfg.ablations]
+    shown = [(a, b) for a, b in pairs if a in values and b in values]
+    if pairs and not shown:
+        lines += ["", f"No ablation: its models ({', '.join(sorted({m for p in pairs for m in p} - set(values)))}) "
+                  "were not evaluated."]
+    elif shown:
+        lines += ["", "Ablations: the difference between two adapters on the same items (A minus B), paired "
+                  "bootstrap 95% interval:", "", "| comparison | " + " | ".join(s for _, s, *_ in QUANTITIES[:3])
+                  + " |", "| --- |" + " --- |" * 3]
+    for a, b in shown:
         cells = []
         for name, _, _, _, up in QUANTITIES[:3]:
             lo, hi, _, _ = bootstrap_ci(values[b][name], values[a][name], n_boot=cfg.n_boot,
