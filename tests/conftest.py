@@ -112,6 +112,33 @@ def one_torch_thread():
         os.environ["OMP_NUM_THREADS"] = env
 
 
+def halueval_rows(halueval_file, n: int, offset: int = 0) -> list[dict]:
+    """HaluEval QA rows [offset, offset + n) of the real file."""
+    import json
+
+    with open(halueval_file, encoding="utf-8") as fh:
+        return [json.loads(line) for line, _ in zip(fh, range(offset + n))][offset:]
+
+
+def halueval_pair(row: dict) -> dict:
+    """A HaluEval QA row as a preference pair: the right answer chosen, the hallucinated one rejected."""
+    return {"prompt": row["question"], "context": row["knowledge"], "chosen": row["right_answer"],
+            "rejected": row["hallucinated_answer"]}
+
+
+def write_level_files(rows: list[dict], folder: Path, levels: tuple[str, ...], per_level: int) -> list[Path]:
+    """``dpo_pairs_<level>.jsonl`` per level from consecutive rows (``per_level`` each), as the trainer reads them."""
+    import json
+
+    files = []
+    for k, name in enumerate(levels):
+        path = Path(folder) / f"dpo_pairs_{name}.jsonl"
+        path.write_text("".join(json.dumps(halueval_pair(r)) + "\n" for r in rows[k * per_level:(k + 1) * per_level]),
+                        encoding="utf-8")
+        files.append(path)
+    return files
+
+
 _SCRIPTS: dict[str, object] = {}
 
 

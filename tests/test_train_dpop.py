@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, run_script
+from conftest import REPO, halueval_pair, halueval_rows, run_script, write_level_files
 from safetensors.torch import load_file
 
 from aligner.core.models import load_causal_lm
@@ -31,24 +31,14 @@ FAST = dict(lr=5e-3, warmup_steps=0, per_device_batch_size=4, grad_accum_steps=1
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def _halueval_pair(row):
-    return {"prompt": row["question"], "context": row["knowledge"], "chosen": row["right_answer"],
-            "rejected": row["hallucinated_answer"]}
-
-
 @pytest.fixture(scope="module")
 def data(halueval_file, tmp_path_factory):
-    rows = [json.loads(line) for line, _ in zip(open(halueval_file, encoding="utf-8"), range(400))]
+    rows = halueval_rows(halueval_file, 400)
     d = tmp_path_factory.mktemp("pairs")
-    files = []
-    for k, name in enumerate(("easy", "medium", "hard")):
-        path = d / f"dpo_pairs_{name}.jsonl"
-        path.write_text("".join(json.dumps(_halueval_pair(r)) + "\n"
-                                for r in rows[k * N_PER_LEVEL:(k + 1) * N_PER_LEVEL]), encoding="utf-8")
-        files.append(path)
+    files = write_level_files(rows, d, ("easy", "medium", "hard"), N_PER_LEVEL)
     held_out = [PreferencePair(r["question"], r["knowledge"], r["right_answer"], r["hallucinated_answer"])
                 for r in rows[300:360]]
-    train = [PreferencePair(**_halueval_pair(r)) for r in rows[: 3 * N_PER_LEVEL]]
+    train = [PreferencePair(**halueval_pair(r)) for r in rows[: 3 * N_PER_LEVEL]]
     return {"dir": d, "files": files, "held_out": held_out, "train": train}
 
 

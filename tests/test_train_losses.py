@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import halueval_rows, write_level_files
 from safetensors.torch import load_file
 
 from aligner.core.cli import ErrorExit, run_cli
@@ -26,16 +27,8 @@ BETA = 0.3
 
 @pytest.fixture(scope="module")
 def levels_files(halueval_file, tmp_path_factory):
-    rows = [json.loads(line) for line, _ in zip(open(halueval_file, encoding="utf-8"), range(12))]
-    d = tmp_path_factory.mktemp("loss_pairs")
-    files = []
-    for k, name in enumerate(("easy", "medium")):
-        path = d / f"dpo_pairs_{name}.jsonl"
-        path.write_text("".join(json.dumps({"prompt": r["question"], "context": r["knowledge"], "chosen": r["right_answer"],
-                                            "rejected": r["hallucinated_answer"]}) + "\n" for r in rows[6 * k: 6 * k + 6]),
-                        encoding="utf-8")
-        files.append(path)
-    return files
+    return write_level_files(halueval_rows(halueval_file, 12), tmp_path_factory.mktemp("loss_pairs"),
+                             ("easy", "medium"), 6)
 
 
 def _cfg(model_dir, out, **kw):

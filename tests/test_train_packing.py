@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO
+from conftest import REPO, halueval_rows, write_level_files
 from safetensors.torch import load_file
 
 from aligner.core.models import load_causal_lm
@@ -40,14 +40,10 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 REL = 1e-5
 
 
-def _rows(halueval_file, n, offset=0):
-    return [json.loads(line) for line, _ in zip(open(halueval_file, encoding="utf-8"), range(offset + n))][offset:]
-
-
 @pytest.fixture(scope="module")
 def halueval_pairs(halueval_file):
     return [PreferencePair(r["question"], r["knowledge"], r["right_answer"], r["hallucinated_answer"])
-            for r in _rows(halueval_file, 10)]
+            for r in halueval_rows(halueval_file, 10)]
 
 
 @pytest.fixture(scope="module")
@@ -231,16 +227,8 @@ def test_score_pairs_in_both_layouts(llama32, halueval_pairs):
 
 @pytest.fixture(scope="module")
 def level_files(halueval_file, tmp_path_factory):
-    d = tmp_path_factory.mktemp("packing_pairs")
-    rows = _rows(halueval_file, 16, offset=40)
-    files = []
-    for k, name in enumerate(("easy", "medium")):
-        path = d / f"dpo_pairs_{name}.jsonl"
-        path.write_text("".join(json.dumps({"prompt": r["question"], "context": r["knowledge"],
-                                            "chosen": r["right_answer"], "rejected": r["hallucinated_answer"]}) + "\n"
-                                for r in rows[8 * k: 8 * k + 8]), encoding="utf-8")
-        files.append(path)
-    return files
+    return write_level_files(halueval_rows(halueval_file, 16, offset=40), tmp_path_factory.mktemp("packing_pairs"),
+                             ("easy", "medium"), 8)
 
 
 def _run(model_dir, out, files, **kw):

@@ -18,7 +18,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
-from conftest import REPO, load_script
+from conftest import REPO, halueval_rows, load_script, write_level_files
 from safetensors.torch import load_file
 
 from aligner.core.cli import run_cli
@@ -163,15 +163,7 @@ def test_grad_norm_equal_over_accumulation_and_processes(tiny_model_dir, pairs_f
 # ---------------------------------------------------------------------------------------------
 
 def _two_levels(halueval_file, folder: Path):
-    rows = [json.loads(line) for line, _ in zip(open(halueval_file, encoding="utf-8"), range(8))]
-    files = []
-    for k, name in enumerate(("easy", "medium")):
-        path = folder / f"dpo_pairs_{name}.jsonl"
-        path.write_text("".join(json.dumps({"prompt": r["question"], "context": r["knowledge"], "chosen": r["right_answer"],
-                                            "rejected": r["hallucinated_answer"]}) + "\n" for r in rows[4 * k: 4 * k + 4]),
-                        encoding="utf-8")
-        files.append(path)
-    return load_levels(files)
+    return load_levels(write_level_files(halueval_rows(halueval_file, 8), folder, ("easy", "medium"), 4))
 
 
 @pytest.mark.parametrize("mixed_precision", ["no", "bf16"])

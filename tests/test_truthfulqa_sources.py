@@ -120,3 +120,26 @@ def test_a_snapshot_folder_has_a_content_fingerprint(tmp_path, csv_rows):
     assert one is not None and one == data_fingerprint(_snapshot(tmp_path / "b", mc_rows, gen_rows))
     assert one != data_fingerprint(_snapshot(tmp_path / "c", mc_rows[:-1], gen_rows))
     assert data_fingerprint(tmp_path / "missing") is None
+
+
+def test_the_hub_loader_reads_what_a_snapshot_of_it_holds(tmp_path, csv_rows, monkeypatch):
+    """``data_from_hub`` (the datasets library, stood in for by the same rows: no hub here) and a snapshot folder
+    of those rows give the same items: one reader of the multiple_choice schema for both."""
+    import aligner.data.sources.truthfulqa as tqa
+
+    mc_rows, gen_rows = _hub_rows(csv_rows)
+    snapshot = load_truthfulqa(_snapshot(tmp_path / "hf", mc_rows, gen_rows), limit=4)
+
+    class Rows(list):
+        def select(self, indices):
+            return Rows(self[i] for i in indices)
+
+    monkeypatch.setattr(tqa, "_load_hub_config", lambda name, config: Rows(
+        pa.Table.from_pylist(mc_rows if config == "multiple_choice" else gen_rows,
+                             schema=MC_SCHEMA if config == "multiple_choice" else GEN_SCHEMA).to_pylist()))
+    hub = tqa.data_from_hub(limit=4)
+    assert hub.mc == snapshot.mc and hub.gen == snapshot.gen and len(hub.mc) == 4 and hub.source == "hf:truthfulqa/truthful_qa"
+    bad = [dict(mc_rows[0], mc1_targets={"choices": ["a.", "b."], "labels": [0, 0]})]
+    monkeypatch.setattr(tqa, "_load_hub_config", lambda name, config: Rows(bad))
+    with pytest.raises(DataError, match="multiple_choice row 1"):
+        tqa.data_from_hub(need_gen=False)

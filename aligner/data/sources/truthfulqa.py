@@ -164,6 +164,17 @@ def _gen_item(index: int, question: str, row: dict) -> GenItem:
                    incorrect_answers=[str(a) for a in ia] if ia is not None else None, category=row.get("category"))
 
 
+def _mc_items(where, rows, strip_questions: bool) -> list[MCItem]:
+    """MC items from rows in the hub's ``multiple_choice`` schema (a snapshot's parquet or the loaded dataset)."""
+    items = []
+    for i, row in enumerate(rows):
+        desc = f"multiple_choice row {i + 1} ({str(row['question'])[:60]!r})"
+        c1, l1 = _check_targets(where, desc, "mc1_targets", row["mc1_targets"], exactly_one=True)
+        c2, l2 = _check_targets(where, desc, "mc2_targets", row["mc2_targets"], exactly_one=False)
+        items.append(MCItem(i, _question(row["question"], strip_questions), c1, l1, c2, l2))
+    return items
+
+
 def _config_rows(folder: Path, config: str, required: list[str], limit: int | None) -> tuple[list[dict], list[str]]:
     """The rows of one config of a snapshot folder (its parquet shards in name order) and the shards' names."""
     shards = sorted((folder / config).glob("*.parquet"))
@@ -189,11 +200,7 @@ def data_from_hub_snapshot(folder: str | os.PathLike, limit: int | None = None, 
     if need_mc:
         rows, shards = _config_rows(folder, "multiple_choice", ["question", "mc1_targets", "mc2_targets"], n)
         read += shards
-        for i, row in enumerate(rows):
-            desc = f"multiple_choice row {i + 1} ({str(row['question'])[:60]!r})"
-            c1, l1 = _check_targets(folder, desc, "mc1_targets", row["mc1_targets"], exactly_one=True)
-            c2, l2 = _check_targets(folder, desc, "mc2_targets", row["mc2_targets"], exactly_one=False)
-            mc.append(MCItem(i, _question(row["question"], strip_questions), c1, l1, c2, l2))
+        mc = _mc_items(folder, rows, strip_questions)
     if need_gen:
         rows, shards = _config_rows(folder, "generation", ["question"], n)
         read += shards
@@ -223,21 +230,11 @@ def data_from_hub(limit: int | None = None, need_mc: bool = True, need_gen: bool
     mc, gen = [], []
     if need_mc:
         ds = _load_hub_config(name, "multiple_choice")
-        rows = ds if n is None else ds.select(range(min(n, len(ds))))
-        for i, row in enumerate(rows):
-            desc = f"row {i + 1}"
-            c1, l1 = _check_targets(name, desc, "mc1_targets", row["mc1_targets"], exactly_one=True)
-            c2, l2 = _check_targets(name, desc, "mc2_targets", row["mc2_targets"], exactly_one=False)
-            mc.append(MCItem(i, _question(row["question"], strip_questions), c1, l1, c2, l2))
+        mc = _mc_items(name, ds if n is None else ds.select(range(min(n, len(ds)))), strip_questions)
     if need_gen:
         ds = _load_hub_config(name, "generation")
         rows = ds if n is None else ds.select(range(min(n, len(ds))))
-        for i, row in enumerate(rows):
-            gen.append(GenItem(index=i, question=_question(row["question"], strip_questions),
-                               best_answer=row.get("best_answer"),
-                               correct_answers=list(row.get("correct_answers") or []),
-                               incorrect_answers=list(row.get("incorrect_answers") or []),
-                               category=row.get("category")))
+        gen = [_gen_item(i, _question(row["question"], strip_questions), row) for i, row in enumerate(rows)]
     return TruthfulQAData(mc=mc, gen=gen, source=f"hf:{name}")
 
 
