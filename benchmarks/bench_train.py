@@ -379,8 +379,9 @@ def run_trl(args, pair_set: str) -> dict:
             if logs and "loss" in logs:  # one record per step (logging_steps 1), not the final summary
                 records.append(dict(logs))
 
+    scratch = tempfile.TemporaryDirectory(prefix="bench_trl_")  # TRL wants an output_dir; nothing is saved there
     config = DPOConfig(
-        output_dir=tempfile.mkdtemp(prefix="bench_trl_"), loss_type=["sigmoid"], beta=args.beta,
+        output_dir=scratch.name, loss_type=["sigmoid"], beta=args.beta,
         per_device_train_batch_size=batch_size, gradient_accumulation_steps=1, max_length=4 * MAX_LENGTH,
         max_steps=steps + 1, learning_rate=LR, lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.01,
         max_grad_norm=0.0, bf16=False, fp16=False, use_cpu=device.type == "cpu", gradient_checkpointing=False,
@@ -392,7 +393,8 @@ def run_trl(args, pair_set: str) -> dict:
                          peft_config=LoraConfig(**LORA), callbacks=[Timer()])
     same_ids = [trainer.train_dataset[i]["prompt_ids"] + trainer.train_dataset[i]["chosen_ids"] ==
                 encoded[i].chosen.input_ids for i in range(len(rows))]
-    trainer.train()
+    with scratch:
+        trainer.train()
     seconds, cpu = marks[-1][0] - marks[0][0], marks[-1][1] - marks[0][1]
     return {"variant": "trl", "pairs_per_s": steps * batch_size / seconds, "seconds": seconds, "cpu_seconds": cpu,
             "peak_bytes": mem.peak(), "memory_method": mem.method, "losses": [r["loss"] for r in records],
