@@ -62,3 +62,25 @@ def test_the_pipeline_profiles_pass_layout_loss_and_max_tokens_to_both_training_
         script = Path(stages[name].cmd[1])
         _, cfg = load_script(str(script.relative_to(REPO) if script.is_absolute() else script)).parse_args(cmd[2:])
         assert (cfg.layout, cfg.loss, cfg.max_tokens_per_batch, cfg.study_compat) == ("padded", "ipo", 3000, True)
+
+
+def test_run_pipeline_flags_choose_the_loss_layout_and_forward_size(tmp_path):
+    from aligner.core.cli import parse_config
+    from aligner.pipeline.driver import PipelineConfig, profile_from_config
+
+    final = tmp_path / "final_data"
+    final.mkdir()
+    for name in ("dpo_pairs_easy", "dpo_pairs_medium", "dpo_pairs_hard", "dpo_pairs_hard_improved"):
+        (final / f"{name}.jsonl").write_text('{"prompt": "q", "context": "c", "chosen": "a", "rejected": "b"}\n')
+    args = ["--profile", "study", "--output_dir", str(tmp_path / "out"), "--final_data_dir", str(final),
+            "--halueval_path", str(tmp_path), "--truthfulqa_path", str(tmp_path), "--models_dir", str(tmp_path)]
+    cfg = parse_config(PipelineConfig, args + ["--loss", "simpo", "--layout", "padded", "--max_tokens_per_batch", "2048"])
+    stages = {s.name: [str(a) for a in s.cmd] for s in build_stages(profile_from_config(cfg))}
+    for name in ("train_best", "train_latest"):
+        cmd = stages[name]
+        assert [cmd[cmd.index(f) + 1] for f in ("--loss", "--layout", "--max_tokens_per_batch")] == ["simpo", "padded",
+                                                                                                     "2048"]
+    plain = {s.name: s.cmd for s in build_stages(profile_from_config(parse_config(PipelineConfig, args)))}
+    assert "--loss" not in [str(a) for a in plain["train_best"]]
+    with pytest.raises(SystemExit):
+        parse_config(PipelineConfig, args + ["--loss", "kto"])

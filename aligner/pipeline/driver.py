@@ -26,6 +26,8 @@ from aligner.pipeline.profiles import (
     world_profile,
 )
 from aligner.pipeline.runner import Pipeline, Stage, path_digest
+from aligner.train.config import LAYOUTS
+from aligner.train.losses import LOSS_NAMES
 
 PROFILES = ("demo", "study", "study_eval", "world")
 DEMO_THREADS = 2  # the same on every machine: a float sum's order depends on how many threads split it
@@ -227,6 +229,15 @@ class PipelineConfig:
         "help": "demo and world profiles: the world's curriculum pairs, ideal (the ideal-answer pairs) or all (the "
                 "study's rules, whose fake-vs-fake pairs prefer the memory answer to the other fakes)",
         "choices": ["ideal", "all"]})
+    loss: str | None = field(default=None, metadata={
+        "help": "demo and study profiles: the preference loss of both training stages (default: dpop, the study's)",
+        "choices": list(LOSS_NAMES)})
+    layout: str | None = field(default=None, metadata={
+        "help": "demo and study profiles: the training layout of both training stages (default: packed)",
+        "choices": list(LAYOUTS)})
+    max_tokens_per_batch: int | None = field(default=None, metadata={
+        "help": "demo and study profiles: the most tokens of one packed forward in training (default: the trainer's, "
+                "what a padded micro-batch holds)"})
     stages: list[str] | None = field(default=None, metadata={
         "help": "comma-separated stage names to run (default: all)", "sep": ","})
     force: bool = field(default=False, metadata={"help": "redo every stage even when complete"})
@@ -261,6 +272,10 @@ def profile_from_config(cfg: PipelineConfig) -> Profile:
     if cfg.backend is not None:  # a backend asked for applies to every stage
         profile.backend, profile.truthfulqa_backend = cfg.backend, None
     profile.tensor_parallel_size = cfg.tensor_parallel_size
+    for name, value in (("train_loss", cfg.loss), ("train_layout", cfg.layout),
+                        ("max_tokens_per_batch", cfg.max_tokens_per_batch)):
+        if value is not None:
+            setattr(profile, name, value)
     if profile.world is not None:
         profile.world.pair_types = cfg.world_pair_types
     return profile
