@@ -454,3 +454,18 @@ def test_wrong_typed_field_is_one_line_before_any_model_loads(tmp_path, halueval
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert last == f"error: --data_path: {bad}, line 3: field 'right_answer' must be a string, got int 7"
     assert not list(out.glob("detailed_*"))  # ... and the data before the model: no empty per-sample file
+
+
+def test_step1_output_file_names_its_run_as_the_backend_names_the_adapter():
+    """``--output_file`` with an adapter: the run is named as the backends name the loaded adapter (the folder
+    ``dpop/epoch_2`` is ``dpop_epoch_2``), else the runner could not select it."""
+    from aligner.core.models import planned_adapter_names
+    from aligner.eval.tasks.halueval_twostep import HaluEvalStep1Config, HaluEvalTwoStep
+
+    cfg = HaluEvalStep1Config(model_path="m", data_path="d.json", output_file="out/p.jsonl",
+                              lora_path="runs/dpop/epoch_2")
+    (run,) = HaluEvalTwoStep(cfg).runs()
+    assert run.name == planned_adapter_names("runs/dpop/epoch_2")[0] == "dpop_epoch_2"
+    assert (run.adapter, run.tag, str(run.files["predictions"])) == ("runs/dpop/epoch_2", "p", "out/p.jsonl")
+    base = HaluEvalTwoStep(HaluEvalStep1Config(model_path="m", data_path="d.json", output_file="p.jsonl")).runs()
+    assert [r.name for r in base] == ["base"]

@@ -209,6 +209,7 @@ def test_script_end_to_end_with_adapters(script_run, raw_docs, checkers, adapter
         for rec, ref in zip(records, refs):
             assert {k: rec[k] for k in ref} == ref
         assert metrics["n_prompts"] == LIMIT and metrics["date_string"] == DEFAULT_DATE_STRING
+        assert metrics["backend"] == "hf"  # the backend that ran, not "auto"
         assert metrics["lm_eval"] == lm_eval.__version__
         assert metrics["prompt_level_loose_acc"] == pytest.approx(
             sum(r["prompt_level_loose_acc"] for r in refs) / LIMIT)

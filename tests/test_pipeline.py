@@ -415,3 +415,23 @@ def test_the_world_section_comes_first_in_the_demo_and_alone_in_its_profile(tmp_
     stages = build_stages(alone)
     assert [s.name for s in stages] == world
     assert _flag(_args(next(s for s in stages if s.name == "world_pairs")), "--pair_types") == "all"
+
+
+def test_the_world_profile_needs_no_benchmark_and_its_results_say_what_ran(tmp_path):
+    """--profile world starts without HaluEval; its RESULTS.md has no plumbing section, and the world's intro is
+    written from the settings (pair types, adapters trained, the world's shape), not fixed text."""
+    from aligner.data.sources.world import WorldConfig
+    from aligner.pipeline.driver import PipelineConfig, profile_from_config
+
+    alone = profile_from_config(PipelineConfig(profile="world", output_dir=str(tmp_path / "w"),
+                                               halueval_path=str(tmp_path / "absent.json"), world_pair_types="all"))
+    text = write_results_md(alone, Pipeline(alone.output_dir), tmp_path / "none.md").read_text()
+    assert "plumbing check" not in text and "every pair type, the study's rules" in text
+    assert "beside the ablations: plain DPO (λ 0) and DPOP, one shuffled stage." in text
+    shape = WorldConfig()
+    assert f"{len(shape.attributes)} attributes ({', '.join(shape.attributes)})" in text
+    assert f"Contexts state {shape.min_facts}-{shape.max_facts} facts" in text
+    alone.world.adapters = ("dpop",)
+    alone.world.pair_types = "ideal"
+    text = write_results_md(alone, Pipeline(alone.output_dir), tmp_path / "none.md").read_text()
+    assert "ideal-answer pairs). Held-out" in text and "ablation" not in text.split("## Stage times")[0]

@@ -70,6 +70,7 @@ def test_readme_command_runs_and_metrics_match_definitions(tmp_path, tiny_model_
     for key in ("model", "lora_path", "mc1", "mc2", "gen_truthfulness", "gen_avg_prob", "n_questions", "seconds"):
         assert key in m
     assert m["lora_path"] is None and m["adapter"] == "base" and m["n_questions"] == LIMIT
+    assert m["backend"] == "hf"  # --backend auto as it resolved on this CPU machine, not "auto"
     assert {"mc", "generation", "judge"} <= set(m["seconds"])
     assert read_json(out / "run_config_R.json")["flags"]["run_name"] == "R"
     mc_recs = read_jsonl(out / "detailed_mc_R.jsonl")

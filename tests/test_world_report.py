@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from aligner.core.paths import result_file
+from aligner.report.tables import change_verdict
 from aligner.report.world import WorldReportConfig, make_world_report, per_sample
 
 N = 200
@@ -51,10 +52,13 @@ def test_rates_verdicts_ablations_and_figure(world_results, tmp_path):
     # every memory answer fixed: 0 memory answers, a change whose interval excludes 0, read as improved
     assert rows["curriculum DPOP"].split(" | ")[1].startswith("0.0 [0.0, 0.0]; -")
     assert "improved" in rows["curriculum DPOP"].split(" | ")[1]
-    # no change at all: "no clear change", never "improved" or "regressed"
-    assert rows["shuffled"].split(" | ")[1].endswith("no clear change")
+    # no change at all: "unchanged", as in every other report, never "improved" or "regressed"
+    assert rows["shuffled"].split(" | ")[1].endswith("0.0 [0.0, 0.0] unchanged")
     ablation = next(line for line in text.splitlines() if line.startswith("| curriculum DPOP − dpo"))
-    assert ablation.count("no clear change") == 3  # the same answers
+    assert ablation.count("unchanged") == 3  # the same answers
+    # a change whose interval contains 0 reads "no clear change"
+    assert change_verdict(0.01, "higher", (-0.02, 0.04)) == "no clear change"
+    assert change_verdict(-0.01, "lower", (-0.03, -0.001), ("A better", "B better")) == "A better"
     assert "curriculum DPOP better" in next(line for line in text.splitlines()
                                             if line.startswith("| curriculum DPOP − shuffled"))
     assert "| dpo | -1.10 | -3.00 | -3.00 | -0.600 | -0.600 |" in text

@@ -5,7 +5,7 @@ run on it unchanged (``scripts/make_world.py`` writes them all into one folder):
 | --- | --- | --- |
 | ``sft.jsonl`` | RAG records ``{question, context, answers}``; a conflict's answer is the memory answer for the warm start's memory share | ``old_training/train_rag_sft.py`` |
 | ``squad.csv`` | SQuAD v2 CSV of the pair items (``answers`` as NumPy reprs) | ``create_squad_training.py``, ``make data`` |
-| ``fakes/{easy,medium,hard}_fakes_with_context.jsonl`` | stage 7's records; easy = another item's answer, medium = the answer with another value, hard = the memory answer | ``create_dataset.py`` (curriculum pairs) |
+| ``fakes/{easy,medium,hard}_fakes_with_context.jsonl`` | stage 7's records; easy = another item's answer, medium = the answer with another value, hard = the memory answer | ``create_dataset.py`` (curriculum pairs) without the data stages; the pipeline builds its pairs through the project's own stages instead (``aligner.pipeline.world``) |
 | ``hard_fakes_vllm.jsonl`` | teacher pairs: right answer > memory answer | ``further_improvement/training/train_dpop.py`` |
 | ``heldout.jsonl`` | HaluEval QA rows ``{knowledge, question, right_answer, hallucinated_answer}`` (+ ``kind``, ``id``) | ``evaluation/eval_halueval.py`` and the two-step flow |
 | ``heldout_conflict.jsonl``, ``heldout_control.jsonl`` | the same rows split: the conflicts (hallucinated = the memory answer), the agree and novel controls | the demo's ``World`` and ``World/control`` evaluations |
@@ -29,7 +29,7 @@ from pathlib import Path
 from aligner.core.io import read_json, read_jsonl, write_json_atomic, write_jsonl_atomic
 from aligner.core.paths import LEVELS
 from aligner.core.runinfo import write_run_config
-from aligner.data.negatives import EASY_TYPE, fakes_with_context_file
+from aligner.data.negatives import EASY_TYPE, fake_record, fakes_with_context_file
 from aligner.data.sft import halueval_to_squad_csv
 from aligner.data.sources.world import (
     ATTRIBUTES,
@@ -49,6 +49,8 @@ MEDIUM_TYPE, HARD_TYPE = "medium_value_swap", "hard_memory"
 SFT_FILE, SQUAD_FILE, HELDOUT_FILE, ITEMS_FILE = "sft.jsonl", "squad.csv", "heldout.jsonl", "items.jsonl"
 CONFLICT_FILE, CONTROL_FILE = "heldout_conflict.jsonl", "heldout_control.jsonl"
 VOCAB_FILE, WORLD_FILE, TEACHER_FILE, FAKES_DIR = "vocab.json", "world.json", "hard_fakes_vllm.jsonl", "fakes"
+#: the pair items' ids and their squad.csv ids (``memory_fakes_for_view`` finds an item by the view's ``source_id``)
+PAIR_ID_PREFIX = "p"
 
 
 def _shares(text, kinds: Sequence[str], flag: str) -> list[float]:
@@ -96,7 +98,7 @@ def draw_world(wcfg: WorldConfig, fcfg: WorldFilesConfig) -> WorldData:
     s = wcfg.seed * 1000
     sft = make_items(world, fcfg.n_sft, fcfg.sft_shares, "train", s + 1, "s")
     assign_targets(world, sft, s + 2)
-    pairs = make_items(world, fcfg.n_pair_items, fcfg.pair_shares, "train", s + 3, "p")
+    pairs = make_items(world, fcfg.n_pair_items, fcfg.pair_shares, "train", s + 3, PAIR_ID_PREFIX)
     heldout: list[WorldItem] = []
     for kind, n in zip(CONTEXT_KINDS, fcfg.n_heldout):
         heldout += make_items(world, n, [float(k == kind) for k in CONTEXT_KINDS], "heldout",
@@ -155,8 +157,7 @@ def memory_fakes_for_view(view: Sequence[dict], items: Sequence[dict]) -> list[d
         if item is None:
             raise ValueError(f"view item {rec.get('data_index')} (source_id {rec.get('source_id')!r}) is no world item")
         if item["kind"] == "conflict":
-            out.append({"data_index": rec["data_index"], "question": rec["question"], "ideal_answer":
-                        rec["ideal_answer"], "fake_answer": item["memory_answer"], "type": HARD_TYPE})
+            out.append(fake_record(rec, item["memory_answer"], HARD_TYPE))
     return out
 
 
@@ -219,7 +220,7 @@ def write_world_files(wcfg: WorldConfig, fcfg: WorldFilesConfig) -> dict:
     write_jsonl_atomic(out / HELDOUT_FILE, [halueval_row(it) for it in data.heldout])
     write_jsonl_atomic(out / CONFLICT_FILE, [halueval_row(it) for it in data.heldout if it.kind == "conflict"])
     write_jsonl_atomic(out / CONTROL_FILE, [halueval_row(it) for it in data.heldout if it.kind != "conflict"])
-    halueval_to_squad_csv([halueval_row(it) for it in data.pairs], out / SQUAD_FILE, id_prefix="p")
+    halueval_to_squad_csv([halueval_row(it) for it in data.pairs], out / SQUAD_FILE, id_prefix=PAIR_ID_PREFIX)
     fakes = world_fakes(data.pairs, wcfg.seed)
     for level in LEVELS:
         write_jsonl_atomic(out / FAKES_DIR / fakes_with_context_file(level), fakes[level])
@@ -227,8 +228,9 @@ def write_world_files(wcfg: WorldConfig, fcfg: WorldFilesConfig) -> dict:
                                             if it.kind == "conflict"])
     texts = [t for it in everything for t in (it.context, it.question, it.right_answer, it.distractor_answer,
                                               it.memory_answer or "")]
-    write_json_atomic(out / VOCAB_FILE, world_vocab(texts))
-    counts = {**world_counts(data), "vocab_pieces": len(world_vocab(texts)),
+    vocab = world_vocab(texts)
+    write_json_atomic(out / VOCAB_FILE, vocab)
+    counts = {**world_counts(data), "vocab_pieces": len(vocab),
               **{f"fakes_{level}": len(fakes[level]) for level in LEVELS}}
     sizes = {k: v for k, v in dataclasses.asdict(fcfg).items() if k != "output_dir"}  # the file is where it is
     write_json_atomic(out / WORLD_FILE, {"config": dataclasses.asdict(wcfg), "files": sizes,

@@ -16,6 +16,7 @@ import math
 from collections.abc import Iterable, Sequence
 
 from aligner.core.io import AlignerError
+from aligner.data.sft import different_question
 
 
 class NonFiniteScoreError(AlignerError, ValueError):
@@ -102,3 +103,12 @@ def degenerate_outputs(texts: Sequence, field: str = "generated") -> dict | None
     return {"field": field, "n": n, "n_empty": n_empty, "n_distinct": len(counts), "top": top,
             "top_count": top_count, "note": note}
 
+
+
+def different_answer(record: dict, question: str, answer: str) -> str | None:
+    """The resume check of a judging phase: why ``record`` does not judge ``answer`` to ``question`` (None when it
+    does)."""
+    problem = different_question(record, question)
+    if problem is None and record.get("generated") != answer:
+        problem = f"judges another answer ({str(record.get('generated'))[:60]!r}) than the one to judge now"
+    return problem

@@ -27,9 +27,9 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from aligner.core.cli import note_saved
+from aligner.core.cli import note_saved, option_strings
 from aligner.core.io import read_json, write_json_atomic
-from aligner.core.models import planned_adapter_names, resolve_dtype
+from aligner.core.models import parse_adapter_paths, planned_adapter_names, resolve_dtype
 from aligner.core.paths import run_tag
 from aligner.core.runinfo import PhaseTimer, package_versions, setup_logging, write_run_config
 from aligner.core.runner import data_fingerprint, path_identity, refuse_to_overwrite, run_per_sample
@@ -56,8 +56,6 @@ def plan_runs(task: Task) -> list[Run]:
         return runs
     cfg = task.cfg
     names = planned_adapter_names(getattr(cfg, "lora_path", None))
-    from aligner.core.models import parse_adapter_paths
-
     paths = parse_adapter_paths(getattr(cfg, "lora_path", None))
     tagged = len(names) > 1 or (names != [None] and cfg.adapter_in_name)
     return [Run(name or "base", path, run_tag(cfg.run_name, name, several=tagged)) for name, path in zip(names, paths)]
@@ -152,7 +150,7 @@ def assemble_metrics(task: Task, run: Run, done: dict[str, list[dict]], active: 
         else:
             kept = {k: earlier.get(k) for k in keys}
             if any(v is not None for v in kept.values()):
-                logger.info("%s: keeping %s from the earlier run", path, ", ".join(k for k, v in kept.items() if v))
+                logger.info("%s: keeping %s from the earlier run", path, ", ".join(k for k, v in kept.items() if v is not None))
             metrics.update(kept)
     metrics.update(computed)  # a field two phases report (a judge counts the answers too) is the one made now
     metrics = task.combine(metrics)
@@ -183,7 +181,6 @@ def _groups(task: Task, active: Sequence[str]) -> list[tuple[tuple[str, str | No
 def _check_models(task: Task) -> None:
     """Every model the task's settings name (the policy, a judge, the scorers' models) is a local folder, in the
     cache or on a hub that answers: one line naming the flag otherwise, before any model loads."""
-    from aligner.core.cli import option_strings
     from aligner.core.setting_checks import check_model, is_model_field
 
     for f in dataclasses.fields(task.cfg):
@@ -206,7 +203,7 @@ def _activate(model, run: Run, role: str) -> None:
     if role != "policy":
         return
     wanted = None if run.adapter is None else run.name
-    loaded = [n for n in model.adapter_names]
+    loaded = list(model.adapter_names)
     if wanted not in loaded:  # the backend names adapters as planned_adapter_names does
         raise RuntimeError(f"adapter {run.name!r} is not loaded; the backend has {loaded}")
     model.set_adapter(wanted)
@@ -336,9 +333,12 @@ def evaluate_tasks(tasks: Sequence[Task]) -> list[dict[str, dict]]:
     benchmark's three splits on one loaded base).  Returns each task's {run name: metrics}."""
     setup_logging()
     evaluations = [Evaluation(task) for task in tasks]
+    checked: set[int] = set()
     for ev in evaluations:
         ev.check_outputs()
-        _check_models(ev.task)
+        if id(ev.cfg) not in checked:  # the detection splits share one config: its models are checked once
+            _check_models(ev.task)
+            checked.add(id(ev.cfg))
     held: dict = {}
     try:
         return [ev.execute(held) for ev in evaluations]

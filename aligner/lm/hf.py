@@ -161,12 +161,11 @@ class HFLM(LM):
         n_cont = n - enc.response_start
         if n_cont + 2 > self.max_length:
             raise ValueError(f"a continuation of {n_cont} tokens does not fit the model's {self.max_length} tokens")
-        cut = n - self.max_length
         self.n_truncated += 1
         logger.warning("a log-likelihood request of %d tokens was cut to the model's %d (its context from the "
                        "left, BOS kept; %d so far)", n, self.max_length, self.n_truncated)
-        ids = [enc.input_ids[0], *enc.input_ids[cut + 1:]]
-        return type(enc)(ids, enc.response_start - cut)
+        ids = fit_prompt(enc.input_ids, self.max_length, keep_first=True)
+        return type(enc)(ids, enc.response_start - (n - len(ids)))
 
     # -- generation ---------------------------------------------------------------------------
     def _encode_prompt(self, prompt: str, max_new_tokens: int) -> list[int]:
@@ -226,7 +225,8 @@ class MergedAdapters:
 
         self.model = model
         self.layers = [m for m in model.modules() if isinstance(m, LoraLayer)]
-        self.original = [m.get_base_layer().weight.detach().clone() for m in self.layers]
+        # on the CPU: a second copy of every LoRA-wrapped weight on the accelerator would cost up to the model again
+        self.original = [m.get_base_layer().weight.detach().to("cpu", copy=True) for m in self.layers]
         self.current: str | None = None
 
     def _switch(self, name: str | None) -> None:

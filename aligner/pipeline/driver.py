@@ -73,7 +73,7 @@ def _demo_intro(p: Profile) -> list[str]:
     start, n = p.warm_rows
     pairs = (" -- replaced by the downloaded `final_data/` pairs" if downloaded_pairs(p.final_data_dir) else "")
     warm = (f"- Warm start: the random tiny policy is fine-tuned first by the RAG SFT stage "
-            f"(`old_training/train_rag_sft.py --full_finetune`, one epoch) on HaluEval rows [{start}, {start + n}), "
+            f"(`old_training/train_rag_sft.py --full_finetune`, {p.warm_start.get('epochs', 1):g} epoch(s)) on HaluEval rows [{start}, {start + n}), "
             "so that it answers in the format of the benchmarks; this warm-started policy is the base that the fakes, "
             "both DPOP recipes and every evaluation use." if p.warm_start else
             "- No warm start: the policy is the random tiny model.")
@@ -138,24 +138,35 @@ def _study_eval_intro(p: Profile) -> list[str]:
 
 
 def _world_section(p: Profile) -> list[str]:
-    w = p.world
+    from aligner.data.sources.world import WorldConfig
+
+    w, shape = p.world, WorldConfig()   # the world's shape: make_world.py's defaults, which the stages keep
     report = p.output_dir / "world.md"
-    return [
+    trained = [what for _, what, _ in w.models()]
+    ablations = (f", beside the ablation{'s' if len(trained) > 2 else ''}: " + " and ".join(trained[1:])
+                 if len(trained) > 1 else "")
+    memory = (f"a fixed {shape.memory_share:.0%} of the people's conflicts are answered from memory"
+              if shape.memory_unit == "person" else
+              f"{shape.memory_share:.0%} of the conflicts are answered from memory")
+    pairs = ("ideal-answer pairs" if w.pair_types == "ideal" else
+             "every pair type, the study's rules")
+    lines = [
         "## The method at work: an open-book world where hallucination is known", "",
-        f"A seeded world of {w.n_people} fictional people, each with a default value for six attributes (town, job, "
-        "colour, year, pet, instrument): the model's \"memory\". Contexts state 3-6 facts; a knowledge conflict "
-        "is an item whose context states another value than the default, so its right answer is the context's and "
-        "the typical hallucination, the answer from memory, is known. A tiny word-level Llama "
-        f"({w.num_layers} layers, width {w.hidden_size}) is warm-started on {w.n_sft} rows where a fixed 30% of the "
-        "people's conflicts are answered from memory, so the base answers from memory a measurable part of the time. "
-        "Curriculum DPOP (LoRA) then trains on pairs made by the project's own data stages (easy and NER-medium fakes "
-        "from the world's SQuAD-style rows, the memory answers as the hard fakes; ideal-answer pairs), beside two "
-        "ablations: plain DPO (λ 0) and the same pair visits in one shuffled stage. Held-out items: conflicts about "
-        "known people with values no training text states, and controls (context agrees with memory; people never "
-        "seen).", "",
+        f"A seeded world of {w.n_people} fictional people, each with a default value for {len(shape.attributes)} "
+        f"attributes ({', '.join(shape.attributes)}): the model's \"memory\". Contexts state {shape.min_facts}-"
+        f"{shape.max_facts} facts; a knowledge conflict is an item whose context states another value than the "
+        "default, so its right answer is the context's and the typical hallucination, the answer from memory, is "
+        f"known. A tiny word-level Llama ({w.num_layers} layers, width {w.hidden_size}) is warm-started on {w.n_sft} "
+        f"rows where {memory}, so the base answers from memory a measurable part of the time. {trained[0][0].upper()}"
+        f"{trained[0][1:]} (LoRA) then trains on pairs made by the project's own data stages (easy and NER-medium "
+        f"fakes from the world's SQuAD-style rows, the memory answers as the hard fakes; {pairs}){ablations}. "
+        "Held-out items: conflicts about known people with values no training text states, and controls (context "
+        "agrees with memory; people never seen).", "",
         report.read_text(encoding="utf-8") if report.is_file() else "(the world report was not written)", "",
-        "## The plumbing check: every stage on real benchmarks, at toy scale", "",
     ]
+    if p.plumbing:
+        lines += ["## The plumbing check: every stage on real benchmarks, at toy scale", ""]
+    return lines
 
 
 def write_results_md(p: Profile, pipe: Pipeline, tables_path: Path) -> Path:
@@ -248,6 +259,10 @@ class PipelineConfig:
 def profile_from_config(cfg: PipelineConfig) -> Profile:
     """The profile ``cfg`` names, with its paths and overrides; a missing benchmark file is an error here."""
     out = Path(cfg.output_dir or f"outputs/{cfg.profile}")
+    if cfg.profile == "world":  # the world needs no benchmark file
+        profile = world_profile(out)
+        profile.world.pair_types = cfg.world_pair_types
+        return profile
     local_halu = REPO_ROOT / "evaluation" / "HaluEval" / "data" / "qa_data.json"
     halu = Path(cfg.halueval_path) if cfg.halueval_path else (local_halu if local_halu.is_file() else halueval_path())
     truthfulqa = Path(cfg.truthfulqa_path) if cfg.truthfulqa_path else None
@@ -256,10 +271,6 @@ def profile_from_config(cfg: PipelineConfig) -> Profile:
     for path in (halu, truthfulqa):
         if path is not None and not path.exists() and not cfg.dry_run:  # a dry run lists what is missing
             raise FileNotFoundError(f"{path} not found; run scripts/download_data.py or pass its path")
-    if cfg.profile == "world":
-        profile = world_profile(out)
-        profile.world.pair_types = cfg.world_pair_types
-        return profile
     if cfg.profile == "demo":
         profile = demo_profile(out, halu, truthfulqa, Path(cfg.final_data_dir))
     elif cfg.profile == "study_eval":

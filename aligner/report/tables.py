@@ -164,14 +164,18 @@ class Change:
 NO_CLEAR_CHANGE = "no clear change"
 
 
-def change_verdict(change: float, direction: str, ci: BootstrapCI | None = None) -> str:
-    """The one verdict rule of every report (tables, scoreboard, figures): see ``Change.verdict``."""
+def change_verdict(change: float, direction: str, ci: BootstrapCI | tuple[float, float] | None = None,
+                   words: tuple[str, str] = ("improved", "regressed")) -> str:
+    """The one verdict rule of every report (tables, scoreboard, figures, the world's report): see
+    ``Change.verdict``.  ``ci``: a bootstrap result or its (low, high); ``words``: what a better and a worse change
+    are called (the world's ablations name the better model)."""
     if change == 0:
         return "unchanged"
-    if ci is not None and not ci.excludes_zero:
+    low, high = (ci.low, ci.high) if isinstance(ci, BootstrapCI) else (ci if ci is not None else (change, change))
+    if low <= 0 <= high:
         return NO_CLEAR_CHANGE
     better = change < 0 if direction == "lower" else change > 0
-    return "improved" if better else "regressed"
+    return words[0] if better else words[1]
 
 
 @dataclass

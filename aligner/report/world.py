@@ -28,7 +28,7 @@ import numpy as np
 from aligner.core.io import atomic_write_text, read_jsonl
 from aligner.core.paths import result_file
 from aligner.report.bootstrap import _stable_seed, bootstrap_ci, mean_ci
-from aligner.report.tables import NO_CLEAR_CHANGE, _no_negative_zero, fmt_interval
+from aligner.report.tables import NO_CLEAR_CHANGE, _no_negative_zero, change_verdict, fmt_interval
 
 #: per-sample quantities of the headline, in percent: (name, shown as, from the conflicts or the controls, value)
 QUANTITIES: tuple[tuple[str, str, str, Callable[[dict], float], bool], ...] = (
@@ -81,13 +81,6 @@ def _pct(name: str, x: float) -> str:
     return f"{100 * x:.1f}" if name in PERCENT else f"{x:.3f}"
 
 
-def verdict(low: float, high: float, higher_is_better: bool, words: tuple[str, str] = ("improved", "regressed")) -> str:
-    """The tables' rule: an interval that contains 0 is no clear change; else which way is better."""
-    if low <= 0 <= high:
-        return NO_CLEAR_CHANGE
-    return words[0] if (low > 0) == higher_is_better else words[1]
-
-
 def _signed(name: str, x: float) -> str:
     return _no_negative_zero(f"{100 * x:+.1f}" if name in PERCENT else f"{x:+.3f}")
 
@@ -120,7 +113,8 @@ def _cell_text(name: str, cell: Cell, better_up: bool) -> str:
     text = f"{_pct(name, cell.value)} [{_pct(name, cell.ci[0])}, {_pct(name, cell.ci[1])}]"
     if cell.change is not None:
         d, lo, hi = cell.change
-        text += f"; {_signed(name, d)} {fmt_interval(lo, hi, lambda x: _signed(name, x))} {verdict(lo, hi, better_up)}"
+        text += (f"; {_signed(name, d)} {fmt_interval(lo, hi, lambda x: _signed(name, x))} "
+                 f"{change_verdict(d, 'higher' if better_up else 'lower', (lo, hi))}")
     return text
 
 
@@ -166,7 +160,7 @@ def render(cfg: WorldReportConfig, values: dict, table: dict, trends: dict) -> s
             d = float(values[a][name].mean() - values[b][name].mean())
             better = (f"{labels[a]} better", f"{labels[b]} better")
             cells.append(f"{_signed(name, d)} {fmt_interval(lo, hi, lambda x, n=name: _signed(n, x))} "
-                         f"{verdict(lo, hi, up, better)}")
+                         f"{change_verdict(d, 'higher' if up else 'lower', (lo, hi), better)}")
         lines.append(f"| {labels[a]} − {labels[b]} | " + " | ".join(cells) + " |")
     if trends:
         lines += ["", "The chosen answers during training (summed log-prob of the chosen answer; its reward "

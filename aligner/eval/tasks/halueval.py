@@ -29,6 +29,7 @@ from aligner.core.text import clean_up_tokenization_spaces
 from aligner.data.sft import different_question
 from aligner.data.sources.halueval import DEFAULT_DATA_PATH, load_halueval, resolve_data_path
 from aligner.eval.checks import all_rows, count_empty
+from aligner.eval.evaluate import evaluate
 from aligner.eval.metrics.registry import aggregate
 from aligner.eval.metrics.text import normalize_answer, rouge_l, sentence_bleu
 from aligner.eval.task import EvalSettings, Phase, Run, Task, apply_variant
@@ -225,10 +226,12 @@ def answer_matches(generated: str, right: str, hallucinated: str) -> dict:
     return {"match_right": g == normalize_answer(right), "match_hallucinated": g == normalize_answer(hallucinated)}
 
 
-def aggregate_similarity(records: Sequence[dict]) -> dict:
+def aggregate_similarity(records: Sequence[dict], nan_rule: str = "stop") -> dict:
     """hallucination_rate, avg_confidence_margin (mean sim_right - sim_halluc), avg_bert_score, avg_bleu,
-    avg_rouge_l, match_right_rate, match_hallucinated_rate, total_samples, n_empty."""
-    return {**flow_metrics(records, SIMILARITY_METRICS, "total_samples"), "n_empty": count_empty(records)}
+    avg_rouge_l, match_right_rate, match_hallucinated_rate, total_samples, n_empty (and n_bertscore_nan with
+    ``--nan_bertscore zero``): the similarity phase's metrics and the re-scoring's."""
+    return {**flow_metrics(records, SIMILARITY_METRICS, "total_samples"), "n_empty": count_empty(records),
+            **nan_count(records, nan_rule)}
 
 
 class HaluEvalSimilarity(HaluEvalGeneration):
@@ -269,8 +272,7 @@ class HaluEvalSimilarity(HaluEvalGeneration):
 
         return [Phase("similarity", "detailed", make, key_of=lambda it: it[0], check=same_question, chunk=self.chunk,
                       finite=SCORE_FIELDS, text="generated",
-                      metrics=lambda recs: {**flow_metrics(recs, SIMILARITY_METRICS, "total_samples"),
-                                            **nan_count(recs, cfg.nan_bertscore)},
+                      metrics=lambda recs: aggregate_similarity(recs, cfg.nan_bertscore),
                       metric_keys=(*SIMILARITY_METRICS, "total_samples"))]
 
     def templates(self) -> tuple[str, ...]:
@@ -316,8 +318,6 @@ def run_halueval_similarity(cfg: HaluEvalSimilarityConfig) -> dict:
     """The similarity flow for the base model and/or each adapter (on one loaded base): detailed_R.jsonl and
     metrics_R.json per run; returns {adapter name or "base": metrics}.  With ``from_detailed``, only re-scores that
     file (``rescore_to_files``) and returns its metrics."""
-    from aligner.eval.evaluate import evaluate
-
     setup_logging()
     if cfg.from_detailed:
         return rescore_to_files(cfg)

@@ -19,6 +19,7 @@ from aligner.core.cli import override
 from aligner.core.runner import data_fingerprint
 from aligner.data.sources.halueval import DEFAULT_DATA_DIR, DETECTION_FIELDS, load_detection_split, split_file
 from aligner.eval.checks import all_rows
+from aligner.eval.evaluate import evaluate_tasks
 from aligner.eval.metrics.registry import aggregate
 from aligner.eval.task import EvalSettings, Phase, Task
 from aligner.lm.settings import AdapterCheckSettings, BackendSettings, ChatSettings, ModelSettings
@@ -92,6 +93,7 @@ class HaluEvalDetection(Task):
     def __init__(self, cfg: HaluEvalDetectionConfig, split: str):
         super().__init__(cfg)
         self.split = split
+        self._identity: dict | None = None
 
     @property
     def output_dir(self) -> Path:
@@ -125,14 +127,13 @@ class HaluEvalDetection(Task):
         return {"docs": draw_samples(rows, self.split, self.cfg.seed)}
 
     def data_identity(self) -> dict:
-        path = split_file(self.cfg.data_dir, self.split)
-        return {"split": self.split, "data": str(path), "data_sha256": data_fingerprint(path)}
+        if self._identity is None:  # asked for by every fingerprint and record: the file is hashed once
+            path = split_file(self.cfg.data_dir, self.split)
+            self._identity = {"split": self.split, "data": str(path), "data_sha256": data_fingerprint(path)}
+        return self._identity
 
     def templates(self) -> tuple[str, ...]:
         return (HALUEVAL_DETECTION_SYSTEM[self.split], HALUEVAL_DETECTION_INSTRUCTION[self.split])
-
-    def lm_settings(self) -> dict:
-        return {"batch_size": self.cfg.batch_size}
 
     def run_fields(self, run) -> dict:
         return {**super().run_fields(run), "scoring": self.cfg.scoring, "seed": self.cfg.seed}
@@ -147,7 +148,5 @@ def _same_shown(rec: dict, item: dict) -> str | None:
 def run_halueval_detection(cfg: HaluEvalDetectionConfig) -> dict[str, dict[str, dict]]:
     """Every split of ``cfg.split`` for the base and/or each adapter, one loaded model for all; returns
     {split: {run name: metrics}}."""
-    from aligner.eval.evaluate import evaluate_tasks
-
     results = evaluate_tasks([HaluEvalDetection(cfg, split) for split in cfg.split])
     return dict(zip(cfg.split, results))

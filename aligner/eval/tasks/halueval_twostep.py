@@ -17,9 +17,11 @@ from pathlib import Path
 from aligner.core.cli import override
 from aligner.core.fidelity import StudyCompat
 from aligner.core.io import DataError
+from aligner.core.models import parse_adapter_paths, planned_adapter_names
 from aligner.core.paths import RESULT_FILES, tag_from_file
 from aligner.data.sources.halueval import PREDICTION_FIELDS, STEP1_FIELDS, load_predictions
-from aligner.eval.checks import all_rows, count_empty
+from aligner.eval.checks import all_rows, count_empty, different_answer
+from aligner.eval.evaluate import evaluate, plan_runs
 from aligner.eval.metrics.text import sentence_bleu
 from aligner.eval.task import EvalSettings, Phase, Run, apply_variant
 from aligner.eval.tasks.halueval import (
@@ -118,10 +120,11 @@ def score_faithfulness(predictions, judge, bertscorer=None, threshold: float = F
             for p, g, r, f, b in zip(predictions, gen, right, faith, bert)]
 
 
-def aggregate_faithfulness(records, bleu: bool = True) -> dict:
-    """hallucination_rate, avg_faithfulness, avg_bert_f1, avg_bleu (not with ``bleu=False``: the study's step 2
-    reported none), total, n_empty."""
-    return {**flow_metrics(records, _faithfulness_metrics(bleu), "total"), "n_empty": count_empty(records)}
+def aggregate_faithfulness(records, bleu: bool = True, nan_rule: str = "stop") -> dict:
+    """Step 2's metrics: hallucination_rate, avg_faithfulness, avg_bert_f1, avg_bleu (not with ``bleu=False``: the
+    study's step 2 reported none), total, n_empty (and n_bertscore_nan with ``--nan_bertscore zero``)."""
+    return {**flow_metrics(records, _faithfulness_metrics(bleu), "total"), "n_empty": count_empty(records),
+            **nan_count(records, nan_rule)}
 
 
 def _faithfulness_metrics(bleu: bool) -> tuple[str, ...]:
@@ -129,10 +132,7 @@ def _faithfulness_metrics(bleu: bool) -> tuple[str, ...]:
 
 
 def _same_prediction(rec: dict, prediction: dict) -> str | None:
-    problem = same_question(rec, (None, prediction))
-    if problem is None and rec.get("generated") != prediction["generated_text"]:
-        problem = f"judges another answer ({str(rec.get('generated'))[:60]!r}) than the one to judge now"
-    return problem
+    return different_answer(rec, prediction["question"], prediction["generated_text"])
 
 
 class HaluEvalTwoStep(HaluEvalGeneration):
@@ -158,8 +158,7 @@ class HaluEvalTwoStep(HaluEvalGeneration):
                   chunk=self.chunk, text="generated_text"),
             Phase("step2", "detailed", judge, model="judge", inputs="step1", check=_same_prediction,
                   chunk=lambda model: max(cfg.batch_size * 8, 64), finite=("faithfulness_score", "bert_score"),
-                  text="generated", metrics=lambda recs: {**flow_metrics(recs, _faithfulness_metrics(cfg.bleu), "total"),
-                                                          **nan_count(recs, cfg.nan_bertscore)},
+                  text="generated", metrics=lambda recs: aggregate_faithfulness(recs, cfg.bleu, cfg.nan_bertscore),
                   metric_keys=(*FAITHFULNESS_METRICS, "total")),
         ]
 
@@ -180,12 +179,10 @@ class HaluEvalTwoStep(HaluEvalGeneration):
         if self.active() == ["step2"]:
             return [Run(tag, None, tag, source=path) for path, tag in prediction_files(cfg)]
         if cfg.output_file:
-            from aligner.core.models import parse_adapter_paths
-
             adapters = parse_adapter_paths(cfg.lora_path)
             if len(adapters) > 1:
                 raise ValueError("--output_file takes one adapter; with several, use --output_dir and --run_name")
-            name = "base" if adapters[0] is None else Path(adapters[0]).name
+            name = planned_adapter_names(cfg.lora_path)[0] or "base"  # as the backends name the loaded adapter
             return [Run(name, adapters[0], Path(cfg.output_file).stem, files={"predictions": Path(cfg.output_file)})]
         return None
 
@@ -230,8 +227,6 @@ def prediction_files(cfg: HaluEvalStep2Config) -> list[tuple[Path, str]]:
 def run_halueval_step1(cfg: HaluEvalStep1Config) -> dict[str, str]:
     """Step 1 for the base model and/or each adapter: predictions_R.jsonl (or ``output_file``) each, and
     run_config_step1_R.json beside them; returns {adapter name or "base": predictions file}."""
-    from aligner.eval.evaluate import evaluate, plan_runs
-
     task = HaluEvalTwoStep(cfg)
     evaluate(task)
     return {run.name: str(run.file(cfg.output_dir, "predictions")) for run in plan_runs(task)}
@@ -239,7 +234,5 @@ def run_halueval_step1(cfg: HaluEvalStep1Config) -> dict[str, str]:
 
 def run_halueval_step2(cfg: HaluEvalStep2Config) -> dict[str, dict]:
     """Step 2 over every predictions file: detailed_R.jsonl and metrics_R.json each; returns {R: metrics}."""
-    from aligner.eval.evaluate import evaluate
-
     return evaluate(HaluEvalTwoStep(cfg))
 

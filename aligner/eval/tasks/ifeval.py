@@ -35,9 +35,10 @@ from aligner.core.io import AlignerError, DataError
 from aligner.core.paths import nltk_data_dir
 from aligner.data.sources.ifeval import HF_DATASET, IFEvalItem, load_ifeval
 from aligner.eval.checks import all_rows
+from aligner.eval.evaluate import evaluate
 from aligner.eval.metrics.registry import aggregate
 from aligner.eval.task import EvalSettings, Phase, Run, Task
-from aligner.lm.interface import LM
+from aligner.lm.interface import LM, resolve_backend
 from aligner.lm.settings import AdapterCheckSettings, BackendSettings, ChatSettings, ModelSettings
 from aligner.prompts import ifeval_messages
 
@@ -206,13 +207,11 @@ class IFEval(Task):
         return {"data": getattr(self, "source", None) or self.cfg.data_path or f"hf:{self.cfg.hf_dataset}"}
 
     def run_fields(self, run: Run) -> dict:
-        return {**super().run_fields(run), "backend": self.cfg.backend, "date_string": self.cfg.date_string,
+        return {**super().run_fields(run), "backend": resolve_backend(self.cfg.backend), "date_string": self.cfg.date_string,
                 "lm_eval": lm_eval_version()}
 
 
 def run_ifeval(cfg: IFEvalConfig) -> dict[str, dict]:
     """IFEval for the base model and/or each adapter on one loaded base: detailed_R.jsonl and metrics_R.json per
     run, run_config_R.json; returns {adapter name or "base": metrics}."""
-    from aligner.eval.evaluate import evaluate
-
     return evaluate(IFEval(cfg))

@@ -19,6 +19,7 @@ own inputs (``--study_compat``) are the variant declared here: its MC tokenisati
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,8 +27,10 @@ from aligner.core.cli import override
 from aligner.core.fidelity import StudyCompat
 from aligner.core.io import read_json
 from aligner.core.text import clean_up_tokenization_spaces
+from aligner.data.sft import different_question
 from aligner.data.sources.truthfulqa import HF_DATASET, load_truthfulqa, read_generations
-from aligner.eval.checks import all_rows, count_empty
+from aligner.eval.checks import all_rows, count_empty, different_answer
+from aligner.eval.evaluate import evaluate
 from aligner.eval.metrics.registry import aggregate
 from aligner.eval.task import EvalSettings, Phase, Run, Task, apply_variant
 from aligner.eval.tasks.truthfulqa_scoring import (
@@ -37,7 +40,7 @@ from aligner.eval.tasks.truthfulqa_scoring import (
     judge_truthfulness,
     score_mc,
 )
-from aligner.lm.interface import load_lm
+from aligner.lm.interface import load_lm, resolve_backend
 from aligner.lm.settings import AdapterCheckSettings, BackendSettings, ModelSettings
 from aligner.prompts import (
     TRUTHFULQA_JUDGE_TEMPLATE,
@@ -50,6 +53,7 @@ from aligner.prompts import (
 #: ``--study_compat`` (README: Differences from the study): the study's MC inputs (E1/E2), the adapter merged into the
 #: weights (E4), HF generation one question at a time (E5), questions as the hub holds them (E25), answers decoded
 #: with transformers 4's clean-up (E26)
+logger = logging.getLogger(__name__)
 STUDY_VARIANT = {"mc_inputs": "study", "merge_adapter": True, "backend": "hf", "gen_batch_size": 1,
                  "keep_question_whitespace": True, "clean_up_decode": True}
 
@@ -138,17 +142,11 @@ class TruthfulQAEvalConfig(EvalSettings, ModelSettings, BackendSettings, Adapter
 
 
 def _same_question(rec: dict, item) -> str | None:
-    question = item["question"] if isinstance(item, dict) else item.question
-    if rec.get("question") != question:
-        return f"holds a different question ({str(rec.get('question'))[:60]!r})"
-    return None
+    return different_question(rec, item["question"] if isinstance(item, dict) else item.question)
 
 
 def _same_answer(rec: dict, item: dict) -> str | None:
-    problem = _same_question(rec, item)
-    if problem is None and rec.get("generated") != item["generated"]:
-        problem = f"judges another answer ({str(rec.get('generated'))[:60]!r}) than the one to judge now"
-    return problem
+    return different_answer(rec, item["question"], item["generated"])
 
 
 class TruthfulQA(Task):
@@ -240,7 +238,8 @@ class TruthfulQA(Task):
 
     def run_fields(self, run: Run) -> dict:
         cfg = self.cfg
-        fields = {**super().run_fields(run), "judge_model": cfg.judge_model_path, "backend": cfg.backend,
+        fields = {**super().run_fields(run), "judge_model": cfg.judge_model_path,
+                  "backend": resolve_backend(cfg.backend),
                   "prompt_style": cfg.prompt_style, "mc_inputs": cfg.mc_inputs,
                   "judge_continuation": cfg.judge_continuation}
         if cfg.judge_only:  # the answers' model and adapter, as the earlier metrics file of this run names them
@@ -256,12 +255,8 @@ class TruthfulQA(Task):
 
 def run_truthfulqa_eval(cfg: TruthfulQAEvalConfig) -> dict[str, dict]:
     """MC1/MC2 and judged generation for the base model and/or each adapter; returns metrics per run."""
-    from aligner.eval.evaluate import evaluate
-
     if not cfg.skip_generation and not cfg.judge_model_path and not cfg.judge_only:
-        import logging
-
-        logging.getLogger(__name__).warning(
+        logger.warning(
             "no --judge_model_path: answers are generated but not judged; judge them later with --judge_only "
             "<generations file>")
     return evaluate(TruthfulQA(cfg))
