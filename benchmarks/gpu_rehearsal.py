@@ -4,7 +4,7 @@
 No downloads: the models are random-init models of the study's shapes built here around the real tokenizers in
 ``../shared/tokenizers`` (a Llama-3.2-3B-shaped policy with the Llama-3.2 tokenizer, a Llama-2-7B-shaped judge with
 the SentencePiece tokenizer), the data is the shared HaluEval and TruthfulQA files.  Every check uses the
-library's own functions (``aligner.train.dpop_trainer``, ``aligner.eval.tasks.truthfulqa``,
+library's own functions (``aligner.train.trainer``, ``aligner.eval.tasks.truthfulqa``,
 ``aligner.eval.tasks.halueval_twostep``); TRL's ``DPOTrainer`` is the comparison for speed and memory.
 
 Checks (rows of the table, keys of the JSON):
@@ -261,10 +261,10 @@ def load_base(ctx: Ctx, dtype: str):
 # ---------------------------------------------------------------------------------------------
 
 def train(ctx: Ctx, name: str, levels, preloaded=None, **settings):
-    """One ``DPOPTrainer`` run (the base model reused when ``preloaded``); returns (log records, trainer seconds,
+    """One ``PreferenceTrainer`` run (the base model reused when ``preloaded``); returns (log records, trainer seconds,
     peak GiB, output dir).  The adapter is taken off the reused base afterwards."""
-    from aligner.train.config import DPOPTrainingConfig
-    from aligner.train.dpop_trainer import DPOPTrainer
+    from aligner.train.config import PreferenceTrainingConfig
+    from aligner.train.trainer import PreferenceTrainer
 
     out = ctx.work / "runs" / name
     flags = dict(model_path=str(ctx.policy), output_dir=str(out), epochs=1, lr=1e-4, warmup_steps=0, max_length=1024,
@@ -274,7 +274,7 @@ def train(ctx: Ctx, name: str, levels, preloaded=None, **settings):
     flags.update(settings)
     if flags.get("resume"):
         flags["overwrite_output_dir"] = False
-    trainer = DPOPTrainer(DPOPTrainingConfig(**flags), levels)
+    trainer = PreferenceTrainer(PreferenceTrainingConfig(**flags), levels)
     trainer.preloaded = preloaded
     t0 = time.perf_counter()
     try:
@@ -321,6 +321,15 @@ def _adapter_diff(a: Path, b: Path) -> float:
     return max((x[k].float() - y[k].float()).abs().max().item() for k in x)
 
 
+def _default(name: str):
+    """A training setting's default (what the rehearsal's runs train with unless they set it)."""
+    from dataclasses import fields
+
+    from aligner.train.config import PreferenceTrainingConfig
+
+    return next(f.default for f in fields(PreferenceTrainingConfig) if f.name == name)
+
+
 def _status(ok: bool) -> str:
     return "pass" if ok else "FAIL"
 
@@ -352,7 +361,7 @@ def check_bf16_runs(ctx: Ctx):
                            for p in levels[0].pairs for a in (p.chosen, p.rejected))
         diff = max(max(abs(a[k] - b[k]) for k in ("logps/ref_chosen", "logps/ref_rejected")) for a, b in zip(live, pre))
         margin = abs(pre[0]["rewards/margins"])
-        ok = diff <= bound and margin <= 0.3 * 2 * bound
+        ok = diff <= bound and margin <= _default("beta") * 2 * bound
         ctx.row("c", f"per-pair cache vs live, bf16, {len(pre)} steps", f"max |ref diff| {diff:g}; step 1 margin "
                 f"{margin:g}", f"<= 0.01 nats/token ({bound:.3g}); margin <= beta x 2 x that", _status(ok),
                 max_ref_diff=diff)
@@ -493,7 +502,7 @@ def trl_run(ctx: Ctx, base, tok, pairs, batch: int, length: int, gc_on: bool, st
                 torch.cuda.synchronize()
             times.append(time.perf_counter())
 
-    args = DPOConfig(output_dir=str(ctx.work / "runs" / "trl"), loss_type=["sigmoid"], beta=0.3,
+    args = DPOConfig(output_dir=str(ctx.work / "runs" / "trl"), loss_type=["sigmoid"], beta=_default("beta"),
                      per_device_train_batch_size=batch, gradient_accumulation_steps=1, max_length=length,
                      max_steps=steps, learning_rate=1e-4, lr_scheduler_type="constant", warmup_steps=0,
                      bf16=ctx.cuda, fp16=False, use_cpu=not ctx.cuda, gradient_checkpointing=gc_on,

@@ -274,9 +274,15 @@ def test_unreachable_hub_is_asked_once_then_offline(unreachable_hub, monkeypatch
     import huggingface_hub.constants
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    import urllib.request
+
+    asked, urlopen = [], urllib.request.urlopen
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: asked.append(a) or urlopen(*a, **k))
     reason = availability.unavailable_reason("org/not-cached")
     assert reason == ("'org/not-cached' is neither a local folder nor in the Hugging Face cache, and the hub "
                       "(http://127.0.0.1:9) does not answer")
+    assert availability.unavailable_reason("org/other-model").startswith("'org/other-model' is neither")
+    assert len(asked) == 1  # one reachability request for the process, then offline
     assert os.environ["HF_HUB_OFFLINE"] == "1" and huggingface_hub.constants.HF_HUB_OFFLINE is True
     assert availability.hub_silent()
     from aligner.core.hub import offline_error
@@ -330,9 +336,22 @@ def test_help_wording(capsys):
 
 
 def test_dataclass_field_names_match_the_generic_rules():
-    """The checks key on field names (``limit``, ``*_dir``, ``*_model_path``): the configs use those names."""
+    """The checks key on field names (``limit``, ``*_limit``, ``*_model_path``, ``*_model``): every script's flags
+    that name a model or adapter are caught by the rule, the other model-ish flags are the known non-paths, and
+    every ``*limit*`` flag is a count the limit rule checks."""
     from aligner.core.setting_checks import is_count_limit, is_model_field
 
     assert is_count_limit("limit") and is_count_limit("eval_limit") and not is_count_limit("limits")
-    assert is_model_field("model_path") and is_model_field("embed_model") and is_model_field("judge_model_path")
     assert not is_model_field("spacy_model") and not is_model_field("max_model_len")
+    modelish, limits = {}, set()
+    for script in SCRIPTS:
+        for action in _parser(script)._actions:
+            if any(w in action.dest for w in ("model", "adapter", "lora")):
+                modelish[action.dest] = is_model_field(action.dest)
+            if "limit" in action.dest:
+                limits.add(action.dest)
+    not_paths = {"adapter_in_name", "lora_alpha", "lora_dropout", "lora_r", "lora_target_modules", "max_model_len",
+                 "merge_adapter", "model_vocab_size", "models", "models_dir", "spacy_model"}
+    assert {name for name, caught in modelish.items() if not caught} == not_paths
+    assert {"model_path", "lora_path", "judge_model_path", "embed_model", "bertscore_model"} <= set(modelish)
+    assert limits and all(is_count_limit(name) for name in limits)

@@ -188,7 +188,7 @@ def test_tradeoff_panels_name_the_flow_and_say_when_inverted(figures, tmp_path):
     assert halu.yaxis_inverted() and "axis inverted" in halu.get_ylabel()
     assert not titled["TruthfulQA"].yaxis_inverted() and "inverted" not in titled["TruthfulQA"].get_ylabel()
     for ax in fig.axes:  # every point has both intervals as error bars
-        assert all(len(c.lines[2]) == 2 for c in ax.containers)
+        assert ax.containers and all(len(c.lines[2]) == 2 for c in ax.containers)
 
 
 def test_training_curves_legend_only_for_several_stages(figures, tmp_path):

@@ -25,7 +25,6 @@ from test_text_cleanup import DECODED_BY_TRANSFORMERS_4, PASSAGE
 
 from aligner.core.io import DataError
 from aligner.core.models import load_causal_lm, load_tokenizer
-from aligner.core.text import clean_up_tokenization_spaces
 from aligner.prompts import DEFAULT_DATE_STRING, DPO_IMPROVED_SYSTEM, DPO_LATEST_SYSTEM
 from aligner.train.preference import LoadStats, PairLevel, PairRules, PairTokenizer, PreferencePair, load_pairs
 
@@ -96,9 +95,14 @@ def _study_improved(tok, p: PreferencePair):
 
 def _decode_on_transformers_4_56(tok, ids, **kw):
     """``tok.decode`` as the study ran it on transformers 4.56: the tokenizer's clean-up applied when its config asks
-    for it (transformers 5 skips it for BPE); the rule matches 4.56's recorded output (tests/test_text_cleanup.py)."""
+    for it (transformers 5 skips it for BPE), written out here as 4.56's ``clean_up_tokenization`` chain, apart from
+    the project's own rule (checked against 4.56's recorded output in tests/test_text_cleanup.py)."""
     text = tok.decode(ids, **kw)
-    return clean_up_tokenization_spaces(text) if tok.clean_up_tokenization_spaces else text
+    if not tok.clean_up_tokenization_spaces:
+        return text
+    return (text.replace(" .", ".").replace(" ?", "?").replace(" !", "!").replace(" ,", ",").replace(" ' ", "'")
+            .replace(" n't", "n't").replace(" 'm", "'m").replace(" 's", "'s").replace(" 've", "'ve")
+            .replace(" 're", "'re"))
 
 
 def _study_latest(tok, p: PreferencePair):

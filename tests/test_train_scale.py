@@ -34,9 +34,11 @@ from aligner.core.models import load_causal_lm, resolve_dtype
 from aligner.train.accel import choose_mixed_precision, reconcile_deepspeed_config
 from aligner.train.checkpoints import CheckpointManager, OutputDirError
 from aligner.train.config import DPOPTrainingConfig
-from aligner.train.dpop_trainer import DPOPTrainer, LogWindow, train_dpop
 from aligner.train.preference import PairTokenizer, load_levels
 from aligner.train.reference import pair_key
+from aligner.train.steps import LogWindow
+from aligner.train.trainer import PreferenceTrainer as DPOPTrainer
+from aligner.train.trainer import train_preference as train_dpop
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -143,3 +143,13 @@ def test_the_hub_loader_reads_what_a_snapshot_of_it_holds(tmp_path, csv_rows, mo
     monkeypatch.setattr(tqa, "_load_hub_config", lambda name, config: Rows(bad))
     with pytest.raises(DataError, match="multiple_choice row 1"):
         tqa.data_from_hub(need_gen=False)
+
+
+def test_multiple_choice_questions_stripped_unless_asked(tmp_path, csv_rows):
+    """``strip_questions=False`` reaches the multiple_choice reader too (the hub's MC questions carry no outer
+    whitespace, so a padded one is made here)."""
+    mc_rows, _ = _hub_rows(csv_rows)
+    mc_rows[0] = dict(mc_rows[0], question=" " + mc_rows[0]["question"] + " ")
+    folder = _snapshot(tmp_path / "hf", mc_rows, None)
+    assert load_truthfulqa(folder, need_gen=False).mc[0].question == mc_rows[0]["question"].strip()
+    assert load_truthfulqa(folder, need_gen=False, strip_questions=False).mc[0].question == mc_rows[0]["question"]

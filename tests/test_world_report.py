@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 
+from aligner.core.io import DataError
 from aligner.core.paths import result_file
 from aligner.report.tables import change_verdict
 from aligner.report.world import WorldReportConfig, make_world_report, per_sample
@@ -73,3 +74,12 @@ def test_a_run_without_the_ablation_models_says_so(world_results, tmp_path):
     text = make_world_report(cfg)
     assert "No ablation: its models (dpo, shuffled) were not evaluated." in text
     assert "| comparison |" not in text
+
+
+def test_a_train_log_without_chosen_log_probs_is_one_line(world_results, tmp_path):
+    root, _, _ = world_results
+    log = tmp_path / "sft_log.jsonl"
+    log.write_text('{"loss": 1.0}\n')
+    cfg = WorldReportConfig(results_dir=str(root), output=str(tmp_path / "w.md"), train_log=[f"dpop={log}"], n_boot=50)
+    with pytest.raises(DataError, match="no training step logged logps/chosen"):
+        make_world_report(cfg)

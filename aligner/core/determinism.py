@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 
+from aligner.core.availability import TRUTHY
+
 THREADS_VAR = "ALIGNER_NUM_THREADS"
 DETERMINISTIC_VAR = "ALIGNER_DETERMINISTIC"
 
@@ -39,7 +41,7 @@ def apply_from_env() -> None:
     where an op has no deterministic kernel) when ``ALIGNER_DETERMINISTIC`` is set; nothing (torch not even
     imported) otherwise."""
     threads = os.environ.get(THREADS_VAR, "").strip()
-    deterministic = os.environ.get(DETERMINISTIC_VAR, "").strip().lower() in ("1", "true", "yes", "on")
+    deterministic = os.environ.get(DETERMINISTIC_VAR, "").strip().lower() in TRUTHY
     if not threads and not deterministic:
         return
     import torch

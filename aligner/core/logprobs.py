@@ -95,6 +95,15 @@ def _base_model(model):
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
+#: attention kernels that honour a custom 4-D mask (the packed layouts of evaluation and training need one)
+PACKABLE_ATTENTION = ("sdpa", "eager")
+
+
+def attention_implementation(model) -> str:
+    """The attention kernel ``model`` runs (through DDP / FSDP / DeepSpeed / peft wrappers)."""
+    return str(getattr(_base_model(model).config, "_attn_implementation", None) or "eager")
+
+
 def probe_logits_mask(model, atol: float | None = None) -> bool:
     """Whether ``model(..., logits_to_keep=<(B, T) bool mask>)`` returns the ``[N, V]`` logits of the masked
     positions, equal to ``full_logits[mask]``: two forwards of 10 tokens.  transformers >= 5.21 does that; 4.50 ..

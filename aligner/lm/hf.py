@@ -16,10 +16,16 @@ from collections.abc import Sequence
 
 import torch
 
-from aligner.core.logprobs import encode_prompt_response, encoded_response_logprobs, pad_sequences
+from aligner.core.logprobs import (
+    PACKABLE_ATTENTION,
+    attention_implementation,
+    encode_prompt_response,
+    encoded_response_logprobs,
+    pad_sequences,
+)
 from aligner.core.models import attach_adapters, load_causal_lm, parse_adapter_paths, use_adapter
 from aligner.lm.interface import LM, cut_at_stop, fit_prompt
-from aligner.lm.packing import PACKABLE_ATTENTION, pack_group, packed_group_logprobs
+from aligner.lm.packing import pack_group, packed_group_logprobs
 
 logger = logging.getLogger(__name__)
 
@@ -89,8 +95,7 @@ class HFLM(LM):
     @property
     def can_pack(self) -> bool:
         """Packing needs an attention kernel that takes a custom 4D mask."""
-        impl = getattr(self.model.config, "_attn_implementation", None) or "eager"
-        return impl in PACKABLE_ATTENTION
+        return attention_implementation(self.model) in PACKABLE_ATTENTION
 
     def adapter_active(self):
         """The model with the active adapter applied: unmerged (peft's LoRA forward), or merged into the weights

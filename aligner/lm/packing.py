@@ -14,9 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from aligner.core.logprobs import accepts_logits_to_keep, encode_prompt_response, token_logprobs_from_logits
-
-PACKABLE_ATTENTION = ("sdpa", "eager")  # kernels that honour a custom 4D mask
+from aligner.core.logprobs import accepts_logits_to_keep, encode_prompt_response, token_logprobs_at_rows
 
 
 @dataclass
@@ -103,7 +101,7 @@ def packed_group_logprobs(model, groups: Sequence[PackedGroup], pad_id: int) -> 
     # Row of the kept logits for each (row, position); several targets can share one (a prefix's last token).
     kept_row = torch.cumsum(keep.flatten(), 0) - 1
     lookup = kept_row[rows * width + pred_pos].to(logits.device)
-    tok_lp = token_logprobs_from_logits(logits[lookup], targets.to(logits.device)).tolist()
+    tok_lp = token_logprobs_at_rows(logits, lookup, targets.to(logits.device)).tolist()
     out = [[0.0] * len(g.segments) for g in groups]
     for r, j, lp in zip(rows.tolist(), owner, tok_lp):
         out[r][j] += lp

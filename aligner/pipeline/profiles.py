@@ -12,7 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aligner.core.downloads import STUDY_ADAPTERS, DownloadDataConfig, DownloadStudyAdaptersConfig
+from aligner.core.downloads import (
+    STUDY_ADAPTERS,
+    DownloadDataConfig,
+    DownloadStudyAdaptersConfig,
+    halueval_split_path,
+)
 from aligner.core.paths import (
     PAIR_FILES,
     TEACHER_PAIRS_FILE,
@@ -369,11 +374,12 @@ def halueval_split_stages(p: Profile) -> list[Stage]:
     """The detection benchmark's other two HaluEval splits, fetched beside the QA file when missing (verified by
     sha256; nothing is fetched when they are there)."""
     qa = Path(p.halueval_path)
-    others = [qa.with_name(f"{split}_data.json") for split in ("dialogue", "summarization")]
+    splits = [s for s in DETECTION_FIELDS if s != "qa"]
+    others = [halueval_split_path(qa, split) for split in splits]
     if all(f.is_file() for f in others):
         return []
     return [Stage("halueval_splits", script_command("scripts/download_data.py", DownloadDataConfig, what=["halueval"],
-                                                    halueval_splits=["dialogue", "summarization"], halueval_path=qa),
+                                                    halueval_splits=splits, halueval_path=qa),
                   outputs=others, note="(HaluEval's dialogue and summarization splits, for the detection benchmark)")]
 
 
@@ -443,7 +449,7 @@ def detection_stage(p: Profile, ws: Workspace, generation: dict) -> Stage:
     return Stage("eval_halueval_detection", script_command("evaluation/eval_halueval_detection.py",
                                                            HaluEvalDetectionConfig, **settings),
                  outputs=[result_file(out / split, "metrics", r) for split in splits for r in runs],
-                 inputs=[ws.policy, ws.best, ws.last, *(qa.with_name(f"{split}_data.json") for split in splits)],
+                 inputs=[ws.policy, ws.best, ws.last, *(halueval_split_path(qa, split) for split in splits)],
                  run_config=out / splits[0] / f"run_config_{runs[0]}.json",
                  note=f"({p.detection_scoring} scoring" + (f", first {p.detection_limit} samples of each split)"
                                                            if p.detection_limit >= 0 else ")"))

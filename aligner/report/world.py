@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aligner.core.io import atomic_write_text, read_jsonl
+from aligner.core.io import DataError, atomic_write_text, read_jsonl
 from aligner.core.paths import result_file
 from aligner.report.bootstrap import _stable_seed, bootstrap_ci, mean_ci
 from aligner.report.tables import NO_CLEAR_CHANGE, _no_negative_zero, change_verdict, fmt_interval
@@ -121,6 +121,8 @@ def _cell_text(name: str, cell: Cell, better_up: bool) -> str:
 def chosen_trend(path: Path) -> dict:
     """The chosen answers' summed log-prob and reward (beta x log-ratio to the reference) over training."""
     logged = [x for x in read_jsonl(path) if "logps/chosen" in x]
+    if not logged:
+        raise DataError(path, "no training step logged logps/chosen: is it a preference trainer's train_log.jsonl?")
     logps, rewards = [x["logps/chosen"] for x in logged], [x["rewards/chosen"] for x in logged]
     return {"logp_first": logps[0], "logp_last": logps[-1], "logp_min": min(logps), "reward_last": rewards[-1],
             "reward_min": min(rewards)}

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aligner.core.io import read_json
 from aligner.core.paths import halueval_path, truthfulqa_csv_path
 
 BOS, EOT_TEXT, START_HEADER, END_HEADER, EOT, PAD = (
@@ -208,7 +209,7 @@ def load_word_vocab(path: str) -> list[str]:
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"--word_vocab {path}: no such file")
-    pieces = json.loads(p.read_text(encoding="utf-8"))
+    pieces = read_json(p)  # a malformed file is named with its line and column
     if not isinstance(pieces, list) or not pieces or not all(isinstance(x, str) and x for x in pieces):
         raise ValueError(f"--word_vocab {path}: expected a non-empty JSON list of non-empty strings")
     return pieces

@@ -110,15 +110,22 @@ class LossSpec:
     pair_loss: Callable[..., LossOut]
     needs_reference: bool
     summary: str
+    uses: tuple[str, ...] = ("beta",)   # the settings of ``LossSettings`` the loss reads
+
+
+#: the settings a loss may not read (the trainer says so when one is set away from its default)
+OPTIONAL_SETTINGS = ("lam", "logit_clamp", "simpo_gamma")
 
 
 LOSSES: dict[str, LossSpec] = {spec.name: spec for spec in (
-    LossSpec("dpop", dpop_pair_loss, True, "DPO-Positive, the study's (--beta, --lam, --logit_clamp)"),
-    LossSpec("sigmoid", sigmoid_pair_loss, True, "DPO (--beta, --logit_clamp)"),
+    LossSpec("dpop", dpop_pair_loss, True, "DPO-Positive, the study's (--beta, --lam, --logit_clamp)",
+             ("beta", "lam", "logit_clamp")),
+    LossSpec("sigmoid", sigmoid_pair_loss, True, "DPO (--beta, --logit_clamp)", ("beta", "logit_clamp")),
     LossSpec("ipo", ipo_pair_loss, True, "IPO, per-token log-ratios as TRL (--beta is tau)"),
     LossSpec("hinge", hinge_pair_loss, True, "SLiC hinge (--beta)"),
     LossSpec("apo_zero", apo_zero_pair_loss, True, "APO-zero (--beta)"),
-    LossSpec("simpo", simpo_pair_loss, False, "SimPO, reference-free and length-normalised (--beta, --simpo_gamma)"),
+    LossSpec("simpo", simpo_pair_loss, False, "SimPO, reference-free and length-normalised (--beta, --simpo_gamma)",
+             ("beta", "simpo_gamma")),
 )}
 LOSS_NAMES = tuple(LOSSES)
 

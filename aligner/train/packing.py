@@ -33,20 +33,19 @@ from dataclasses import dataclass
 
 import torch
 
-from aligner.core.logprobs import accepts_logits_to_keep, token_logprobs_at_rows
+from aligner.core.logprobs import (
+    PACKABLE_ATTENTION,
+    _base_model,
+    accepts_logits_to_keep,
+    attention_implementation,
+    token_logprobs_at_rows,
+)
 from aligner.train.pair_tokens import TokenizedPair
-
-PACKABLE_ATTENTION = ("sdpa", "eager")  # kernels that honour a custom 4-D mask
 
 
 def shared_prefix_length(pair: TokenizedPair) -> int:
     """Tokens the chosen and rejected sequences share before the first scored token of either."""
-    c, r = pair.chosen.input_ids, pair.rejected.input_ids
-    limit = min(pair.chosen.response_start, pair.rejected.response_start)
-    n = 0
-    while n < limit and c[n] == r[n]:
-        n += 1
-    return n
+    return pair.shared_prefix
 
 
 def packed_length(pair: TokenizedPair) -> int:
@@ -59,22 +58,17 @@ def padded_tokens(pairs: Sequence[TokenizedPair]) -> int:
     return 2 * len(pairs) * max(max(len(p.chosen.input_ids), len(p.rejected.input_ids)) for p in pairs)
 
 
+def default_max_tokens(pairs_per_batch: int, max_length: int) -> int:
+    """``--max_tokens_per_batch``'s default: what a padded micro-batch of ``pairs_per_batch`` pairs can hold."""
+    return 2 * pairs_per_batch * max_length
+
+
 def check_packable(model) -> None:
     """Refuse a model whose attention kernel ignores a custom 4-D mask (one line, naming the flag)."""
     impl = attention_implementation(model)
     if impl not in PACKABLE_ATTENTION:
         raise ValueError(f"--layout packed needs an attention kernel that takes a 4-D mask ({', '.join(PACKABLE_ATTENTION)}); "
                          f"the model uses {impl!r}: use --layout padded")
-
-
-def _base(model):
-    while hasattr(model, "module") and isinstance(model.module, torch.nn.Module):
-        model = model.module  # DDP / FSDP / DeepSpeed wrappers
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
-
-
-def attention_implementation(model) -> str:
-    return str(getattr(_base(model).config, "_attn_implementation", None) or "eager")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -235,7 +229,7 @@ def build_packed_batch(pairs: Sequence[TokenizedPair], row_groups: Sequence[Sequ
 def packed_response_logprobs(model, batch: PackedBatch) -> torch.Tensor:
     """Summed response log-probs (2n,) fp32, [chosen_1..chosen_n, rejected_1..rejected_n]: one forward over the
     packed rows, only the predicting positions projected onto the vocabulary; differentiable when grad is on."""
-    base = _base(model)
+    base = _base_model(model)
     mask = batch.attention_mask(attention_implementation(base), base.get_input_embeddings().weight.dtype)
     common = dict(input_ids=batch.input_ids, attention_mask=mask, position_ids=batch.position_ids, use_cache=False)
     if accepts_logits_to_keep(model):

@@ -32,6 +32,7 @@ study's ``prompt_lens`` masks).
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -69,6 +70,17 @@ class TokenizedPair:
     @property
     def length(self) -> int:
         return max(len(self.chosen.input_ids), len(self.rejected.input_ids))
+
+    @functools.cached_property
+    def shared_prefix(self) -> int:
+        """Tokens the chosen and rejected sequences share before the first scored token of either (the packed
+        layout computes them once); asked for several times per step, counted once."""
+        c, r = self.chosen.input_ids, self.rejected.input_ids
+        limit = min(self.chosen.response_start, self.rejected.response_start)
+        n = 0
+        while n < limit and c[n] == r[n]:
+            n += 1
+        return n
 
 
 @dataclass
@@ -157,6 +169,7 @@ class PairTokenizer:
                 pair.response_empty = pair.response_empty or enc.n_response == 0
             sides.append(enc)
         pair.chosen, pair.rejected = sides
+        pair.__dict__.pop("shared_prefix", None)  # a cached value would describe the uncut sequences
         return pair
 
     def _budget_context(self, pair: PreferencePair) -> tuple[str, bool] | None:

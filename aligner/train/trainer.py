@@ -35,14 +35,14 @@ import logging
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
 
 from aligner.core.cli import note_saved
 from aligner.core.io import ResumableJsonlWriter, write_jsonl_atomic
-from aligner.core.logprobs import accepts_logits_to_keep
+from aligner.core.logprobs import accepts_logits_to_keep, attention_implementation
 from aligner.core.models import attach_adapters, load_causal_lm, resolve_device, resolve_dtype, use_adapter
 from aligner.core.runinfo import setup_logging, write_run_config
 from aligner.train.accel import (
@@ -52,12 +52,12 @@ from aligner.train.accel import (
     reconcile_deepspeed_config,
     reset_single_process_state,
 )
-from aligner.train.checkpoints import CheckpointManager, TrainState, check_output_dir
+from aligner.train.checkpoints import LOG_FILE, CheckpointManager, TrainState, check_output_dir
 from aligner.train.config import CurriculumData, LatestRecipeData, PreferenceTrainingConfig
 from aligner.train.curriculum import CurriculumSchedule, n_stages_for, plan_stages
 from aligner.train.layouts import score_pairs
-from aligner.train.losses import LossSettings, loss_spec
-from aligner.train.packing import attention_implementation, check_packable
+from aligner.train.losses import OPTIONAL_SETTINGS, LossSettings, loss_spec
+from aligner.train.packing import check_packable, default_max_tokens
 from aligner.train.preference import (
     PairLevel,
     PairRules,
@@ -74,7 +74,7 @@ from aligner.train.tracking import log_record, start_tracker
 
 logger = logging.getLogger(__name__)
 
-TRAIN_LOG = "train_log.jsonl"
+TRAIN_LOG = LOG_FILE  # the earlier name
 
 
 @dataclass
@@ -100,12 +100,13 @@ class PreferenceTrainer:
         self.out = Path(cfg.output_dir)
         self.loss_spec = loss_spec(cfg.loss)
         self.loss_settings = LossSettings.from_config(cfg)
-        unused = [f for f, v, used_by in (("--lam", cfg.lam, ("dpop",)), ("--logit_clamp", cfg.logit_clamp, ("dpop", "sigmoid")))
-                  if v and cfg.loss not in used_by]
+        defaults = {f.name: f.default for f in fields(cfg)}
+        unused = [f"--{name}" for name in OPTIONAL_SETTINGS
+                  if name not in self.loss_spec.uses and getattr(cfg, name) != defaults[name]]
         if unused:
             logger.info("--loss %s does not use %s (set by the recipe or the command line)", cfg.loss, " or ".join(unused))
         # packed: a forward holds at most max_tokens (rows x width), a row at most max_length tokens (or one pair)
-        self.max_tokens = cfg.max_tokens_per_batch or 2 * cfg.per_device_batch_size * cfg.max_length
+        self.max_tokens = cfg.max_tokens_per_batch or default_max_tokens(cfg.per_device_batch_size, cfg.max_length)
         self.row_tokens = cfg.max_length
         self.tokens_computed = 0
         self.packing_counts = {"forwards": 0, "steps_evened_out": 0}

@@ -73,8 +73,10 @@ class TruthfulQAEvalConfig(EvalSettings, ModelSettings, BackendSettings, Adapter
                 "generated but not judged", "group": "model", "identity": "path", "phases": ("judge",)})
     output_dir: str = override(EvalSettings, "output_dir", "evaluation/results/TruthfulQA")
     data_path: str | None = field(default=None, metadata={
-        "help": "local data instead of the Hugging Face dataset: the TruthfulQA CSV, or JSON/JSONL/parquet rows in "
-                "the HF schema (question, mc1_targets, mc2_targets) (default: none = hub)", "identity": "data"})
+        "help": "local data instead of the Hugging Face dataset: a downloaded snapshot folder of it "
+                "(multiple_choice/ and generation/ parquet, read config by config as the study did), the TruthfulQA "
+                "CSV, or one JSON/JSONL/parquet file in the HF schema (question, mc1_targets, mc2_targets) (default: "
+                "none = hub)", "identity": "data"})
     hf_dataset: str = field(default=HF_DATASET, metadata={
         "help": "hub dataset with the multiple_choice and generation configs"})
     mc_inputs: str = field(default="continuation", metadata={
