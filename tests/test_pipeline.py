@@ -435,3 +435,10 @@ def test_the_world_profile_needs_no_benchmark_and_its_results_say_what_ran(tmp_p
     alone.world.pair_types = "ideal"
     text = write_results_md(alone, Pipeline(alone.output_dir), tmp_path / "none.md").read_text()
     assert "ideal-answer pairs). Held-out" in text and "ablation" not in text.split("## Stage times")[0]
+
+
+def test_the_demo_intro_states_the_warm_start_epochs_from_the_profile(tmp_path):
+    p = demo_profile(tmp_path / "out", tmp_path / "qa.json", tmp_path / "tqa.csv", tmp_path / "final_data")
+    for epochs, words in ((1.0, "`, 1 epoch)"), (2.0, "`, 2 epochs)"), (0.5, "`, 0.5 epochs)")):
+        p.warm_start["epochs"] = epochs
+        assert words in write_results_md(p, Pipeline(p.output_dir), tmp_path / "none.md").read_text()

@@ -171,7 +171,7 @@ def test_bar_chart_intervals_zero_bars_and_titles(tiny_changes, figures, tmp_pat
             for bar in bars:
                 assert bar.get_linewidth() > 0  # a zero-height bar is still drawn
     texts = [t.get_text() for t in axes[0].texts]
-    assert texts.count("0.200") == 2  # the value of each run's bar is written
+    assert texts.count("0.200 ⚠") == 2  # the value of each run's bar is written (its answers all "no")
 
 
 def test_tradeoff_panels_name_the_flow_and_say_when_inverted(figures, tmp_path):
@@ -229,3 +229,16 @@ def test_make_tables_stops_in_one_line_when_it_cannot_tell(tiny_changes, capsys,
                                 "adapter (base, other_base); pass --baseline with one of: ad, base, other_base")
     with pytest.raises(ErrorExit, match=r"no run named 'nope' under .*; pass --baseline with one of: ad, base"):
         run_cli(main, ["--results_dir", str(tiny_changes), "--baseline", "nope"])
+
+
+def test_bar_chart_marks_values_scored_from_degenerate_answers(tiny_changes, figures, tmp_path):
+    """Every HaluEval answer here is "no": its values carry " ⚠" in the figure as in the tables; MC2 (log-probs,
+    no answers) does not."""
+    report = compare(collect_results(tiny_changes), baseline="base", n_boot=100)
+    plots.plot_results(report, tmp_path / "bars.png")
+    (fig,) = figures
+    titled = {ax.get_title(): ax for ax in fig.axes if ax.get_title()}
+    halu = [t.get_text() for t in titled["HaluEval, similarity flow"].texts]
+    assert halu == ["0.200 ⚠", "0.200 ⚠"]
+    assert not any("⚠" in t.get_text() for t in titled["TruthfulQA"].texts)
+    assert "⚠" in fig._suptitle.get_text()

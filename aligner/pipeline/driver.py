@@ -69,11 +69,15 @@ def policy_description(model_dir: Path) -> str:
     return f"a {_about(n_params)}-parameter Llama policy with {_vocab_words(cfg['vocab_size'])} BPE vocabulary"
 
 
+def _epochs(n: float) -> str:
+    return f"{n:g} epoch" + ("" if n == 1 else "s")
+
+
 def _demo_intro(p: Profile) -> list[str]:
     start, n = p.warm_rows
     pairs = (" -- replaced by the downloaded `final_data/` pairs" if downloaded_pairs(p.final_data_dir) else "")
     warm = (f"- Warm start: the random tiny policy is fine-tuned first by the RAG SFT stage "
-            f"(`old_training/train_rag_sft.py --full_finetune`, {p.warm_start.get('epochs', 1):g} epoch(s)) on HaluEval rows [{start}, {start + n}), "
+            f"(`old_training/train_rag_sft.py --full_finetune`, {_epochs(p.warm_start.get('epochs', 1))}) on HaluEval rows [{start}, {start + n}), "
             "so that it answers in the format of the benchmarks; this warm-started policy is the base that the fakes, "
             "both DPOP recipes and every evaluation use." if p.warm_start else
             "- No warm start: the policy is the random tiny model.")

@@ -13,7 +13,7 @@ from aligner.core.io import DataError, ReadStats, iter_jsonl
 from aligner.eval.metrics.registry import as_float, display_name, metric_kind
 from aligner.report.bootstrap import _stable_seed, mean_ci, run_values
 from aligner.report.scoreboard import TRADEOFF_X, TRADEOFF_Y, Row, Scoreboard
-from aligner.report.tables import Change, Report
+from aligner.report.tables import Change, Report, degenerate_mark
 
 
 def _pyplot():
@@ -64,7 +64,8 @@ def plot_results(report: Report, out_png: str | os.PathLike) -> Path:
     """Grouped bars: one panel per benchmark (titled by benchmark and flow), metrics on the x axis, one bar per run,
     each with its bootstrap 95% error bar where per-sample values exist and its value written above it (a bar of
     height 0 is drawn as an outline and still reads 0.000); "*" after an adapter's value: its change against the
-    base has a 95% interval that excludes 0.
+    base has a 95% interval that excludes 0; " ⚠" after a value scored from degenerate answers (all or most
+    empty or identical, as the tables mark it).
     Counts (questions, empty answers) are left out."""
     plt = _pyplot()
     benches = [b for b in report.benchmarks if report.runs.get(b.name)]
@@ -90,8 +91,9 @@ def plot_results(report: Report, out_png: str | os.PathLike) -> Path:
             bars = ax.bar(x + (i - (len(order) - 1) / 2) * width, heights, width, label=run, color=color,
                           edgecolor=color, linewidth=1.5, yerr=err if np.any(np.isfinite(err)) else None, capsize=2,
                           error_kw={"elinewidth": 0.8, "ecolor": "black"})
-            marks = ["*" if c is not None and c.ci is not None and c.ci.excludes_zero else ""
-                     for c in _changes_for(report, bench.name, run, metrics)]
+            marks = [("*" if c is not None and c.ci is not None and c.ci.excludes_zero else "")
+                     + degenerate_mark(bench.runs[run], m)
+                     for m, c in zip(metrics, _changes_for(report, bench.name, run, metrics))]
             _draw_bar_labels(ax, bars, vals, intervals, marks)
         ax.axhline(0, color="grey", lw=0.8)
         ax.set_xticks(x)
@@ -101,7 +103,8 @@ def plot_results(report: Report, out_png: str | os.PathLike) -> Path:
         ax.set_ylim(top=1.35 * max(tops) if max(tops) > 0 else 1.0)  # room for the values written above
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
         ax.grid(axis="y", alpha=0.3)
-    fig.suptitle("every run's metrics, bootstrap 95% intervals (↓: lower is better)", fontsize=10)
+    fig.suptitle("every run's metrics, bootstrap 95% intervals (↓: lower is better; ⚠: scored from degenerate answers, "
+                 "named in RESULTS.md)", fontsize=10)
     return _save_figure(plt, fig, out_png)
 
 
